@@ -1,0 +1,451 @@
+//! `RoomActor`: one per room. Creates and configures the room, follows its occupants through
+//! the [`lifecycle`](crate::lifecycle) machine, persists every transition in order, and
+//! destroys the room when the chat is over.
+//!
+//! Errors stay inside the room: a failed kick, a refused destroy or a database outage is
+//! logged with `room=<jid>` and never reaches another room or the connection.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::channel::oneshot;
+use futures::future::{FutureExt, Shared};
+use jid::{BareJid, Jid};
+
+use crate::lifecycle::{Action, Departure, Event};
+use crate::model::CloseReason;
+use crate::store::{self, NewRoom, RoomChange, Store};
+use crate::xmpp::form::{self, RoomSettings};
+use crate::xmpp::muc::{self, MucStatus, PresenceKind, RoomPresence};
+use crate::xmpp::{IqError, XmppHandle};
+
+use super::pool::{PoolActor, RoomFinished};
+use super::supervisor::{SupervisorActor, UnregisterRoom};
+use super::writer::RoomWriter;
+
+/// What every room needs to know, shared by all rooms.
+#[derive(Debug, Clone)]
+pub struct RoomContext {
+    /// The XMPP connection.
+    pub xmpp: XmppHandle,
+    /// The database.
+    pub store: Store,
+    /// The bot's bare JID: the owner recorded on every row.
+    pub bot_jid: String,
+    /// The bot's nick in rooms.
+    pub nick: String,
+    /// Most people allowed inside at once, the bot not counted.
+    pub max_chatters: u32,
+    /// Messages of history a room replays.
+    pub history_length: u32,
+    /// Deadline for the room's answer to the bot's join.
+    pub join_timeout: Duration,
+    /// Cap of the backoff between database retries.
+    pub retry_max: Duration,
+    /// Where rooms report that they are ready or finished.
+    pub pool: Addr<PoolActor>,
+    /// Where rooms deregister when they stop.
+    pub supervisor: Addr<SupervisorActor>,
+}
+
+/// Where a room is, from the actor's point of view.
+#[derive(Debug)]
+enum Phase {
+    /// Joining and configuring; no row yet.
+    Creating,
+    /// Recorded and followed by the lifecycle machine.
+    Active {
+        room_id: i64,
+        machine: crate::lifecycle::Room,
+    },
+    /// Closed (or failed); destroying on the server and flushing writes.
+    Finishing,
+}
+
+/// The actor of one room.
+pub struct RoomActor {
+    ctx: Arc<RoomContext>,
+    jid: BareJid,
+    password: String,
+    phase: Phase,
+    /// Waiting for the bot's own presence (or an error) answering its join.
+    join_waiter: Option<oneshot::Sender<RoomPresence>>,
+    /// People seen in the room before it was recorded: intruders, kicked once it is ready.
+    early: BTreeSet<String>,
+    writer: Option<RoomWriter>,
+    /// Resolves once the room has finished (destroyed, writes flushed), for shutdown.
+    finished: Option<Shared<oneshot::Receiver<()>>>,
+}
+
+/// A presence from this room, routed by the supervisor.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct PresenceForRoom(pub RoomPresence);
+
+/// The bot is shutting down: close the room if it is unused; answer when its writes are
+/// flushed.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ShutdownRoom;
+
+/// Why creating a room failed.
+#[derive(Debug, thiserror::Error)]
+enum CreateError {
+    #[error("join refused: {0}")]
+    JoinRefused(String),
+    #[error("no answer to the join within {0:?}")]
+    JoinTimeout(Duration),
+    #[error("the room already existed (no status 201): left it, a new name will be used")]
+    NameTaken,
+    #[error("configuration: {0}")]
+    Iq(#[from] IqError),
+    #[error("configuration: {0}")]
+    Form(#[from] form::FormError),
+    #[error("configuration: the owner query returned no form")]
+    NoForm,
+    #[error("database: {0}")]
+    Store(#[from] store::StoreError),
+}
+
+impl RoomActor {
+    /// A new room with a fresh unguessable name and password (128 bits each from the OS
+    /// CSPRNG, base32), created as soon as the actor starts.
+    pub fn new_room(ctx: Arc<RoomContext>, service: &BareJid, prefix: &str) -> RoomActor {
+        let name = format!("{prefix}{}", random_token());
+        let jid = BareJid::new(&format!("{name}@{service}")).expect("prefix validated by config");
+        RoomActor {
+            ctx,
+            jid,
+            password: random_token(),
+            phase: Phase::Creating,
+            join_waiter: None,
+            early: BTreeSet::new(),
+            writer: None,
+            finished: None,
+        }
+    }
+
+    /// The room's bare JID (the routing key).
+    pub fn jid(&self) -> &BareJid {
+        &self.jid
+    }
+
+    fn room(&self) -> &str {
+        self.jid.as_str()
+    }
+
+    /// Handles a presence while the room is being created.
+    fn presence_while_creating(&mut self, p: RoomPresence) {
+        let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
+        if own || matches!(p.kind, PresenceKind::Error { .. }) {
+            if let Some(waiter) = self.join_waiter.take() {
+                let _ = waiter.send(p);
+            }
+            return;
+        }
+        if let Some(nick) = p.nick {
+            match p.kind {
+                PresenceKind::Available => self.early.insert(nick),
+                _ => self.early.remove(&nick),
+            };
+        }
+    }
+
+    /// Turns a presence of an active room into lifecycle events and runs them.
+    fn presence_while_active(&mut self, p: RoomPresence, ctx: &mut Context<Self>) {
+        if p.destroyed.is_some() && (p.nick.is_none() || p.is_self()) {
+            log::warn!(room = self.room(); "room destroyed by somebody else");
+            self.run(Event::Vanished, ctx);
+            return;
+        }
+        if p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str()) {
+            if p.kind == PresenceKind::Unavailable {
+                log::warn!(room = self.room(); "the bot was removed from the room");
+                self.run(Event::Vanished, ctx);
+            }
+            return;
+        }
+        let Some(nick) = p.nick.clone() else {
+            log::debug!(room = self.room(); "presence from the room itself ignored");
+            return;
+        };
+        let event = match &p.kind {
+            PresenceKind::Available => Event::Entered { nick },
+            PresenceKind::Unavailable if p.has(MucStatus::NickChanged) => {
+                match p.item.as_ref().and_then(|i| i.nick.clone()) {
+                    Some(new) => Event::NickChanged { old: nick, new },
+                    None => Event::Left {
+                        nick,
+                        how: Departure::Left,
+                    },
+                }
+            }
+            PresenceKind::Unavailable => Event::Left {
+                nick,
+                how: departure(&p),
+            },
+            PresenceKind::Error { condition } => {
+                log::warn!(room = self.room(); "error presence from the room: {condition}");
+                return;
+            }
+        };
+        self.run(event, ctx);
+    }
+
+    /// One lifecycle step and its actions, in order.
+    fn run(&mut self, event: Event, ctx: &mut Context<Self>) {
+        let Phase::Active { room_id, machine } = &mut self.phase else {
+            return;
+        };
+        let room_id = *room_id;
+        let actions = machine.step(event);
+        for action in actions {
+            match action {
+                Action::Record(r) => {
+                    log::info!(room = self.jid.as_str();
+                        "{} {}→{}{} ({})", r.kind, r.from, r.to,
+                        r.nick.as_deref().map(|n| format!(" nick={n}")).unwrap_or_default(), r.detail);
+                    if let Some(writer) = &self.writer {
+                        writer.push(RoomChange {
+                            room_id,
+                            kind: r.kind,
+                            from: r.from,
+                            to: r.to,
+                            at: store::now(),
+                            nick: r.nick,
+                            role: r.role,
+                            detail: r.detail,
+                            set_staff_nick: r.set_staff_nick,
+                            set_client_nick: r.set_client_nick,
+                            close_reason: r.close_reason,
+                        });
+                    }
+                }
+                Action::Kick { nick, reason } => self.kick(nick, reason),
+                Action::Destroy { reason } => {
+                    self.finish(Some(reason), ctx);
+                    return;
+                }
+            }
+        }
+        if matches!(&self.phase, Phase::Active { machine, .. } if machine.status == crate::model::RoomStatus::Closed)
+        {
+            self.finish(None, ctx); // closed without a destroy (vanished)
+        } else {
+            self.ctx.pool.do_send(super::pool::Replenish);
+        }
+    }
+
+    fn kick(&self, nick: String, reason: String) {
+        let xmpp = self.ctx.xmpp.clone();
+        let room = self.jid.clone();
+        actix::spawn(async move {
+            if let Err(error) = xmpp.set(Jid::from(room.clone()), muc::kick(&nick, &reason)).await {
+                log::warn!(room = room.as_str(); "kick of {nick} failed: {error}");
+            }
+        });
+    }
+
+    /// Destroys the room on the server (when `destroy` is given), flushes the writes, tells
+    /// the pool and the supervisor, and stops.
+    fn finish(&mut self, destroy: Option<CloseReason>, ctx: &mut Context<Self>) {
+        self.phase = Phase::Finishing;
+        let (done, finished) = oneshot::channel();
+        self.finished = Some(finished.shared());
+        let xmpp = self.ctx.xmpp.clone();
+        let room = self.jid.clone();
+        let flushed = self.writer.as_mut().map(RoomWriter::finish);
+        let fut = async move {
+            if let Some(reason) = destroy {
+                let text = format!("This chat is closed ({reason}).");
+                if let Err(error) = xmpp.set(Jid::from(room.clone()), muc::destroy(&text)).await {
+                    log::warn!(room = room.as_str(); "destroying the room failed: {error}");
+                } else {
+                    log::info!(room = room.as_str(); "room destroyed on the server");
+                }
+            }
+            if let Some(flushed) = flushed {
+                flushed.await;
+            }
+        };
+        ctx.wait(fut.into_actor(self).map(|(), act, ctx| {
+            act.ctx.supervisor.do_send(UnregisterRoom(act.jid.clone()));
+            act.ctx.pool.do_send(RoomFinished { ready: false });
+            let _ = done.send(());
+            ctx.stop();
+        }));
+    }
+}
+
+/// How an occupant left, from the status codes of their unavailable presence.
+fn departure(p: &RoomPresence) -> Departure {
+    if p.has(MucStatus::Kicked) {
+        Departure::Kicked
+    } else if p.has(MucStatus::Banned) {
+        Departure::Banned
+    } else if p.has(MucStatus::ServiceShutdown) {
+        Departure::ServiceShutdown
+    } else if p.has(MucStatus::ConnectionLost) {
+        Departure::ConnectionLost
+    } else if p.has(MucStatus::AffiliationChanged) || p.has(MucStatus::MembersOnly) {
+        Departure::Removed
+    } else {
+        Departure::Left
+    }
+}
+
+/// 128 random bits from the OS-seeded CSPRNG, as 26 lowercase base32 characters: valid in
+/// a JID localpart and easy to read aloud to support staff.
+pub fn random_token() -> String {
+    use rand::RngExt;
+    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
+    let mut bits: u128 = rand::rng().random();
+    (0..26)
+        .map(|_| {
+            let c = ALPHABET[(bits & 31) as usize] as char;
+            bits >>= 5;
+            c
+        })
+        .collect()
+}
+
+/// Joins, configures, verifies and records a new room; returns the row id.
+async fn create(
+    ctx: Arc<RoomContext>,
+    jid: BareJid,
+    password: String,
+    joined: oneshot::Receiver<RoomPresence>,
+) -> Result<i64, CreateError> {
+    ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
+    let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
+        Ok(Ok(p)) => p,
+        _ => return Err(CreateError::JoinTimeout(ctx.join_timeout)),
+    };
+    if let PresenceKind::Error { condition } = presence.kind {
+        return Err(CreateError::JoinRefused(condition));
+    }
+    if !presence.has(MucStatus::RoomCreated) {
+        ctx.xmpp.send(muc::leave(&jid, &ctx.nick));
+        return Err(CreateError::NameTaken);
+    }
+    let room = Jid::from(jid.clone());
+    let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
+    let offered = form::parse_offered(&offered.ok_or(CreateError::NoForm)?)?;
+    let settings = RoomSettings {
+        password: password.clone(),
+        history_length: ctx.history_length,
+        max_users: ctx.max_chatters + 1,
+    };
+    ctx.xmpp.set(room.clone(), form::submit(&offered, &settings)?).await?;
+    let info = ctx
+        .xmpp
+        .get(room, minidom::Element::builder("query", form::NS_DISCO_INFO).build())
+        .await?;
+    form::verify_features(&info.ok_or(CreateError::NoForm)?)?;
+    let row = ctx
+        .store
+        .create_room(&NewRoom {
+            jid: jid.to_string(),
+            password,
+            bot_jid: ctx.bot_jid.clone(),
+            at: store::now(),
+        })
+        .await?;
+    Ok(row.id)
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        log::debug!(room = self.room(); "creating room");
+        let (waiter, joined) = oneshot::channel();
+        self.join_waiter = Some(waiter);
+        let fut = create(self.ctx.clone(), self.jid.clone(), self.password.clone(), joined);
+        ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
+            Ok(room_id) => {
+                log::info!(room = act.room(); "room configured and recorded as available (id {room_id})");
+                act.writer = Some(RoomWriter::start(
+                    act.ctx.store.clone(),
+                    act.jid.to_string(),
+                    act.ctx.retry_max,
+                ));
+                act.phase = Phase::Active {
+                    room_id,
+                    machine: crate::lifecycle::Room::new(act.ctx.max_chatters as usize),
+                };
+                act.ctx.pool.do_send(RoomFinished { ready: true });
+                for nick in std::mem::take(&mut act.early) {
+                    log::warn!(room = act.room(); "{nick} entered before the room was recorded: kicking");
+                    act.kick(nick, "This room is not open yet.".to_owned());
+                }
+            }
+            Err(error) => {
+                log::warn!(room = act.room(); "room creation failed: {error}");
+                let destroy = !matches!(
+                    error,
+                    CreateError::NameTaken | CreateError::JoinRefused(_) | CreateError::JoinTimeout(_)
+                );
+                act.phase = Phase::Finishing;
+                let xmpp = act.ctx.xmpp.clone();
+                let room = act.jid.clone();
+                ctx.wait(
+                    async move {
+                        if destroy {
+                            let _ = xmpp.set(Jid::from(room), muc::destroy("configuration failed")).await;
+                        }
+                    }
+                    .into_actor(act)
+                    .map(|(), act, ctx| {
+                        act.ctx.supervisor.do_send(UnregisterRoom(act.jid.clone()));
+                        act.ctx.pool.do_send(super::pool::CreationFailed);
+                        ctx.stop();
+                    }),
+                );
+            }
+        }));
+    }
+}
+
+impl Handler<PresenceForRoom> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: PresenceForRoom, ctx: &mut Self::Context) {
+        match self.phase {
+            Phase::Creating => self.presence_while_creating(msg.0),
+            Phase::Active { .. } => self.presence_while_active(msg.0, ctx),
+            Phase::Finishing => {}
+        }
+    }
+}
+
+impl Handler<ShutdownRoom> for RoomActor {
+    type Result = ResponseFuture<()>;
+
+    fn handle(&mut self, _: ShutdownRoom, ctx: &mut Self::Context) -> Self::Result {
+        self.run(Event::Shutdown, ctx);
+        // Unused rooms are now finishing; rooms with people stay open on the server and only
+        // their pending writes are flushed.
+        match self.phase {
+            Phase::Active { .. } => {
+                let flushed = self.writer.as_mut().map(RoomWriter::finish);
+                Box::pin(async move {
+                    if let Some(flushed) = flushed {
+                        flushed.await;
+                    }
+                })
+            }
+            Phase::Finishing => {
+                let finished = self.finished.clone();
+                Box::pin(async move {
+                    if let Some(finished) = finished {
+                        let _ = finished.await;
+                    }
+                })
+            }
+            Phase::Creating => Box::pin(async {}),
+        }
+    }
+}

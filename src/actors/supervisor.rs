@@ -1,0 +1,269 @@
+//! `SupervisorActor`: owns the XMPP session on behalf of the other actors.
+//!
+//! It receives everything the connection task reports, routes each room presence to that
+//! room's actor by the room's bare JID, answers pings and disco#info queries addressed to
+//! the bot, starts the pool, and carries out the shutdown. A stanza it cannot read is
+//! logged and dropped; it never stops the bot.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use actix::prelude::*;
+use futures::channel::{mpsc, oneshot};
+use jid::{BareJid, Jid};
+use minidom::Element;
+use xmpp_parsers::iq::Iq;
+use xmpp_parsers::presence::Presence;
+use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+use tokio_xmpp::Stanza;
+
+use crate::store::Store;
+use crate::xmpp::form::NS_DISCO_INFO;
+use crate::xmpp::muc::parse_room_presence;
+use crate::xmpp::{XmppEvent, XmppHandle};
+
+use super::pool::{PoolActor, PoolSettings, RoomContextBase, StopCreating};
+use super::room::{PresenceForRoom, RoomActor, ShutdownRoom};
+
+/// Why the supervisor gave up; the process exits non-zero with this.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Fatal {
+    /// The server refused the bot's credentials on a reconnect.
+    #[error("XMPP login failed: {0}")]
+    LoginFailed(String),
+    /// The XMPP stream ended without the bot asking for it.
+    #[error("the XMPP stream ended unexpectedly")]
+    StreamEnded,
+}
+
+/// The supervisor actor.
+pub struct SupervisorActor {
+    xmpp: XmppHandle,
+    events: Option<mpsc::UnboundedReceiver<XmppEvent>>,
+    store: Store,
+    bot_jid: BareJid,
+    pool_settings: PoolSettings,
+    room_base: RoomContextBase,
+    pool: Option<Addr<PoolActor>>,
+    rooms: HashMap<BareJid, Addr<RoomActor>>,
+    fatal: Option<oneshot::Sender<Fatal>>,
+    shutting_down: bool,
+}
+
+impl SupervisorActor {
+    /// A supervisor for an XMPP session that is already online.
+    ///
+    /// `fatal` is told when the bot cannot go on (the process then exits non-zero).
+    pub fn new(
+        xmpp: XmppHandle,
+        events: mpsc::UnboundedReceiver<XmppEvent>,
+        store: Store,
+        bot_jid: BareJid,
+        pool_settings: PoolSettings,
+        room_base: RoomContextBase,
+        fatal: oneshot::Sender<Fatal>,
+    ) -> SupervisorActor {
+        SupervisorActor {
+            xmpp,
+            events: Some(events),
+            store,
+            bot_jid,
+            pool_settings,
+            room_base,
+            pool: None,
+            rooms: HashMap::new(),
+            fatal: Some(fatal),
+            shutting_down: false,
+        }
+    }
+
+    fn give_up(&mut self, why: Fatal, ctx: &mut Context<Self>) {
+        log::error!("{why}");
+        if let Some(fatal) = self.fatal.take() {
+            let _ = fatal.send(why);
+        }
+        ctx.stop();
+    }
+
+    fn stanza(&mut self, stanza: Stanza) {
+        match stanza {
+            Stanza::Presence(presence) => self.presence(presence),
+            Stanza::Iq(iq) => self.iq(iq),
+            // The bot reads no messages and stores no bodies; nothing to do.
+            Stanza::Message(_) => {}
+        }
+    }
+
+    fn presence(&mut self, presence: Presence) {
+        let Some(from) = presence.from.as_ref() else {
+            return;
+        };
+        let room = from.to_bare();
+        let Some(addr) = self.rooms.get(&room) else {
+            log::debug!("presence from {from}, which is no room of ours: ignored");
+            return;
+        };
+        match parse_room_presence(&presence) {
+            Ok(parsed) => addr.do_send(PresenceForRoom(parsed)),
+            Err(error) => {
+                log::warn!(room = room.as_str(); "unreadable presence from {from} ignored: {error}")
+            }
+        }
+    }
+
+    /// Answers requests addressed to the bot: XEP-0199 ping, XEP-0030 disco#info; anything
+    /// else gets `service-unavailable` as RFC 6120 asks.
+    fn iq(&mut self, iq: Iq) {
+        let (from, id, payload, is_get) = match iq {
+            Iq::Get { from, id, payload, .. } => (from, id, payload, true),
+            Iq::Set { from, id, payload, .. } => (from, id, payload, false),
+            _ => return, // late answers to requests that already timed out
+        };
+        let reply = if is_get && payload.is("ping", xmpp_parsers::ns::PING) {
+            Iq::Result { from: None, to: from, id, payload: None }
+        } else if is_get && payload.is("query", NS_DISCO_INFO) {
+            let info = Element::builder("query", NS_DISCO_INFO)
+                .append(
+                    Element::builder("identity", NS_DISCO_INFO)
+                        .attr(minidom::rxml::xml_ncname!("category").to_owned(), "client")
+                        .attr(minidom::rxml::xml_ncname!("type").to_owned(), "bot")
+                        .attr(minidom::rxml::xml_ncname!("name").to_owned(), "helpim-bot"),
+                )
+                .append(feature(NS_DISCO_INFO))
+                .append(feature(xmpp_parsers::ns::PING))
+                .build();
+            Iq::Result { from: None, to: from, id, payload: Some(info) }
+        } else {
+            let error = StanzaError::new(
+                ErrorType::Cancel,
+                DefinedCondition::ServiceUnavailable,
+                "en",
+                "helpim-bot does not offer this service",
+            );
+            Iq::Error { from: None, to: from, id, error, payload: None }
+        };
+        self.xmpp.send(reply);
+    }
+
+    fn send_presence(&self) {
+        self.xmpp.send(Presence::available());
+    }
+}
+
+fn feature(var: &str) -> Element {
+    Element::builder("feature", NS_DISCO_INFO)
+        .attr(minidom::rxml::xml_ncname!("var").to_owned(), var)
+        .build()
+}
+
+impl Actor for SupervisorActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(events) = self.events.take() {
+            ctx.add_stream(events);
+        }
+        self.send_presence();
+        let pool = PoolActor::new(
+            self.pool_settings.clone(),
+            self.store.clone(),
+            self.bot_jid.to_string(),
+            ctx.address(),
+            self.room_base.clone(),
+        );
+        self.pool = Some(pool.start());
+    }
+}
+
+impl StreamHandler<XmppEvent> for SupervisorActor {
+    fn handle(&mut self, event: XmppEvent, ctx: &mut Self::Context) {
+        match event {
+            XmppEvent::Online { bound_jid, .. } => {
+                log::warn!("XMPP session re-established as {bound_jid}");
+                self.send_presence();
+            }
+            XmppEvent::Suspended => log::warn!("XMPP connection lost; reconnecting"),
+            XmppEvent::LoginFailed { error, fatal: true } => {
+                self.give_up(Fatal::LoginFailed(error), ctx)
+            }
+            XmppEvent::LoginFailed { error, .. } => log::warn!("XMPP reconnect failed: {error}"),
+            XmppEvent::Stanza(stanza) => self.stanza(*stanza),
+            XmppEvent::Closed if self.shutting_down => {}
+            XmppEvent::Closed => self.give_up(Fatal::StreamEnded, ctx),
+        }
+    }
+
+    fn finished(&mut self, ctx: &mut Self::Context) {
+        if !self.shutting_down {
+            self.give_up(Fatal::StreamEnded, ctx);
+        }
+    }
+}
+
+/// Start a room actor and route its room's stanzas to it (sent by the pool). The route
+/// exists before the actor sends its join, so no answer can arrive unrouted.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct SpawnRoom(pub RoomActor);
+
+/// A room actor stopped: stop routing to it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct UnregisterRoom(pub BareJid);
+
+/// Shut down: stop creating rooms, close unused rooms, flush every room's writes, end the
+/// XMPP stream; answers when done or after `deadline`.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Shutdown {
+    /// Bound on the whole shutdown.
+    pub deadline: Duration,
+}
+
+impl Handler<SpawnRoom> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: SpawnRoom, _: &mut Self::Context) {
+        let jid = msg.0.jid().clone();
+        let addr = msg.0.start();
+        self.rooms.insert(jid, addr);
+    }
+}
+
+impl Handler<UnregisterRoom> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: UnregisterRoom, _: &mut Self::Context) {
+        self.rooms.remove(&msg.0);
+    }
+}
+
+impl Handler<Shutdown> for SupervisorActor {
+    type Result = ResponseActFuture<Self, ()>;
+
+    fn handle(&mut self, msg: Shutdown, _: &mut Self::Context) -> Self::Result {
+        self.shutting_down = true;
+        if let Some(pool) = &self.pool {
+            pool.do_send(StopCreating);
+        }
+        let rooms: Vec<_> = self.rooms.values().cloned().collect();
+        let xmpp = self.xmpp.clone();
+        let deadline = msg.deadline;
+        Box::pin(
+            async move {
+                let all = futures::future::join_all(rooms.iter().map(|r| r.send(ShutdownRoom)));
+                if tokio::time::timeout(deadline, all).await.is_err() {
+                    log::warn!("shutdown: some rooms did not finish within {deadline:?}");
+                }
+                xmpp.close(Duration::from_secs(3)).await;
+            }
+            .into_actor(self)
+            .map(|(), _, ctx| ctx.stop()),
+        )
+    }
+}
+
+/// Re-export for the app: the bot's own JID as a routing-free helper.
+pub fn bot_jid_of(jid: &Jid) -> BareJid {
+    jid.to_bare()
+}

@@ -1,0 +1,87 @@
+//! One ordered writer per room: a room's database writes never overtake each other.
+//!
+//! With a connection pool (PostgreSQL, MariaDB) two writes launched one after the other can
+//! commit in the opposite order. Each room therefore hands its changes to its own task,
+//! which applies them strictly one at a time. A write that fails because the database is
+//! unreachable is retried with backoff, in place, so later changes wait behind it: when the
+//! database comes back every pending change lands, in order. The actor never waits for the
+//! database, so the room keeps following its XMPP dialogue meanwhile.
+
+use std::time::Duration;
+
+use futures::channel::{mpsc, oneshot};
+use futures::StreamExt;
+
+use crate::store::{RoomChange, Store, StoreError};
+
+/// The sending side of a room's write queue.
+#[derive(Debug)]
+pub struct RoomWriter {
+    queue: Option<mpsc::UnboundedSender<RoomChange>>,
+    flushed: Option<oneshot::Receiver<()>>,
+}
+
+impl RoomWriter {
+    /// Starts the writer task for one room.
+    pub fn start(store: Store, room: String, retry_max: Duration) -> RoomWriter {
+        let (queue, changes) = mpsc::unbounded();
+        let (done, flushed) = oneshot::channel();
+        tokio::spawn(async move {
+            write_in_order(store, room, changes, retry_max).await;
+            let _ = done.send(());
+        });
+        RoomWriter {
+            queue: Some(queue),
+            flushed: Some(flushed),
+        }
+    }
+
+    /// Queues a change behind every change queued before it.
+    pub fn push(&self, change: RoomChange) {
+        if let Some(queue) = &self.queue {
+            // The task lives until the queue is closed, so this cannot fail before `finish`.
+            let _ = queue.unbounded_send(change);
+        }
+    }
+
+    /// Closes the queue; the returned future resolves when every queued change is written.
+    pub fn finish(&mut self) -> impl Future<Output = ()> + 'static {
+        self.queue.take();
+        let flushed = self.flushed.take();
+        async move {
+            if let Some(flushed) = flushed {
+                let _ = flushed.await;
+            }
+        }
+    }
+}
+
+/// Applies changes one at a time; retries transient failures with capped exponential backoff.
+async fn write_in_order(
+    store: Store,
+    room: String,
+    mut changes: mpsc::UnboundedReceiver<RoomChange>,
+    retry_max: Duration,
+) {
+    while let Some(change) = changes.next().await {
+        let mut delay = Duration::from_millis(100);
+        loop {
+            match store.apply(&change).await {
+                Ok(()) => break,
+                Err(StoreError::Conflict { .. }) | Err(StoreError::BadRow { .. }) => {
+                    // Not transient: somebody else changed the row. Retrying cannot help.
+                    log::error!(room = room.as_str();
+                        "database row disagrees with the bot; change {} {}→{} not written",
+                        change.kind, change.from, change.to);
+                    break;
+                }
+                Err(error) => {
+                    log::warn!(room = room.as_str();
+                        "database write failed ({error}); retrying in {delay:?}");
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(retry_max);
+                }
+            }
+        }
+    }
+}

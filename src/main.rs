@@ -1,0 +1,166 @@
+//! The `helpim-bot` command: runs the bot, or helps an operator look at its rooms.
+//!
+//! Exit codes (for process supervisors, see `config/helpim-bot.service`):
+//! - 0: stopped cleanly (SIGTERM/SIGINT), or the command succeeded;
+//! - 1: a runtime failure (database, XMPP server unreachable or lost): restart me;
+//! - 2: bad command line or configuration: restarting will not help.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use helpim_bot::config::{Config, ConfigError};
+use helpim_bot::model::RoomStatus;
+use helpim_bot::store::RoomFilter;
+
+/// The room-managing XMPP bot of an online helpline.
+#[derive(Parser, Debug)]
+#[command(version, about, long_about = None)]
+struct Cli {
+    /// The configuration file (see config/helpim-bot.example.toml).
+    #[arg(long, short, global = true, env = "HELPIM_CONFIG",
+          default_value = "/etc/helpim-bot/helpim-bot.toml")]
+    config: PathBuf,
+    /// What to do; without a command the bot runs.
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+/// The subcommands.
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Run the bot (the default).
+    Run,
+    /// Validate the configuration file and exit.
+    CheckConfig,
+    /// Bring the database schema up to date and exit.
+    Migrate,
+    /// List rooms with their status.
+    Rooms {
+        /// Only rooms with this status (available, staff_waiting, chatting, one_left, closed).
+        #[arg(long)]
+        status: Option<RoomStatus>,
+        /// Also print each room's password (to join it from an ordinary XMPP client).
+        #[arg(long)]
+        passwords: bool,
+    },
+    /// Print one room's transitions with timestamps and reasons.
+    History {
+        /// The room's JID or its numeric id.
+        room: String,
+    },
+}
+
+/// A failure with the exit code it maps to.
+struct Failure {
+    code: u8,
+    error: anyhow::Error,
+}
+
+impl<E: Into<anyhow::Error>> From<E> for Failure {
+    fn from(error: E) -> Self {
+        Failure { code: 1, error: error.into() }
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => {
+            eprintln!("helpim-bot: error: {}", failure.error);
+            for cause in failure.error.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(failure.code)
+        }
+    }
+}
+
+fn load(path: &std::path::Path) -> Result<Config, Failure> {
+    Config::load(path).map_err(|e: ConfigError| Failure { code: 2, error: e.into() })
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let config = load(&cli.config)?;
+    match cli.command.unwrap_or(Command::Run) {
+        Command::CheckConfig => {
+            println!("{}: valid", cli.config.display());
+            println!("{}", config.summary());
+            Ok(())
+        }
+        Command::Run => {
+            helpim_bot::logging::init(config.logging.level, config.logging.room_dir.clone());
+            actix_rt::System::new().block_on(helpim_bot::app::run(config, shutdown_signal()))?;
+            Ok(())
+        }
+        Command::Migrate => block_on(async {
+            helpim_bot::app::open_store(&config).await?;
+            println!("database schema is up to date");
+            Ok(())
+        }),
+        Command::Rooms { status, passwords } => block_on(async {
+            let store = helpim_bot::app::open_store(&config).await?;
+            let filter = RoomFilter { status, bot_jid: None };
+            let rooms = store.rooms(&filter).await?;
+            for room in &rooms {
+                let pw = if passwords { format!(" password={}", room.password) } else { String::new() };
+                println!(
+                    "{:>6} {:<13} {} staff={} client={} since={}{pw}",
+                    room.id,
+                    room.status,
+                    room.jid,
+                    room.staff_nick.as_deref().unwrap_or("-"),
+                    room.client_nick.as_deref().unwrap_or("-"),
+                    room.status_changed_at.to_rfc3339(),
+                );
+            }
+            eprintln!("{} room(s)", rooms.len());
+            Ok(())
+        }),
+        Command::History { room } => block_on(async {
+            let store = helpim_bot::app::open_store(&config).await?;
+            let found = match room.parse::<i64>() {
+                Ok(id) => store.room(id).await?,
+                Err(_) => store.room_by_jid(&room).await?,
+            };
+            let Some(found) = found else {
+                return Err(Failure { code: 1, error: anyhow::anyhow!("no room {room:?} in the database") });
+            };
+            println!("room {} ({}), now {}", found.jid, found.id, found.status);
+            for e in store.events(found.id).await? {
+                println!(
+                    "{} {:<13} {:>13} → {:<13} {}{}{}",
+                    e.at.to_rfc3339(),
+                    e.kind,
+                    e.from_status.map(|s| s.as_str()).unwrap_or("-"),
+                    e.to_status,
+                    e.nick.as_deref().map(|n| format!("nick={n} ")).unwrap_or_default(),
+                    e.role.map(|r| format!("role={r} ")).unwrap_or_default(),
+                    e.detail,
+                );
+            }
+            Ok(())
+        }),
+    }
+}
+
+/// Runs a one-off command on a small runtime.
+fn block_on(fut: impl std::future::Future<Output = Result<(), Failure>>) -> Result<(), Failure> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?
+        .block_on(fut)
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("install SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("install SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => log::info!("SIGTERM received"),
+        _ = int.recv() => log::info!("SIGINT received"),
+    }
+}

@@ -1,0 +1,188 @@
+//! The vocabulary shared by the lifecycle, the store, the CLI and the web-app contract.
+//!
+//! Every enum here has a string form that is stored in the database and read by the web
+//! application, so the strings are part of the contract: they never change meaning.
+//! Parsing a string that is not one of them is an error that names the bad value, so a
+//! damaged database row is reported, never guessed at.
+
+use std::fmt;
+use std::str::FromStr;
+
+/// A string from the database (or the command line) that is not one of the contract's values.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{value:?} is not a valid {what} (expected one of: {expected})")]
+pub struct UnknownValue {
+    /// Which kind of value was being parsed (`room status`, `close reason`, ...).
+    pub what: &'static str,
+    /// The offending text, as found.
+    pub value: String,
+    /// The accepted spellings, comma separated.
+    pub expected: &'static str,
+}
+
+/// Declares a string-backed enum with `as_str`, `Display`, `FromStr` and `ALL`, so that the
+/// contract strings are written exactly once.
+macro_rules! string_enum {
+    (
+        $(#[$meta:meta])*
+        $name:ident, $what:literal {
+            $( $(#[$vmeta:meta])* $variant:ident => $text:literal ),+ $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name {
+            $( $(#[$vmeta])* $variant ),+
+        }
+
+        impl $name {
+            /// Every value, in declaration order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The contract string of this value.
+            pub const fn as_str(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+
+        impl FromStr for $name {
+            type Err = UnknownValue;
+
+            fn from_str(s: &str) -> Result<Self, Self::Err> {
+                match s {
+                    $($text => Ok($name::$variant),)+
+                    _ => Err(UnknownValue {
+                        what: $what,
+                        value: s.to_owned(),
+                        expected: concat!($($text, " "),+),
+                    }),
+                }
+            }
+        }
+    };
+}
+
+string_enum! {
+    /// Where a room is in its life; stored in `room.status`.
+    ///
+    /// The web application reads this column: `available` rooms may be claimed for staff,
+    /// `staff_waiting` rooms may be claimed for a client.
+    RoomStatus, "room status" {
+        /// Configured on the server, password set, nobody inside yet.
+        Available => "available",
+        /// The first person (staff) is inside and waiting for a client.
+        StaffWaiting => "staff_waiting",
+        /// Two people are inside.
+        Chatting => "chatting",
+        /// The chat had two people and one has left.
+        OneLeft => "one_left",
+        /// Everybody left (or the room was lost); the room is destroyed on the server.
+        Closed => "closed",
+    }
+}
+
+string_enum! {
+    /// Why a room was closed; stored in `room.close_reason` and used for statistics.
+    CloseReason, "close reason" {
+        /// Staff and client chatted and both left.
+        Completed => "completed",
+        /// Staff left before any client came.
+        NoClient => "no_client",
+        /// The last person stayed alone longer than `timeouts.one_left_secs`.
+        Timeout => "timeout",
+        /// The room disappeared from the server (server restart, crash) or could not be
+        /// recovered.
+        Lost => "lost",
+        /// The bot shut down and destroyed the room while it was still unused.
+        Shutdown => "shutdown",
+        /// The server or the bot hit an error that made the room unusable.
+        Error => "error",
+    }
+}
+
+string_enum! {
+    /// What happened in a `room_event` row; statistics are computed from these.
+    EventKind, "event kind" {
+        /// The room was configured on the server and recorded as `available`.
+        Created => "created",
+        /// A person entered the room.
+        Entered => "entered",
+        /// A person left the room (the detail says how: left, kicked, banned, ...).
+        Left => "left",
+        /// A person came back with the same nick after losing the connection.
+        Rejoined => "rejoined",
+        /// A person changed nick; the same person, no status change.
+        NickChanged => "nick_changed",
+        /// The bot kicked somebody (over the occupant limit, or without a claim).
+        Kicked => "kicked",
+        /// The web application claimed the room for staff.
+        StaffClaimed => "staff_claimed",
+        /// The web application claimed the room for a client.
+        ClientClaimed => "client_claimed",
+        /// A claim nobody used in time was released.
+        ClaimExpired => "claim_expired",
+        /// The room was closed (the row's `close_reason` says why).
+        Closed => "closed",
+        /// The bot found the room in a different state on the server and corrected the row.
+        Reconciled => "reconciled",
+    }
+}
+
+string_enum! {
+    /// The part a person plays in a room.
+    Role, "role" {
+        /// The helpline's staff member: the first person in the room.
+        Staff => "staff",
+        /// The help seeker: the second person in the room.
+        Client => "client",
+        /// Somebody who had no business in the room (over the limit, or without a claim).
+        Intruder => "intruder",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_status_round_trips_through_its_string() {
+        for status in RoomStatus::ALL {
+            assert_eq!(status.as_str().parse::<RoomStatus>(), Ok(*status));
+        }
+        for reason in CloseReason::ALL {
+            assert_eq!(reason.as_str().parse::<CloseReason>(), Ok(*reason));
+        }
+        for kind in EventKind::ALL {
+            assert_eq!(kind.as_str().parse::<EventKind>(), Ok(*kind));
+        }
+        for role in Role::ALL {
+            assert_eq!(role.as_str().parse::<Role>(), Ok(*role));
+        }
+    }
+
+    #[test]
+    fn contract_strings_are_exactly_the_documented_ones() {
+        let strings: Vec<_> = RoomStatus::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            strings,
+            ["available", "staff_waiting", "chatting", "one_left", "closed"]
+        );
+    }
+
+    #[test]
+    fn an_unknown_string_names_the_value_and_the_choices() {
+        let err = "Chatting".parse::<RoomStatus>().unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("\"Chatting\""), "{text}");
+        assert!(text.contains("room status"), "{text}");
+        assert!(text.contains("staff_waiting"), "{text}");
+    }
+}

@@ -1,0 +1,1 @@
+//! Typed queries over the SeaORM entities: the only place that talks SQL.

@@ -1,0 +1,431 @@
+//! Multi-user chat (XEP-0045): reading room presences and building the bot's requests.
+//!
+//! Presences are read from the raw `<x xmlns='http://jabber.org/protocol/muc#user'/>`
+//! element rather than through `xmpp_parsers::muc::MucUser`, because that parser rejects a
+//! whole presence for one status code it does not know and drops `<destroy/>`: a room's
+//! state must never hinge on a code a server added later.
+
+use jid::{BareJid, Jid};
+use minidom::Element;
+use minidom::rxml::xml_ncname;
+use xmpp_parsers::muc::muc::History;
+use xmpp_parsers::muc::Muc;
+use xmpp_parsers::presence::{Presence, Type as PresenceType};
+
+/// `http://jabber.org/protocol/muc#user`: occupant information in room presences.
+pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
+/// `http://jabber.org/protocol/muc#owner`: room configuration and destruction.
+pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
+/// `http://jabber.org/protocol/muc#admin`: kicks (role changes).
+pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
+/// `urn:ietf:params:xml:ns:xmpp-stanzas`: the namespace of stanza error conditions.
+pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+
+/// A MUC status code (XEP-0045 §15.6) as an enum, so that the code that acts on one is
+/// checked by the compiler; codes the bot does not act on are kept as `Other`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MucStatus {
+    /// 100: the room is not anonymous (everybody sees real JIDs).
+    NonAnonymous,
+    /// 110: this presence is about the receiver itself.
+    SelfPresence,
+    /// 170: the room is being logged.
+    Logged,
+    /// 201: the room was just created by this join.
+    RoomCreated,
+    /// 210: the service changed the nick the receiver asked for.
+    NickAssigned,
+    /// 301: the occupant was banned.
+    Banned,
+    /// 303: the occupant changed nick (the item carries the new one).
+    NickChanged,
+    /// 307: the occupant was kicked.
+    Kicked,
+    /// 321: removed because of an affiliation change.
+    AffiliationChanged,
+    /// 322: removed because the room became members-only.
+    MembersOnly,
+    /// 332: removed because the MUC service is shutting down.
+    ServiceShutdown,
+    /// 333: removed because of a technical problem with the occupant's connection.
+    ConnectionLost,
+    /// Any other code.
+    Other(u16),
+}
+
+impl MucStatus {
+    /// Maps a numeric code to its meaning.
+    pub fn from_code(code: u16) -> MucStatus {
+        match code {
+            100 => MucStatus::NonAnonymous,
+            110 => MucStatus::SelfPresence,
+            170 => MucStatus::Logged,
+            201 => MucStatus::RoomCreated,
+            210 => MucStatus::NickAssigned,
+            301 => MucStatus::Banned,
+            303 => MucStatus::NickChanged,
+            307 => MucStatus::Kicked,
+            321 => MucStatus::AffiliationChanged,
+            322 => MucStatus::MembersOnly,
+            332 => MucStatus::ServiceShutdown,
+            333 => MucStatus::ConnectionLost,
+            other => MucStatus::Other(other),
+        }
+    }
+}
+
+/// The `<item/>` of a muc#user presence: who the occupant is in the room.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MucItem {
+    /// `owner`, `admin`, `member`, `outcast` or `none`.
+    pub affiliation: Option<String>,
+    /// `moderator`, `participant`, `visitor` or `none`.
+    pub role: Option<String>,
+    /// The occupant's real JID, when the room shows it to the receiver.
+    pub jid: Option<String>,
+    /// The new nick in a nick change (303).
+    pub nick: Option<String>,
+    /// The reason given for a kick or ban.
+    pub reason: Option<String>,
+}
+
+/// What a room presence says happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PresenceKind {
+    /// The occupant is in the room.
+    Available,
+    /// The occupant left (or the room was destroyed, see [`RoomPresence::destroyed`]).
+    Unavailable,
+    /// The room refused something (a join, a nick): the error condition, e.g.
+    /// `not-authorized`, `conflict`, `item-not-found`, `resource-constraint`.
+    Error {
+        /// The defined condition's element name.
+        condition: String,
+    },
+}
+
+/// A presence from a room, read into what the bot needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomPresence {
+    /// The room's bare JID.
+    pub room: BareJid,
+    /// The occupant's nick; `None` when the room itself sent the presence (ejabberd does so
+    /// after configuration changes and on destroy): never an occupant.
+    pub nick: Option<String>,
+    /// Available, unavailable or error.
+    pub kind: PresenceKind,
+    /// Every status code, in order.
+    pub codes: Vec<MucStatus>,
+    /// The muc#user item, if any.
+    pub item: Option<MucItem>,
+    /// `Some(reason)` when the presence says the room was destroyed.
+    pub destroyed: Option<Option<String>>,
+}
+
+impl RoomPresence {
+    /// Whether the presence carries this status code.
+    pub fn has(&self, status: MucStatus) -> bool {
+        self.codes.contains(&status)
+    }
+
+    /// Whether this presence is about the receiver itself (status 110).
+    pub fn is_self(&self) -> bool {
+        self.has(MucStatus::SelfPresence)
+    }
+}
+
+/// A presence that cannot be read as a room presence.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PresenceError {
+    /// The presence had no `from`.
+    #[error("presence without a sender")]
+    NoSender,
+    /// A status code that is not a number.
+    #[error("status code {0:?} is not a number")]
+    BadStatusCode(String),
+    /// A presence of a type rooms do not send (subscribe, probe, ...).
+    #[error("presence of type {0:?} is not a room presence")]
+    NotRoomPresence(String),
+}
+
+/// Reads a presence whose sender is a room or an occupant of a room.
+pub fn parse_room_presence(presence: &Presence) -> Result<RoomPresence, PresenceError> {
+    let from = presence.from.as_ref().ok_or(PresenceError::NoSender)?;
+    let room = from.to_bare();
+    let nick = from.resource().map(|r| r.as_str().to_owned());
+    let kind = match presence.type_ {
+        PresenceType::None => PresenceKind::Available,
+        PresenceType::Unavailable => PresenceKind::Unavailable,
+        PresenceType::Error => PresenceKind::Error {
+            condition: presence
+                .payloads
+                .iter()
+                .find(|e| e.name() == "error")
+                .and_then(error_condition)
+                .unwrap_or_else(|| "undefined-condition".to_owned()),
+        },
+        ref other => return Err(PresenceError::NotRoomPresence(format!("{other:?}"))),
+    };
+    let mut codes = Vec::new();
+    let mut item = None;
+    let mut destroyed = None;
+    for x in presence.payloads.iter().filter(|e| e.is("x", NS_MUC_USER)) {
+        for child in x.children() {
+            match child.name() {
+                "status" => {
+                    let code = child.attr("code").unwrap_or_default();
+                    let code: u16 = code
+                        .parse()
+                        .map_err(|_| PresenceError::BadStatusCode(code.to_owned()))?;
+                    codes.push(MucStatus::from_code(code));
+                }
+                "item" => {
+                    item = Some(MucItem {
+                        affiliation: child.attr("affiliation").map(str::to_owned),
+                        role: child.attr("role").map(str::to_owned),
+                        jid: child.attr("jid").map(str::to_owned),
+                        nick: child.attr("nick").map(str::to_owned),
+                        reason: child_text(child, "reason"),
+                    })
+                }
+                "destroy" => destroyed = Some(child_text(child, "reason")),
+                _ => {}
+            }
+        }
+    }
+    Ok(RoomPresence {
+        room,
+        nick,
+        kind,
+        codes,
+        item,
+        destroyed,
+    })
+}
+
+/// The text of the first child called `name`, in any namespace.
+fn child_text(element: &Element, name: &str) -> Option<String> {
+    element
+        .children()
+        .find(|c| c.name() == name)
+        .map(|c| c.text())
+        .filter(|t| !t.is_empty())
+}
+
+/// The defined condition of an `<error/>` element (`not-authorized`, `conflict`, ...).
+pub fn error_condition(error: &Element) -> Option<String> {
+    error
+        .children()
+        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
+        .map(|c| c.name().to_owned())
+}
+
+/// The presence that joins (or creates) `room` as `nick`: with the room password when the
+/// room has one, and asking for no history (the bot never reads messages).
+pub fn join(room: &BareJid, nick: &str, password: Option<&str>) -> Presence {
+    let mut muc = Muc::new().with_history(History::new().with_maxstanzas(0));
+    if let Some(password) = password {
+        muc = muc.with_password(password.to_owned());
+    }
+    Presence::available()
+        .with_to(Jid::from(room_nick(room, nick)))
+        .with_payload(muc)
+}
+
+/// The presence that leaves `room`.
+pub fn leave(room: &BareJid, nick: &str) -> Presence {
+    Presence::unavailable().with_to(Jid::from(room_nick(room, nick)))
+}
+
+/// `room/nick` as a full JID; a nick that is not a valid resource falls back to the bare
+/// room (the server then answers with an error presence).
+fn room_nick(room: &BareJid, nick: &str) -> Jid {
+    match jid::ResourcePart::new(nick) {
+        Ok(resource) => Jid::from(room.with_resource(&resource)),
+        Err(_) => Jid::from(room.clone()),
+    }
+}
+
+/// `<query xmlns='muc#owner'/>`: asks the room for its configuration form.
+pub fn owner_query() -> Element {
+    Element::builder("query", NS_MUC_OWNER).build()
+}
+
+/// `<query xmlns='muc#owner'><destroy><reason/></destroy></query>`: destroys the room,
+/// telling anybody inside why.
+pub fn destroy(reason: &str) -> Element {
+    Element::builder("query", NS_MUC_OWNER)
+        .append(
+            Element::builder("destroy", NS_MUC_OWNER)
+                .append(Element::builder("reason", NS_MUC_OWNER).append(reason)),
+        )
+        .build()
+}
+
+/// `<query xmlns='muc#admin'><item nick='…' role='none'><reason/></item></query>`: kicks an
+/// occupant (XEP-0045 §8.2).
+pub fn kick(nick: &str, reason: &str) -> Element {
+    Element::builder("query", NS_MUC_ADMIN)
+        .append(
+            Element::builder("item", NS_MUC_ADMIN)
+                .attr(xml_ncname!("nick").to_owned(), nick)
+                .attr(xml_ncname!("role").to_owned(), "none")
+                .append(Element::builder("reason", NS_MUC_ADMIN).append(reason)),
+        )
+        .build()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(xml: &str) -> Presence {
+        let element: Element = xml.parse().expect("valid XML");
+        Presence::try_from(element).expect("a presence")
+    }
+
+    #[test]
+    fn an_occupant_joining_is_available_with_its_item() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/alice' to='bot@example/r'>
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='none' role='participant' jid='alice@example/web'/>
+               </x>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(r.room.as_str(), "room@conf.example");
+        assert_eq!(r.nick.as_deref(), Some("alice"));
+        assert_eq!(r.kind, PresenceKind::Available);
+        assert!(!r.is_self());
+        let item = r.item.unwrap();
+        assert_eq!(item.role.as_deref(), Some("participant"));
+        assert_eq!(item.jid.as_deref(), Some("alice@example/web"));
+    }
+
+    #[test]
+    fn the_creators_self_presence_carries_110_and_201() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/HelpIM'>
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='owner' role='moderator'/>
+                 <status code='110'/><status code='201'/>
+               </x>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert!(r.is_self());
+        assert!(r.has(MucStatus::RoomCreated));
+    }
+
+    #[test]
+    fn unknown_status_codes_are_kept_not_fatal() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/alice' type='unavailable'>
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='none' role='none'/>
+                 <status code='174'/><status code='333'/>
+               </x>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(r.kind, PresenceKind::Unavailable);
+        assert_eq!(r.codes, [MucStatus::Other(174), MucStatus::ConnectionLost]);
+    }
+
+    #[test]
+    fn a_kick_carries_307_and_the_reason() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/mallory' type='unavailable'>
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='none' role='none'><reason>This chat is full.</reason></item>
+                 <status code='307'/>
+               </x>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert!(r.has(MucStatus::Kicked));
+        assert_eq!(r.item.unwrap().reason.as_deref(), Some("This chat is full."));
+    }
+
+    #[test]
+    fn a_nick_change_names_the_new_nick() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/alice' type='unavailable'>
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='none' role='participant' nick='alice2'/>
+                 <status code='303'/>
+               </x>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert!(r.has(MucStatus::NickChanged));
+        assert_eq!(r.item.unwrap().nick.as_deref(), Some("alice2"));
+    }
+
+    #[test]
+    fn a_destroy_presence_from_the_bare_room_is_no_occupant() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example' type='unavailable'>
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='none' role='none'/>
+                 <destroy><reason>chat over</reason></destroy>
+               </x>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(r.nick, None);
+        assert_eq!(r.destroyed, Some(Some("chat over".to_owned())));
+    }
+
+    #[test]
+    fn an_error_presence_names_its_condition() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/HelpIM' type='error'>
+               <error type='auth'>
+                 <not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+               </error>
+             </presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(
+            r.kind,
+            PresenceKind::Error {
+                condition: "not-authorized".into()
+            }
+        );
+    }
+
+    #[test]
+    fn a_garbled_status_code_is_an_error_not_a_panic() {
+        let p = presence(
+            "<presence xmlns='jabber:client' from='room@conf.example/x'>
+               <x xmlns='http://jabber.org/protocol/muc#user'><status code='abc'/></x>
+             </presence>",
+        );
+        assert_eq!(
+            parse_room_presence(&p),
+            Err(PresenceError::BadStatusCode("abc".into()))
+        );
+    }
+
+    #[test]
+    fn the_join_asks_for_no_history_and_carries_the_password() {
+        let room: BareJid = "room@conf.example".parse().unwrap();
+        let element = Element::from(join(&room, "HelpIM", Some("s3cret")));
+        assert_eq!(element.attr("to"), Some("room@conf.example/HelpIM"));
+        let x = element.get_child("x", "http://jabber.org/protocol/muc").unwrap();
+        assert_eq!(x.get_child("password", "http://jabber.org/protocol/muc").unwrap().text(), "s3cret");
+        let history = x.get_child("history", "http://jabber.org/protocol/muc").unwrap();
+        assert_eq!(history.attr("maxstanzas"), Some("0"));
+    }
+
+    #[test]
+    fn a_kick_request_sets_role_none() {
+        let element = kick("mallory", "no claim");
+        let item = element.get_child("item", NS_MUC_ADMIN).unwrap();
+        assert_eq!(item.attr("nick"), Some("mallory"));
+        assert_eq!(item.attr("role"), Some("none"));
+        assert_eq!(item.get_child("reason", NS_MUC_ADMIN).unwrap().text(), "no claim");
+    }
+}

@@ -1,0 +1,8 @@
+//! Shared test support: real servers and real clients, started per test.
+//!
+//! Every test binary compiles this module but uses only part of it.
+#![allow(dead_code)]
+
+pub mod client;
+pub mod db;
+pub mod prosody;
