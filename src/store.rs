@@ -1,1 +1,549 @@
 //! Typed queries over the SeaORM entities: the only place that talks SQL.
+//!
+//! Every write is one transaction that changes the `room` row and appends its `room_event`
+//! row together, so the history never disagrees with the room. Every row read is validated
+//! into the [`crate::model`] vocabulary; a string that is not part of the contract is reported
+//! as [`StoreError::BadRow`], never guessed at. Timestamps are truncated to microseconds,
+//! the finest precision every backend keeps, so that what is written is exactly what is read.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use entity::{room, room_event};
+use migration::{Migrator, MigratorTrait};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection,
+    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait, SqlErr,
+    TransactionTrait,
+};
+
+use crate::config::redact_url;
+use crate::model::{CloseReason, EventKind, Role, RoomStatus, UnknownValue};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database could not be reached at start-up; the URL tells the operator which one.
+    #[error("cannot connect to the database at {url}")]
+    Connect {
+        /// The database URL with its password replaced by `***` ([`redact_url`]), safe to
+        /// log.
+        url: String,
+        /// What the driver said.
+        #[source]
+        source: DbErr,
+    },
+    /// The database refused or failed a statement (connection lost, schema missing, ...).
+    #[error("database error")]
+    Db(#[from] DbErr),
+    /// A row holds a value that is not part of the contract (edited by hand, or written by a
+    /// newer program); it is reported rather than guessed at.
+    #[error("{table} row {id} has a bad {column}")]
+    BadRow {
+        /// The table of the row.
+        table: &'static str,
+        /// The row's `id`.
+        id: i64,
+        /// The column holding the bad value.
+        column: &'static str,
+        /// The bad value and the accepted ones.
+        #[source]
+        source: UnknownValue,
+    },
+    /// A change expected the room in one status but found it in another (or found no room):
+    /// somebody else changed it first, so the caller must re-read instead of overwriting.
+    #[error(
+        "room {room_id} was expected to be {expected} but is {}",
+        .found.map_or("missing", RoomStatus::as_str)
+    )]
+    Conflict {
+        /// The room that was to be changed.
+        room_id: i64,
+        /// The status the change was computed from.
+        expected: RoomStatus,
+        /// The status the room actually has; `None` when there is no such room.
+        found: Option<RoomStatus>,
+    },
+    /// A room with this JID is already recorded: room names must never be reused, because
+    /// the web application finds rooms by JID.
+    #[error("a room with JID {jid} already exists")]
+    DuplicateJid {
+        /// The JID that is taken.
+        jid: String,
+    },
+}
+
+/// The database that records the rooms, shared by all actors.
+///
+/// Cloning is cheap: clones share one connection pool.
+#[derive(Debug, Clone)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// What is needed to record a newly configured room; it starts `available`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NewRoom {
+    /// The full bare room JID.
+    pub jid: String,
+    /// The room password, handed to the web application.
+    pub password: String,
+    /// The bare JID of the bot instance that owns the room.
+    pub bot_jid: String,
+    /// When the room was configured (truncated to microseconds when stored).
+    pub at: DateTime<Utc>,
+}
+
+/// One step of a room's life: a status transition (possibly to the same status) and the
+/// event that explains it, written together by [`Store::apply`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomChange {
+    /// The room to change.
+    pub room_id: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The status the caller believes the room has; the change is refused otherwise.
+    pub from: RoomStatus,
+    /// The status after the change.
+    pub to: RoomStatus,
+    /// When it happened (truncated to microseconds when stored).
+    pub at: DateTime<Utc>,
+    /// The nick of the person concerned, for the event.
+    pub nick: Option<String>,
+    /// The part that person plays, for the event.
+    pub role: Option<Role>,
+    /// Why, in words, for the event.
+    pub detail: String,
+    /// Record this as the room's staff nick.
+    pub set_staff_nick: Option<String>,
+    /// Record this as the room's client nick.
+    pub set_client_nick: Option<String>,
+    /// Why the room closed; stored only when the change closes the room.
+    pub close_reason: Option<CloseReason>,
+}
+
+/// A room as recorded, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Room {
+    /// The row id, used by [`RoomChange::room_id`].
+    pub id: i64,
+    /// The full bare room JID.
+    pub jid: String,
+    /// The room password.
+    pub password: String,
+    /// Where the room is in its life.
+    pub status: RoomStatus,
+    /// The bare JID of the owning bot instance.
+    pub bot_jid: String,
+    /// The nick of the staff member who entered.
+    pub staff_nick: Option<String>,
+    /// The nick of the client who entered.
+    pub client_nick: Option<String>,
+    /// When the web application claimed the room for staff.
+    pub staff_claimed_at: Option<DateTime<Utc>>,
+    /// Who claimed the room for staff.
+    pub staff_claimed_by: Option<String>,
+    /// When the web application claimed the room for a client.
+    pub client_claimed_at: Option<DateTime<Utc>>,
+    /// Who claimed the room for a client.
+    pub client_claimed_by: Option<String>,
+    /// When the room was recorded.
+    pub created_at: DateTime<Utc>,
+    /// When the status last changed.
+    pub status_changed_at: DateTime<Utc>,
+    /// When the room closed.
+    pub closed_at: Option<DateTime<Utc>>,
+    /// Why the room closed.
+    pub close_reason: Option<CloseReason>,
+}
+
+/// One entry of a room's history, validated.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomEvent {
+    /// The row id; events of a room are ordered by it.
+    pub id: i64,
+    /// The room the event happened in.
+    pub room_id: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The status before; `None` for the creation event.
+    pub from_status: Option<RoomStatus>,
+    /// The status after.
+    pub to_status: RoomStatus,
+    /// When it happened.
+    pub at: DateTime<Utc>,
+    /// The nick of the person concerned.
+    pub nick: Option<String>,
+    /// The part that person plays.
+    pub role: Option<Role>,
+    /// Why, in words.
+    pub detail: String,
+}
+
+/// Which rooms [`Store::rooms`] returns; `None` fields do not filter.
+#[derive(Debug, Clone, Default)]
+pub struct RoomFilter {
+    /// Only rooms in this status.
+    pub status: Option<RoomStatus>,
+    /// Only rooms owned by this bot JID.
+    pub bot_jid: Option<String>,
+}
+
+/// How many rooms one bot has, for deciding whether to create more.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct PoolCounts {
+    /// Rooms `available` and not yet claimed for staff: what the web app can still hand out.
+    pub ready: u64,
+    /// Rooms not `closed`: what the bot has on the server.
+    pub open: u64,
+}
+
+/// The current time, truncated to microseconds so that it round-trips through every backend.
+pub fn now() -> DateTime<Utc> {
+    micros(Utc::now())
+}
+
+/// `at` truncated to microseconds: the finest precision PostgreSQL and MySQL keep.
+fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
+    at.trunc_subsecs(6)
+}
+
+/// Parses a contract string found in a row, naming the row and column when it is bad.
+fn parse<T: FromStr<Err = UnknownValue>>(
+    table: &'static str,
+    id: i64,
+    column: &'static str,
+    value: &str,
+) -> Result<T, StoreError> {
+    value.parse().map_err(|source| StoreError::BadRow {
+        table,
+        id,
+        column,
+        source,
+    })
+}
+
+impl TryFrom<room::Model> for Room {
+    type Error = StoreError;
+
+    fn try_from(row: room::Model) -> Result<Self, StoreError> {
+        let id = row.id;
+        Ok(Room {
+            status: parse("room", id, "status", &row.status)?,
+            close_reason: row
+                .close_reason
+                .as_deref()
+                .map(|reason| parse("room", id, "close_reason", reason))
+                .transpose()?,
+            id,
+            jid: row.jid,
+            password: row.password,
+            bot_jid: row.bot_jid,
+            staff_nick: row.staff_nick,
+            client_nick: row.client_nick,
+            staff_claimed_at: row.staff_claimed_at,
+            staff_claimed_by: row.staff_claimed_by,
+            client_claimed_at: row.client_claimed_at,
+            client_claimed_by: row.client_claimed_by,
+            created_at: row.created_at,
+            status_changed_at: row.status_changed_at,
+            closed_at: row.closed_at,
+        })
+    }
+}
+
+impl TryFrom<room_event::Model> for RoomEvent {
+    type Error = StoreError;
+
+    fn try_from(row: room_event::Model) -> Result<Self, StoreError> {
+        let id = row.id;
+        let status = |column, value: &str| parse::<RoomStatus>("room_event", id, column, value);
+        Ok(RoomEvent {
+            kind: parse("room_event", id, "kind", &row.kind)?,
+            from_status: row
+                .from_status
+                .as_deref()
+                .map(|from| status("from_status", from))
+                .transpose()?,
+            to_status: status("to_status", &row.to_status)?,
+            role: row
+                .role
+                .as_deref()
+                .map(|role| parse("room_event", id, "role", role))
+                .transpose()?,
+            id,
+            room_id: row.room_id,
+            at: row.at,
+            nick: row.nick,
+            detail: row.detail,
+        })
+    }
+}
+
+impl Store {
+    /// Opens a connection pool to `url` (`sqlite:`, `postgres:` or `mysql:`); does not
+    /// migrate, so that the operator decides when the schema changes.
+    ///
+    /// SQLite keeps SeaORM's single connection (which is what makes `sqlite::memory:` one
+    /// database); servers get a small pool whose idle connections are checked before use,
+    /// so that a database restart costs one failed ping, not one failed write. A statement
+    /// waits at most 10 s for a connection; sqlx retries a refused connection until then,
+    /// so an unreachable server fails after 10 s with "pool timed out".
+    pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        let mut options = ConnectOptions::new(url);
+        options
+            .sqlx_logging(false)
+            .acquire_timeout(Duration::from_secs(10));
+        if !url.starts_with("sqlite:") {
+            options
+                .max_connections(5)
+                .test_before_acquire_if_idle_for(Duration::from_secs(60));
+        }
+        let db = Database::connect(options)
+            .await
+            .map_err(|source| StoreError::Connect {
+                url: redact_url(url),
+                source,
+            })?;
+        Ok(Store { db })
+    }
+
+    /// Applies every pending migration, bringing the schema up to date.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Ok(Migrator::up(&self.db, None).await?)
+    }
+
+    /// Reverts every migration, dropping helpim-bot's tables (and their data).
+    pub async fn migrate_down(&self) -> Result<(), StoreError> {
+        Ok(Migrator::down(&self.db, None).await?)
+    }
+
+    /// The underlying connection, for what the typed API does not cover (tests, the CLI).
+    pub fn connection(&self) -> &DatabaseConnection {
+        &self.db
+    }
+
+    /// Records a newly configured room as `available`, with its `created` event, in one
+    /// transaction. A JID that is already recorded gives [`StoreError::DuplicateJid`].
+    pub async fn create_room(&self, new: &NewRoom) -> Result<Room, StoreError> {
+        let at = micros(new.at);
+        let status = RoomStatus::Available;
+        let txn = self.db.begin().await?;
+        let row = room::ActiveModel {
+            jid: Set(new.jid.clone()),
+            password: Set(new.password.clone()),
+            status: Set(status.as_str().to_owned()),
+            bot_jid: Set(new.bot_jid.clone()),
+            created_at: Set(at),
+            status_changed_at: Set(at),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await
+        .map_err(|err| match err.sql_err() {
+            Some(SqlErr::UniqueConstraintViolation(_)) => StoreError::DuplicateJid {
+                jid: new.jid.clone(),
+            },
+            _ => StoreError::Db(err),
+        })?;
+        room_event::ActiveModel {
+            room_id: Set(row.id),
+            kind: Set(EventKind::Created.as_str().to_owned()),
+            from_status: Set(None),
+            to_status: Set(status.as_str().to_owned()),
+            at: Set(at),
+            detail: Set("room configured on the server".to_owned()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        txn.commit().await?;
+        row.try_into()
+    }
+
+    /// Applies one step of a room's life and appends its event, in one transaction.
+    ///
+    /// The room row changes only if it is still in `change.from` (optimistic concurrency
+    /// with the web application and other writers); otherwise nothing is written and the
+    /// result is [`StoreError::Conflict`]. `status_changed_at` moves only when the status
+    /// does, and `closed_at`/`close_reason` are set only when the room becomes `closed`.
+    pub async fn apply(&self, change: &RoomChange) -> Result<(), StoreError> {
+        let at = micros(change.at);
+        let mut update = room::ActiveModel {
+            status: Set(change.to.as_str().to_owned()),
+            ..Default::default()
+        };
+        if change.from != change.to {
+            update.status_changed_at = Set(at);
+            if change.to == RoomStatus::Closed {
+                update.closed_at = Set(Some(at));
+                update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
+            }
+        }
+        if let Some(nick) = &change.set_staff_nick {
+            update.staff_nick = Set(Some(nick.clone()));
+        }
+        if let Some(nick) = &change.set_client_nick {
+            update.client_nick = Set(Some(nick.clone()));
+        }
+
+        let txn = self.db.begin().await?;
+        // sqlx connects to MySQL with CLIENT_FOUND_ROWS, so rows_affected counts matched rows
+        // there too, even when the update changes no value.
+        let updated = room::Entity::update_many()
+            .set(update)
+            .filter(room::Column::Id.eq(change.room_id))
+            .filter(room::Column::Status.eq(change.from.as_str()))
+            .exec(&txn)
+            .await?
+            .rows_affected;
+        if updated == 0 {
+            let found = room::Entity::find_by_id(change.room_id).one(&txn).await?;
+            txn.rollback().await?;
+            return Err(StoreError::Conflict {
+                room_id: change.room_id,
+                expected: change.from,
+                found: found.map(Room::try_from).transpose()?.map(|r| r.status),
+            });
+        }
+        room_event::ActiveModel {
+            room_id: Set(change.room_id),
+            kind: Set(change.kind.as_str().to_owned()),
+            from_status: Set(Some(change.from.as_str().to_owned())),
+            to_status: Set(change.to.as_str().to_owned()),
+            at: Set(at),
+            nick: Set(change.nick.clone()),
+            role: Set(change.role.map(|r| r.as_str().to_owned())),
+            detail: Set(change.detail.clone()),
+            ..Default::default()
+        }
+        .insert(&txn)
+        .await?;
+        Ok(txn.commit().await?)
+    }
+
+    /// The room with row id `id`, if any.
+    pub async fn room(&self, id: i64) -> Result<Option<Room>, StoreError> {
+        room::Entity::find_by_id(id)
+            .one(&self.db)
+            .await?
+            .map(Room::try_from)
+            .transpose()
+    }
+
+    /// The room with bare JID `jid`, if any: how XMPP events are matched to rows.
+    pub async fn room_by_jid(&self, jid: &str) -> Result<Option<Room>, StoreError> {
+        room::Entity::find()
+            .filter(room::Column::Jid.eq(jid))
+            .one(&self.db)
+            .await?
+            .map(Room::try_from)
+            .transpose()
+    }
+
+    /// The rooms matching `filter`, oldest first (by id).
+    pub async fn rooms(&self, filter: &RoomFilter) -> Result<Vec<Room>, StoreError> {
+        room::Entity::find()
+            .apply_if(filter.status, |query, status| {
+                query.filter(room::Column::Status.eq(status.as_str()))
+            })
+            .apply_if(filter.bot_jid.as_deref(), |query, bot_jid| {
+                query.filter(room::Column::BotJid.eq(bot_jid))
+            })
+            .order_by_asc(room::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Room::try_from)
+            .collect()
+    }
+
+    /// The history of room `room_id`, in the order it was recorded.
+    pub async fn events(&self, room_id: i64) -> Result<Vec<RoomEvent>, StoreError> {
+        room_event::Entity::find()
+            .filter(room_event::Column::RoomId.eq(room_id))
+            .order_by_asc(room_event::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(RoomEvent::try_from)
+            .collect()
+    }
+
+    /// How many of `bot_jid`'s rooms are ready to hand out and how many are open.
+    ///
+    /// Two counting queries, not one snapshot: under concurrent changes the numbers may be
+    /// a moment apart, which is fine for deciding how many rooms to create.
+    pub async fn pool_counts(&self, bot_jid: &str) -> Result<PoolCounts, StoreError> {
+        let mine = || room::Entity::find().filter(room::Column::BotJid.eq(bot_jid));
+        let ready = mine()
+            .filter(room::Column::Status.eq(RoomStatus::Available.as_str()))
+            .filter(room::Column::StaffClaimedAt.is_null())
+            .count(&self.db)
+            .await?;
+        let open = mine()
+            .filter(room::Column::Status.ne(RoomStatus::Closed.as_str()))
+            .count(&self.db)
+            .await?;
+        Ok(PoolCounts { ready, open })
+    }
+
+    /// A cheap round trip to the database, to tell whether it is still reachable.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        Ok(self.db.ping().await?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::{TimeZone, Timelike};
+
+    #[test]
+    fn now_has_whole_microseconds() {
+        assert_eq!(now().nanosecond() % 1_000, 0);
+    }
+
+    #[test]
+    fn micros_truncates_and_keeps_the_rest() {
+        let at = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+            + chrono::Duration::nanoseconds(123_456_789);
+        assert_eq!(
+            micros(at),
+            Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap()
+                + chrono::Duration::microseconds(123_456)
+        );
+    }
+
+    #[test]
+    fn a_bad_status_names_table_row_and_column() {
+        let at = now();
+        let row = room::Model {
+            id: 7,
+            jid: "helpim-x@conference.localhost".into(),
+            password: "pw".into(),
+            status: "Chatting".into(),
+            bot_jid: "bot@localhost".into(),
+            staff_nick: None,
+            client_nick: None,
+            staff_claimed_at: None,
+            staff_claimed_by: None,
+            client_claimed_at: None,
+            client_claimed_by: None,
+            created_at: at,
+            status_changed_at: at,
+            closed_at: None,
+            close_reason: None,
+        };
+        match Room::try_from(row) {
+            Err(StoreError::BadRow {
+                table: "room",
+                id: 7,
+                column: "status",
+                source,
+            }) => assert_eq!(source.value, "Chatting"),
+            other => panic!("expected BadRow, got {other:?}"),
+        }
+    }
+}

@@ -52,6 +52,9 @@ pub struct PoolActor {
     /// A check is running; another request waits for it to end.
     checking: bool,
     again: bool,
+    /// A room became ready while a check was counting: that count may predate the room's
+    /// row while `creating` no longer includes it, so the check's result is discarded.
+    stale: bool,
     /// Shutting down: create nothing more.
     stopping: bool,
 }
@@ -91,6 +94,7 @@ impl PoolActor {
             failures: 0,
             checking: false,
             again: false,
+            stale: false,
             stopping: false,
         }
     }
@@ -186,6 +190,7 @@ impl Handler<Replenish> for PoolActor {
         ctx.spawn(check.into_actor(self).map(|counts, act, ctx| {
             act.checking = false;
             match counts {
+                Ok(_) if std::mem::take(&mut act.stale) => act.again = true,
                 Ok(counts) => act.top_up(counts),
                 Err(error) => {
                     // Never create a room that cannot be recorded.
@@ -207,6 +212,7 @@ impl Handler<RoomFinished> for PoolActor {
         if msg.ready {
             self.creating = self.creating.saturating_sub(1);
             self.failures = 0;
+            self.stale |= self.checking;
         }
         ctx.notify(Replenish);
     }

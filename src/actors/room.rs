@@ -233,8 +233,6 @@ impl RoomActor {
         if matches!(&self.phase, Phase::Active { machine, .. } if machine.status == crate::model::RoomStatus::Closed)
         {
             self.finish(None, ctx); // closed without a destroy (vanished)
-        } else {
-            self.ctx.pool.do_send(super::pool::Replenish);
         }
     }
 
@@ -371,6 +369,7 @@ impl Actor for RoomActor {
                     act.ctx.store.clone(),
                     act.jid.to_string(),
                     act.ctx.retry_max,
+                    act.ctx.pool.clone().recipient(),
                 ));
                 act.phase = Phase::Active {
                     room_id,

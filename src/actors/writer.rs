@@ -12,6 +12,9 @@ use std::time::Duration;
 use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
 
+use actix::Recipient;
+
+use super::pool::Replenish;
 use crate::store::{RoomChange, Store, StoreError};
 
 /// The sending side of a room's write queue.
@@ -22,12 +25,18 @@ pub struct RoomWriter {
 }
 
 impl RoomWriter {
-    /// Starts the writer task for one room.
-    pub fn start(store: Store, room: String, retry_max: Duration) -> RoomWriter {
+    /// Starts the writer task for one room; `written` is told after every committed change
+    /// (the pool then counts again: the database now shows the room's new status).
+    pub fn start(
+        store: Store,
+        room: String,
+        retry_max: Duration,
+        written: Recipient<Replenish>,
+    ) -> RoomWriter {
         let (queue, changes) = mpsc::unbounded();
         let (done, flushed) = oneshot::channel();
         tokio::spawn(async move {
-            write_in_order(store, room, changes, retry_max).await;
+            write_in_order(store, room, changes, retry_max, written).await;
             let _ = done.send(());
         });
         RoomWriter {
@@ -62,12 +71,16 @@ async fn write_in_order(
     room: String,
     mut changes: mpsc::UnboundedReceiver<RoomChange>,
     retry_max: Duration,
+    written: Recipient<Replenish>,
 ) {
     while let Some(change) = changes.next().await {
         let mut delay = Duration::from_millis(100);
         loop {
             match store.apply(&change).await {
-                Ok(()) => break,
+                Ok(()) => {
+                    written.do_send(Replenish);
+                    break;
+                }
                 Err(StoreError::Conflict { .. }) | Err(StoreError::BadRow { .. }) => {
                     // Not transient: somebody else changed the row. Retrying cannot help.
                     log::error!(room = room.as_str();

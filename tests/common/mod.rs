@@ -3,6 +3,7 @@
 //! Every test binary compiles this module but uses only part of it.
 #![allow(dead_code)]
 
+pub mod bot;
 pub mod client;
 pub mod db;
 pub mod prosody;

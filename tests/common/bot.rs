@@ -1,0 +1,259 @@
+//! The real `helpim-bot` binary as a child process, against a test Prosody and database.
+//!
+//! Tests drive the bot exactly as an operator would: a config file, the binary, signals;
+//! they observe it through the database (the web application's view) and real XMPP clients.
+
+use std::fs;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use helpim_bot::model::RoomStatus;
+use helpim_bot::store::{Room, RoomFilter, Store};
+
+use super::prosody::TestProsody;
+
+/// Knobs of the generated config.
+#[derive(Debug, Clone)]
+pub struct BotOptions {
+    /// The bot's account (registered on the server by `start`).
+    pub user: String,
+    /// `pool.available`.
+    pub available: u32,
+    /// `pool.max_rooms`.
+    pub max_rooms: u32,
+    /// `muc.max_chatters`.
+    pub max_chatters: u32,
+    /// Extra TOML lines appended to the config (e.g. a `[timeouts]` section).
+    pub extra: String,
+}
+
+impl Default for BotOptions {
+    fn default() -> Self {
+        BotOptions {
+            user: "helpim-bot".into(),
+            available: 3,
+            max_rooms: 10,
+            max_chatters: 2,
+            extra: String::new(),
+        }
+    }
+}
+
+/// A running bot process; stopped (SIGKILL) on drop if still running.
+pub struct TestBot {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The config file the bot was started with.
+    pub config: PathBuf,
+    /// Its standard error (the log).
+    pub log: PathBuf,
+    /// Directory of per-room log files.
+    pub room_dir: PathBuf,
+    /// The bot's bare JID.
+    pub jid: String,
+}
+
+impl TestBot {
+    /// Registers the bot's account on `server`, writes a config and starts the binary.
+    pub fn start(server: &TestProsody, database_url: &str, options: BotOptions) -> TestBot {
+        let password = format!("pw-{}", helpim_bot::actors::room::random_token());
+        server.register(&options.user, &password);
+        let dir = tempfile::Builder::new()
+            .prefix("helpim-bot-")
+            .tempdir()
+            .expect("temp dir for the bot");
+        let config = dir.path().join("helpim-bot.toml");
+        let room_dir = dir.path().join("rooms");
+        let jid = server.jid(&options.user);
+        fs::write(
+            &config,
+            format!(
+                r#"[xmpp]
+jid = "{jid}"
+password = "{password}"
+host = "127.0.0.1"
+port = {port}
+tls = "none"
+
+[muc]
+service = "{muc}"
+max_chatters = {max_chatters}
+
+[pool]
+available = {available}
+max_rooms = {max_rooms}
+
+[database]
+url = "{database_url}"
+
+[logging]
+level = "debug"
+room_dir = "{room_dir}"
+
+{extra}
+"#,
+                port = server.port,
+                muc = server.muc_domain,
+                max_chatters = options.max_chatters,
+                available = options.available,
+                max_rooms = options.max_rooms,
+                room_dir = room_dir.display(),
+                extra = options.extra,
+            ),
+        )
+        .expect("write the bot config");
+        let mut bot = TestBot {
+            child: None,
+            config,
+            log: dir.path().join("bot.log"),
+            room_dir,
+            dir,
+            jid,
+        };
+        bot.spawn();
+        bot
+    }
+
+    /// Starts the binary again with the same config (after `stop` or `kill`).
+    pub fn spawn(&mut self) {
+        assert!(self.child.is_none(), "the bot is still running");
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .expect("open the bot log");
+        let child = Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
+            .arg("--config")
+            .arg(&self.config)
+            .env(
+                "RUST_LOG",
+                "debug,tokio_xmpp=info,xso=info,rustls=info,sqlx=warn,sea_orm=info",
+            )
+            .current_dir(self.dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup log"))
+            .stderr(log)
+            .spawn()
+            .expect("start the helpim-bot binary");
+        self.child = Some(child);
+    }
+
+    /// Sends SIGTERM and waits (at most 30 s) for the exit status.
+    pub fn stop(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("the bot is running");
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(child.id().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for the bot") {
+                return status;
+            }
+            if Instant::now() > deadline {
+                let _ = child.kill();
+                panic!(
+                    "the bot did not exit within 30 s of SIGTERM\n{}",
+                    self.log_tail(40)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Whether the process has exited, with its status.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.child.as_mut()?.try_wait().expect("wait for the bot")
+    }
+
+    /// The last `lines` lines of the bot's log, for failure messages.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let text = fs::read_to_string(&self.log).unwrap_or_default();
+        let all: Vec<&str> = text.lines().collect();
+        all[all.len().saturating_sub(lines)..].join("\n")
+    }
+
+    /// The whole log.
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for TestBot {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` naming
+/// `what` and the last observation.
+pub async fn eventually<T, F, Fut>(what: &str, timeout: Duration, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, String>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        match check().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => {
+                panic!("timed out after {timeout:?} waiting for {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+        }
+    }
+}
+
+/// Rooms of `bot` with `status`, ordered by id.
+pub async fn rooms_with(store: &Store, bot: &str, status: RoomStatus) -> Vec<Room> {
+    store
+        .rooms(&RoomFilter {
+            status: Some(status),
+            bot_jid: Some(bot.to_owned()),
+        })
+        .await
+        .expect("query rooms")
+}
+
+/// Waits until `bot` has exactly `n` available rooms and returns them.
+pub async fn wait_available(store: &Store, bot: &str, n: usize) -> Vec<Room> {
+    eventually(
+        &format!("{n} available rooms"),
+        Duration::from_secs(20),
+        || async {
+            let rooms = rooms_with(store, bot, RoomStatus::Available).await;
+            if rooms.len() == n {
+                Ok(rooms)
+            } else {
+                Err(format!("{} available", rooms.len()))
+            }
+        },
+    )
+    .await
+}
+
+/// Waits until the room with this id has `status`, and returns it.
+pub async fn wait_status(store: &Store, id: i64, status: RoomStatus) -> Room {
+    eventually(
+        &format!("room {id} to be {status}"),
+        Duration::from_secs(15),
+        || async {
+            let room = store.room(id).await.map_err(|e| e.to_string())?;
+            match room {
+                Some(room) if room.status == status => Ok(room),
+                Some(room) => Err(format!("status {}", room.status)),
+                None => Err("no such room".into()),
+            }
+        },
+    )
+    .await
+}

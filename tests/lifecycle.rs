@@ -1,0 +1,281 @@
+//! The room lifecycle over real XMPP: the real `helpim-bot` binary, a real Prosody, real
+//! XMPP clients playing staff and client, and the database the web application reads.
+//!
+//! Every scenario runs on SQLite and on PostgreSQL. Needs Prosody (`apt-get install -y
+//! prosody`) and PostgreSQL on 127.0.0.1:5432; a missing one fails the test with the fix.
+
+mod common;
+
+use std::time::Duration;
+
+use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
+use helpim_bot::store::{Room, Store};
+
+use common::bot::{BotOptions, TestBot, rooms_with, wait_available, wait_status};
+use common::client::{JoinError, TestClient};
+use common::db::{Backend, TestDb};
+use common::prosody::TestProsody;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+/// One test world: a server, a database, the bot.
+struct World {
+    server: TestProsody,
+    _db: TestDb,
+    store: Store,
+    bot: TestBot,
+}
+
+impl World {
+    async fn start(backend: Backend, options: BotOptions) -> World {
+        let server = TestProsody::start();
+        let db = TestDb::new(backend);
+        let store = db.store().await;
+        let bot = TestBot::start(&server, &db.url, options);
+        World {
+            server,
+            _db: db,
+            store,
+            bot,
+        }
+    }
+
+    /// A connected test user (registered on the fly).
+    async fn person(&self, user: &str) -> TestClient {
+        self.server.register(user, "pw");
+        TestClient::connect(&self.server, user, "pw").await
+    }
+
+    async fn available(&self, n: usize) -> Vec<Room> {
+        wait_available(&self.store, &self.bot.jid, n).await
+    }
+
+    async fn events(&self, room: &Room) -> Vec<helpim_bot::store::RoomEvent> {
+        self.store.events(room.id).await.expect("events")
+    }
+}
+
+/// The (kind, from, to) of a room's history.
+fn history(events: &[helpim_bot::store::RoomEvent]) -> Vec<(EventKind, Option<RoomStatus>, RoomStatus)> {
+    events
+        .iter()
+        .map(|e| (e.kind, e.from_status, e.to_status))
+        .collect()
+}
+
+fn assert_timestamps_ordered(events: &[helpim_bot::store::RoomEvent]) {
+    for pair in events.windows(2) {
+        assert!(
+            pair[0].at <= pair[1].at,
+            "event timestamps go backwards: {:?} then {:?}",
+            pair[0],
+            pair[1]
+        );
+    }
+}
+
+/// Generates one test per backend for each scenario.
+macro_rules! on_sqlite_and_postgres {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::SqliteFile).await })+
+        }
+        mod postgres {
+            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
+        }
+    };
+}
+
+on_sqlite_and_postgres!(
+    start_fills_the_pool_with_protected_hidden_temporary_rooms,
+    a_full_chat_walks_every_status_and_the_room_is_destroyed,
+    staff_leaving_before_a_client_closes_with_no_client,
+    staff_leaving_first_then_the_client_closes_completed,
+    a_third_person_is_kicked_and_the_chat_goes_on,
+);
+
+async fn start_fills_the_pool_with_protected_hidden_temporary_rooms(backend: Backend) {
+    let w = World::start(backend, BotOptions { available: 3, max_rooms: 5, ..Default::default() }).await;
+    let rooms = w.available(3).await;
+    let mut probe = w.person("probe").await;
+    for room in &rooms {
+        assert_eq!(room.bot_jid, w.bot.jid);
+        assert!(room.jid.starts_with("helpim-"), "{}", room.jid);
+        assert!(room.jid.len() >= "helpim-".len() + 26, "128-bit name: {}", room.jid);
+        assert!(room.password.len() >= 26, "128-bit password");
+        let info = w.server_disco(&mut probe, &room.jid).await;
+        for feature in ["muc_passwordprotected", "muc_hidden", "muc_temporary"] {
+            assert!(info.has_feature(feature), "{} lacks {feature}: {:?}", room.jid, info.features);
+        }
+        for feature in ["muc_unsecured", "muc_public", "muc_persistent"] {
+            assert!(!info.has_feature(feature), "{} has {feature}", room.jid);
+        }
+        // No password, or a wrong one: refused by the server.
+        for password in [None, Some("wrong")] {
+            let refused = probe.join(&room.jid, "probe", password).await;
+            assert_eq!(
+                refused,
+                Err(JoinError::Refused { condition: "not-authorized".into() }),
+                "join of {} with {password:?}",
+                room.jid
+            );
+        }
+        let events = w.events(room).await;
+        assert_eq!(history(&events), [(EventKind::Created, None, RoomStatus::Available)]);
+    }
+    // Exactly `available` rooms: no more are created while nobody uses them.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(rooms_with(&w.store, &w.bot.jid, RoomStatus::Available).await.len(), 3);
+}
+
+impl World {
+    async fn server_disco(&self, client: &mut TestClient, jid: &str) -> common::client::DiscoInfo {
+        client.disco_info(jid).await.unwrap_or_else(|e| panic!("disco#info {jid}: {e}"))
+    }
+}
+
+async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backend) {
+    let w = World::start(backend, BotOptions { available: 2, max_rooms: 4, ..Default::default() }).await;
+    let room = w.available(2).await.remove(0);
+    let mut staff = w.person("staff").await;
+    let mut client = w.person("client").await;
+
+    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("staff joins");
+    let row = wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    assert_eq!(row.staff_nick.as_deref(), Some("Counsellor"));
+    // The room left the pool: a replacement is made.
+    w.available(2).await;
+
+    client.join(&room.jid, "Guest", Some(&room.password)).await.expect("client joins");
+    let row = wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    assert_eq!(row.client_nick.as_deref(), Some("Guest"));
+
+    client.leave(&room.jid, "Guest").await;
+    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+
+    staff.leave(&room.jid, "Counsellor").await;
+    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
+    let closed_at = row.closed_at.expect("closed_at set");
+
+    let events = w.events(&room).await;
+    assert_eq!(
+        history(&events),
+        [
+            (EventKind::Created, None, RoomStatus::Available),
+            (EventKind::Entered, Some(RoomStatus::Available), RoomStatus::StaffWaiting),
+            (EventKind::Entered, Some(RoomStatus::StaffWaiting), RoomStatus::Chatting),
+            (EventKind::Left, Some(RoomStatus::Chatting), RoomStatus::OneLeft),
+            (EventKind::Closed, Some(RoomStatus::OneLeft), RoomStatus::Closed),
+        ]
+    );
+    assert_eq!(events[1].role, Some(Role::Staff));
+    assert_eq!(events[2].role, Some(Role::Client));
+    assert_eq!(events[3].nick.as_deref(), Some("Guest"));
+    assert_eq!(events[4].nick.as_deref(), Some("Counsellor"));
+    assert_eq!(events.last().unwrap().at, closed_at);
+    assert_timestamps_ordered(&events);
+
+    // Gone from the server; a replacement keeps the pool full.
+    let mut probe = w.person("probe").await;
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        match probe.disco_info(&room.jid).await {
+            Err(condition) if condition.contains("item-not-found") => break,
+            other if std::time::Instant::now() > deadline => {
+                panic!("room {} still on the server: {other:?}", room.jid)
+            }
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+    w.available(2).await;
+
+    // The per-room log tells the same story.
+    let log = std::fs::read_to_string(w.bot.room_dir.join(format!("{}.log", room.jid)))
+        .expect("per-room log file");
+    for expected in ["available→staff_waiting", "staff_waiting→chatting", "one_left→closed", "destroyed"] {
+        assert!(log.contains(expected), "room log lacks {expected}:\n{log}");
+    }
+    assert!(log.lines().all(|l| l.contains(&format!("room={}", room.jid))));
+}
+
+async fn staff_leaving_before_a_client_closes_with_no_client(backend: Backend) {
+    let w = World::start(backend, BotOptions { available: 1, max_rooms: 3, ..Default::default() }).await;
+    let room = w.available(1).await.remove(0);
+    let mut staff = w.person("staff").await;
+    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("join");
+    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    staff.leave(&room.jid, "Counsellor").await;
+    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::NoClient));
+    assert_eq!(row.client_nick, None);
+    let events = w.events(&room).await;
+    assert_eq!(
+        history(&events).last(),
+        Some(&(EventKind::Closed, Some(RoomStatus::StaffWaiting), RoomStatus::Closed))
+    );
+    w.available(1).await;
+}
+
+async fn staff_leaving_first_then_the_client_closes_completed(backend: Backend) {
+    let w = World::start(backend, BotOptions { available: 1, max_rooms: 3, ..Default::default() }).await;
+    let room = w.available(1).await.remove(0);
+    let mut staff = w.person("staff").await;
+    let mut client = w.person("client").await;
+    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("join");
+    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    client.join(&room.jid, "Guest", Some(&room.password)).await.expect("join");
+    wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    staff.leave(&room.jid, "Counsellor").await;
+    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    // The client sees the staff leave; the room still works for them until they go.
+    client.leave(&room.jid, "Guest").await;
+    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
+    let events = w.events(&room).await;
+    assert_eq!(events[3].role, Some(Role::Staff), "{events:?}");
+    assert_eq!(events[4].role, Some(Role::Client), "{events:?}");
+    assert_timestamps_ordered(&events);
+}
+
+async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
+    let w = World::start(backend, BotOptions { available: 1, max_rooms: 3, ..Default::default() }).await;
+    let room = w.available(1).await.remove(0);
+    let mut staff = w.person("staff").await;
+    let mut client = w.person("client").await;
+    let mut third = w.person("third").await;
+    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("join");
+    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    client.join(&room.jid, "Guest", Some(&room.password)).await.expect("join");
+    wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+
+    // The third person has the password (the server lets them in); the bot kicks them.
+    third.join(&room.jid, "Extra", Some(&room.password)).await.expect("server admits");
+    let kicked = third
+        .wait_for_presence(&room.jid, |p| !p.available && p.status_codes.contains(&307), WAIT)
+        .await;
+    assert!(kicked.status_codes.contains(&110), "the kick is about the third person");
+    assert_eq!(kicked.reason.as_deref(), Some("This chat is full."));
+
+    let row = w.store.room(room.id).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::Chatting);
+    let kick = common::bot::eventually("the kick event", WAIT, || async {
+        let events = w.store.events(room.id).await.map_err(|e| e.to_string())?;
+        events
+            .into_iter()
+            .find(|e| e.kind == EventKind::Kicked)
+            .ok_or_else(|| "no kick event yet".to_owned())
+    })
+    .await;
+    assert_eq!(kick.nick.as_deref(), Some("Extra"));
+    assert_eq!(kick.role, Some(Role::Intruder));
+    assert_eq!((kick.from_status, kick.to_status), (Some(RoomStatus::Chatting), RoomStatus::Chatting));
+
+    // The chat goes on and ends normally.
+    client.leave(&room.jid, "Guest").await;
+    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    staff.leave(&room.jid, "Counsellor").await;
+    wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let events = w.events(&room).await;
+    assert_eq!(events.iter().filter(|e| e.kind == EventKind::Left).count(), 1, "the kicked third person is not counted: {events:?}");
+}
