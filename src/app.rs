@@ -15,8 +15,8 @@ use crate::actors::pool::{PoolSettings, RoomContextBase};
 use crate::actors::supervisor::{Fatal, Shutdown, SupervisorActor};
 use crate::config::Config;
 use crate::store::{Store, StoreError};
-use crate::xmpp::connection::{self, ConnectSettings};
 use crate::xmpp::XmppEvent;
+use crate::xmpp::connection::{self, ConnectSettings};
 
 /// Why the bot stopped with an error.
 #[derive(Debug, thiserror::Error)]

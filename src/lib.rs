@@ -16,8 +16,8 @@
 pub mod actors;
 pub mod app;
 pub mod config;
-pub mod logging;
 pub mod lifecycle;
+pub mod logging;
 pub mod model;
 pub mod store;
 pub mod xmpp;

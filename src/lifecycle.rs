@@ -311,7 +311,13 @@ impl Room {
     }
 
     /// Closes the room because `nick` was the last to leave.
-    fn close(&mut self, kind: EventKind, nick: &str, detail: &str, reason: CloseReason) -> Vec<Action> {
+    fn close(
+        &mut self,
+        kind: EventKind,
+        nick: &str,
+        detail: &str,
+        reason: CloseReason,
+    ) -> Vec<Action> {
         let Action::Record(mut record) = self.record(kind, RoomStatus::Closed, nick, detail) else {
             unreachable!("record() builds a Record")
         };
@@ -399,7 +405,10 @@ mod tests {
     fn first_person_in_is_staff() {
         let mut room = Room::new(2);
         let actions = room.step(enter("alice"));
-        assert_eq!(records(&actions), [(Available, StaffWaiting, EventKind::Entered)]);
+        assert_eq!(
+            records(&actions),
+            [(Available, StaffWaiting, EventKind::Entered)]
+        );
         let r = record(&actions);
         assert_eq!(r.role, Some(Role::Staff));
         assert_eq!(r.set_staff_nick.as_deref(), Some("alice"));
@@ -412,7 +421,10 @@ mod tests {
         let mut room = Room::new(2);
         room.step(enter("alice"));
         let actions = room.step(enter("bob"));
-        assert_eq!(records(&actions), [(StaffWaiting, Chatting, EventKind::Entered)]);
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Chatting, EventKind::Entered)]
+        );
         let r = record(&actions);
         assert_eq!(r.role, Some(Role::Client));
         assert_eq!(r.set_client_nick.as_deref(), Some("bob"));
@@ -439,7 +451,10 @@ mod tests {
         let mut room = Room::new(2);
         room.step(enter("alice"));
         let actions = room.step(leave("alice"));
-        assert_eq!(records(&actions), [(StaffWaiting, Closed, EventKind::Closed)]);
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Closed, EventKind::Closed)]
+        );
         assert_eq!(destroys(&actions), Some(CloseReason::NoClient));
     }
 
@@ -464,7 +479,10 @@ mod tests {
         room.step(enter("alice"));
         room.step(enter("bob"));
         let actions = room.step(enter("carol"));
-        assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Entered)]);
+        assert_eq!(
+            records(&actions),
+            [(Chatting, Chatting, EventKind::Entered)]
+        );
         assert!(kicks(&room.step(enter("dave"))).contains(&"dave"));
         // One of three leaves: still two inside, still chatting.
         let actions = room.step(leave("carol"));
@@ -484,7 +502,10 @@ mod tests {
         assert_eq!(kicks(&actions), ["eve"]);
         assert_eq!(room.status, OneLeft);
         let actions = room.step(enter("bob"));
-        assert_eq!(records(&actions), [(OneLeft, Chatting, EventKind::Rejoined)]);
+        assert_eq!(
+            records(&actions),
+            [(OneLeft, Chatting, EventKind::Rejoined)]
+        );
         assert_eq!(record(&actions).role, Some(Role::Client));
         // A rejoin does not overwrite who the client is.
         assert_eq!(record(&actions).set_client_nick, None);
@@ -507,9 +528,15 @@ mod tests {
             old: "alice".into(),
             new: "alice2".into(),
         });
-        assert_eq!(records(&actions), [(StaffWaiting, StaffWaiting, EventKind::NickChanged)]);
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, StaffWaiting, EventKind::NickChanged)]
+        );
         assert_eq!(record(&actions).set_staff_nick.as_deref(), Some("alice2"));
-        assert!(room.step(enter("alice2")).is_empty(), "the follow-up presence");
+        assert!(
+            room.step(enter("alice2")).is_empty(),
+            "the follow-up presence"
+        );
         room.step(enter("bob"));
         assert_eq!(room.status, Chatting);
         assert_eq!(room.staff.as_deref(), Some("alice2"));
@@ -556,7 +583,12 @@ mod tests {
         let mut room = Room::new(2);
         room.step(enter("alice"));
         room.step(leave("alice"));
-        for event in [enter("bob"), leave("alice"), Event::Shutdown, Event::Vanished] {
+        for event in [
+            enter("bob"),
+            leave("alice"),
+            Event::Shutdown,
+            Event::Vanished,
+        ] {
             assert!(room.step(event).is_empty());
         }
         assert_eq!(room.status, Closed);

@@ -26,7 +26,12 @@ fn format_line(record: &Record<'_>) -> String {
     let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
     match room_of(record) {
         Some(room) => format!("{ts} {:<5} room={room} {}", record.level(), record.args()),
-        None => format!("{ts} {:<5} {}: {}", record.level(), record.target(), record.args()),
+        None => format!(
+            "{ts} {:<5} {}: {}",
+            record.level(),
+            record.target(),
+            record.args()
+        ),
     }
 }
 
@@ -68,7 +73,9 @@ impl Log for HelpimLogger {
 /// `RUST_LOG=helpim_bot=debug`); SQL statement logging is kept at `warn`.
 pub fn init(level: LevelFilter, room_dir: Option<PathBuf>) {
     let mut builder = env_logger::Builder::new();
-    builder.filter_level(level).filter_module("sqlx", LevelFilter::Warn);
+    builder
+        .filter_level(level)
+        .filter_module("sqlx", LevelFilter::Warn);
     if let Ok(spec) = std::env::var("RUST_LOG") {
         builder.parse_filters(&spec);
     }

@@ -19,8 +19,13 @@ use helpim_bot::store::RoomFilter;
 #[command(version, about, long_about = None)]
 struct Cli {
     /// The configuration file (see config/helpim-bot.example.toml).
-    #[arg(long, short, global = true, env = "HELPIM_CONFIG",
-          default_value = "/etc/helpim-bot/helpim-bot.toml")]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "HELPIM_CONFIG",
+        default_value = "/etc/helpim-bot/helpim-bot.toml"
+    )]
     config: PathBuf,
     /// What to do; without a command the bot runs.
     #[command(subcommand)]
@@ -60,7 +65,10 @@ struct Failure {
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
     fn from(error: E) -> Self {
-        Failure { code: 1, error: error.into() }
+        Failure {
+            code: 1,
+            error: error.into(),
+        }
     }
 }
 
@@ -79,7 +87,10 @@ fn main() -> ExitCode {
 }
 
 fn load(path: &std::path::Path) -> Result<Config, Failure> {
-    Config::load(path).map_err(|e: ConfigError| Failure { code: 2, error: e.into() })
+    Config::load(path).map_err(|e: ConfigError| Failure {
+        code: 2,
+        error: e.into(),
+    })
 }
 
 fn run(cli: Cli) -> Result<(), Failure> {
@@ -102,10 +113,17 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }),
         Command::Rooms { status, passwords } => block_on(async {
             let store = helpim_bot::app::open_store(&config).await?;
-            let filter = RoomFilter { status, bot_jid: None };
+            let filter = RoomFilter {
+                status,
+                bot_jid: None,
+            };
             let rooms = store.rooms(&filter).await?;
             for room in &rooms {
-                let pw = if passwords { format!(" password={}", room.password) } else { String::new() };
+                let pw = if passwords {
+                    format!(" password={}", room.password)
+                } else {
+                    String::new()
+                };
                 println!(
                     "{:>6} {:<13} {} staff={} client={} since={}{pw}",
                     room.id,
@@ -126,7 +144,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Err(_) => store.room_by_jid(&room).await?,
             };
             let Some(found) = found else {
-                return Err(Failure { code: 1, error: anyhow::anyhow!("no room {room:?} in the database") });
+                return Err(Failure {
+                    code: 1,
+                    error: anyhow::anyhow!("no room {room:?} in the database"),
+                });
             };
             println!("room {} ({}), now {}", found.jid, found.id, found.status);
             for e in store.events(found.id).await? {
@@ -136,7 +157,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
                     e.kind,
                     e.from_status.map(|s| s.as_str()).unwrap_or("-"),
                     e.to_status,
-                    e.nick.as_deref().map(|n| format!("nick={n} ")).unwrap_or_default(),
+                    e.nick
+                        .as_deref()
+                        .map(|n| format!("nick={n} "))
+                        .unwrap_or_default(),
                     e.role.map(|r| format!("role={r} ")).unwrap_or_default(),
                     e.detail,
                 );

@@ -173,7 +173,13 @@ mod tests {
         let strings: Vec<_> = RoomStatus::ALL.iter().map(|s| s.as_str()).collect();
         assert_eq!(
             strings,
-            ["available", "staff_waiting", "chatting", "one_left", "closed"]
+            [
+                "available",
+                "staff_waiting",
+                "chatting",
+                "one_left",
+                "closed"
+            ]
         );
     }
 

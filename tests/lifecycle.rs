@@ -8,6 +8,8 @@ mod common;
 
 use std::time::Duration;
 
+use futures::StreamExt;
+
 use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
 use helpim_bot::store::{Room, Store};
 
@@ -56,7 +58,9 @@ impl World {
 }
 
 /// The (kind, from, to) of a room's history.
-fn history(events: &[helpim_bot::store::RoomEvent]) -> Vec<(EventKind, Option<RoomStatus>, RoomStatus)> {
+fn history(
+    events: &[helpim_bot::store::RoomEvent],
+) -> Vec<(EventKind, Option<RoomStatus>, RoomStatus)> {
     events
         .iter()
         .map(|e| (e.kind, e.from_status, e.to_status))
@@ -92,20 +96,38 @@ on_sqlite_and_postgres!(
     staff_leaving_before_a_client_closes_with_no_client,
     staff_leaving_first_then_the_client_closes_completed,
     a_third_person_is_kicked_and_the_chat_goes_on,
+    fifty_chats_at_once_end_right_within_the_cap,
 );
 
 async fn start_fills_the_pool_with_protected_hidden_temporary_rooms(backend: Backend) {
-    let w = World::start(backend, BotOptions { available: 3, max_rooms: 5, ..Default::default() }).await;
+    let w = World::start(
+        backend,
+        BotOptions {
+            available: 3,
+            max_rooms: 5,
+            ..Default::default()
+        },
+    )
+    .await;
     let rooms = w.available(3).await;
     let mut probe = w.person("probe").await;
     for room in &rooms {
         assert_eq!(room.bot_jid, w.bot.jid);
         assert!(room.jid.starts_with("helpim-"), "{}", room.jid);
-        assert!(room.jid.len() >= "helpim-".len() + 26, "128-bit name: {}", room.jid);
+        assert!(
+            room.jid.len() >= "helpim-".len() + 26,
+            "128-bit name: {}",
+            room.jid
+        );
         assert!(room.password.len() >= 26, "128-bit password");
         let info = w.server_disco(&mut probe, &room.jid).await;
         for feature in ["muc_passwordprotected", "muc_hidden", "muc_temporary"] {
-            assert!(info.has_feature(feature), "{} lacks {feature}: {:?}", room.jid, info.features);
+            assert!(
+                info.has_feature(feature),
+                "{} lacks {feature}: {:?}",
+                room.jid,
+                info.features
+            );
         }
         for feature in ["muc_unsecured", "muc_public", "muc_persistent"] {
             assert!(!info.has_feature(feature), "{} has {feature}", room.jid);
@@ -115,38 +137,65 @@ async fn start_fills_the_pool_with_protected_hidden_temporary_rooms(backend: Bac
             let refused = probe.join(&room.jid, "probe", password).await;
             assert_eq!(
                 refused,
-                Err(JoinError::Refused { condition: "not-authorized".into() }),
+                Err(JoinError::Refused {
+                    condition: "not-authorized".into()
+                }),
                 "join of {} with {password:?}",
                 room.jid
             );
         }
         let events = w.events(room).await;
-        assert_eq!(history(&events), [(EventKind::Created, None, RoomStatus::Available)]);
+        assert_eq!(
+            history(&events),
+            [(EventKind::Created, None, RoomStatus::Available)]
+        );
     }
     // Exactly `available` rooms: no more are created while nobody uses them.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(rooms_with(&w.store, &w.bot.jid, RoomStatus::Available).await.len(), 3);
+    assert_eq!(
+        rooms_with(&w.store, &w.bot.jid, RoomStatus::Available)
+            .await
+            .len(),
+        3
+    );
 }
 
 impl World {
     async fn server_disco(&self, client: &mut TestClient, jid: &str) -> common::client::DiscoInfo {
-        client.disco_info(jid).await.unwrap_or_else(|e| panic!("disco#info {jid}: {e}"))
+        client
+            .disco_info(jid)
+            .await
+            .unwrap_or_else(|e| panic!("disco#info {jid}: {e}"))
     }
 }
 
 async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backend) {
-    let w = World::start(backend, BotOptions { available: 2, max_rooms: 4, ..Default::default() }).await;
+    let w = World::start(
+        backend,
+        BotOptions {
+            available: 2,
+            max_rooms: 4,
+            ..Default::default()
+        },
+    )
+    .await;
     let room = w.available(2).await.remove(0);
     let mut staff = w.person("staff").await;
     let mut client = w.person("client").await;
 
-    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("staff joins");
+    staff
+        .join(&room.jid, "Counsellor", Some(&room.password))
+        .await
+        .expect("staff joins");
     let row = wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
     assert_eq!(row.staff_nick.as_deref(), Some("Counsellor"));
     // The room left the pool: a replacement is made.
     w.available(2).await;
 
-    client.join(&room.jid, "Guest", Some(&room.password)).await.expect("client joins");
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("client joins");
     let row = wait_status(&w.store, room.id, RoomStatus::Chatting).await;
     assert_eq!(row.client_nick.as_deref(), Some("Guest"));
 
@@ -163,10 +212,26 @@ async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backe
         history(&events),
         [
             (EventKind::Created, None, RoomStatus::Available),
-            (EventKind::Entered, Some(RoomStatus::Available), RoomStatus::StaffWaiting),
-            (EventKind::Entered, Some(RoomStatus::StaffWaiting), RoomStatus::Chatting),
-            (EventKind::Left, Some(RoomStatus::Chatting), RoomStatus::OneLeft),
-            (EventKind::Closed, Some(RoomStatus::OneLeft), RoomStatus::Closed),
+            (
+                EventKind::Entered,
+                Some(RoomStatus::Available),
+                RoomStatus::StaffWaiting
+            ),
+            (
+                EventKind::Entered,
+                Some(RoomStatus::StaffWaiting),
+                RoomStatus::Chatting
+            ),
+            (
+                EventKind::Left,
+                Some(RoomStatus::Chatting),
+                RoomStatus::OneLeft
+            ),
+            (
+                EventKind::Closed,
+                Some(RoomStatus::OneLeft),
+                RoomStatus::Closed
+            ),
         ]
     );
     assert_eq!(events[1].role, Some(Role::Staff));
@@ -193,17 +258,36 @@ async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backe
     // The per-room log tells the same story.
     let log = std::fs::read_to_string(w.bot.room_dir.join(format!("{}.log", room.jid)))
         .expect("per-room log file");
-    for expected in ["available→staff_waiting", "staff_waiting→chatting", "one_left→closed", "destroyed"] {
+    for expected in [
+        "available→staff_waiting",
+        "staff_waiting→chatting",
+        "one_left→closed",
+        "destroyed",
+    ] {
         assert!(log.contains(expected), "room log lacks {expected}:\n{log}");
     }
-    assert!(log.lines().all(|l| l.contains(&format!("room={}", room.jid))));
+    assert!(
+        log.lines()
+            .all(|l| l.contains(&format!("room={}", room.jid)))
+    );
 }
 
 async fn staff_leaving_before_a_client_closes_with_no_client(backend: Backend) {
-    let w = World::start(backend, BotOptions { available: 1, max_rooms: 3, ..Default::default() }).await;
+    let w = World::start(
+        backend,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
+    )
+    .await;
     let room = w.available(1).await.remove(0);
     let mut staff = w.person("staff").await;
-    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("join");
+    staff
+        .join(&room.jid, "Counsellor", Some(&room.password))
+        .await
+        .expect("join");
     wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
     staff.leave(&room.jid, "Counsellor").await;
     let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
@@ -212,19 +296,37 @@ async fn staff_leaving_before_a_client_closes_with_no_client(backend: Backend) {
     let events = w.events(&room).await;
     assert_eq!(
         history(&events).last(),
-        Some(&(EventKind::Closed, Some(RoomStatus::StaffWaiting), RoomStatus::Closed))
+        Some(&(
+            EventKind::Closed,
+            Some(RoomStatus::StaffWaiting),
+            RoomStatus::Closed
+        ))
     );
     w.available(1).await;
 }
 
 async fn staff_leaving_first_then_the_client_closes_completed(backend: Backend) {
-    let w = World::start(backend, BotOptions { available: 1, max_rooms: 3, ..Default::default() }).await;
+    let w = World::start(
+        backend,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
+    )
+    .await;
     let room = w.available(1).await.remove(0);
     let mut staff = w.person("staff").await;
     let mut client = w.person("client").await;
-    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("join");
+    staff
+        .join(&room.jid, "Counsellor", Some(&room.password))
+        .await
+        .expect("join");
     wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
-    client.join(&room.jid, "Guest", Some(&room.password)).await.expect("join");
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("join");
     wait_status(&w.store, room.id, RoomStatus::Chatting).await;
     staff.leave(&room.jid, "Counsellor").await;
     wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
@@ -239,22 +341,46 @@ async fn staff_leaving_first_then_the_client_closes_completed(backend: Backend) 
 }
 
 async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
-    let w = World::start(backend, BotOptions { available: 1, max_rooms: 3, ..Default::default() }).await;
+    let w = World::start(
+        backend,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
+    )
+    .await;
     let room = w.available(1).await.remove(0);
     let mut staff = w.person("staff").await;
     let mut client = w.person("client").await;
     let mut third = w.person("third").await;
-    staff.join(&room.jid, "Counsellor", Some(&room.password)).await.expect("join");
+    staff
+        .join(&room.jid, "Counsellor", Some(&room.password))
+        .await
+        .expect("join");
     wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
-    client.join(&room.jid, "Guest", Some(&room.password)).await.expect("join");
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("join");
     wait_status(&w.store, room.id, RoomStatus::Chatting).await;
 
     // The third person has the password (the server lets them in); the bot kicks them.
-    third.join(&room.jid, "Extra", Some(&room.password)).await.expect("server admits");
+    third
+        .join(&room.jid, "Extra", Some(&room.password))
+        .await
+        .expect("server admits");
     let kicked = third
-        .wait_for_presence(&room.jid, |p| !p.available && p.status_codes.contains(&307), WAIT)
+        .wait_for_presence(
+            &room.jid,
+            |p| !p.available && p.status_codes.contains(&307),
+            WAIT,
+        )
         .await;
-    assert!(kicked.status_codes.contains(&110), "the kick is about the third person");
+    assert!(
+        kicked.status_codes.contains(&110),
+        "the kick is about the third person"
+    );
     assert_eq!(kicked.reason.as_deref(), Some("This chat is full."));
 
     let row = w.store.room(room.id).await.unwrap().unwrap();
@@ -269,7 +395,10 @@ async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
     .await;
     assert_eq!(kick.nick.as_deref(), Some("Extra"));
     assert_eq!(kick.role, Some(Role::Intruder));
-    assert_eq!((kick.from_status, kick.to_status), (Some(RoomStatus::Chatting), RoomStatus::Chatting));
+    assert_eq!(
+        (kick.from_status, kick.to_status),
+        (Some(RoomStatus::Chatting), RoomStatus::Chatting)
+    );
 
     // The chat goes on and ends normally.
     client.leave(&room.jid, "Guest").await;
@@ -277,5 +406,122 @@ async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
     staff.leave(&room.jid, "Counsellor").await;
     wait_status(&w.store, room.id, RoomStatus::Closed).await;
     let events = w.events(&room).await;
-    assert_eq!(events.iter().filter(|e| e.kind == EventKind::Left).count(), 1, "the kicked third person is not counted: {events:?}");
+    assert_eq!(
+        events.iter().filter(|e| e.kind == EventKind::Left).count(),
+        1,
+        "the kicked third person is not counted: {events:?}"
+    );
+}
+
+/// One chat: staff enters, client enters, client leaves, staff leaves, as fast as the
+/// clients can go (the bot sees the presences in the server's order).
+async fn one_chat(room: &Room, i: usize, mut staff: TestClient, mut client: TestClient) {
+    let (s, c) = (format!("Staff{i}"), format!("Guest{i}"));
+    staff
+        .join(&room.jid, &s, Some(&room.password))
+        .await
+        .expect("staff joins");
+    client
+        .join(&room.jid, &c, Some(&room.password))
+        .await
+        .expect("client joins");
+    client.leave(&room.jid, &c).await;
+    staff.leave(&room.jid, &s).await;
+    client.disconnect().await;
+    staff.disconnect().await;
+}
+
+async fn fifty_chats_at_once_end_right_within_the_cap(backend: Backend) {
+    const CHATS: usize = 50;
+    const MAX: u64 = 60;
+    let w = World::start(
+        backend,
+        BotOptions {
+            available: CHATS as u32,
+            max_rooms: MAX as u32,
+            ..Default::default()
+        },
+    )
+    .await;
+    w.server.register("staff", "pw");
+    w.server.register("client", "pw");
+    let rooms = w.available(CHATS).await;
+    // 100 logins first, ten at a time (logging in is not what is tested here).
+    let people: Vec<(TestClient, TestClient)> = futures::stream::iter(0..CHATS)
+        .map(|_| async {
+            (
+                TestClient::connect(&w.server, "staff", "pw").await,
+                TestClient::connect(&w.server, "client", "pw").await,
+            )
+        })
+        .buffered(10)
+        .collect()
+        .await;
+
+    // Sample the open-room count while the chats run; it must never pass the cap.
+    let sampling = std::sync::atomic::AtomicBool::new(true);
+    let sampler = async {
+        let mut max_open = 0;
+        while sampling.load(std::sync::atomic::Ordering::Relaxed) {
+            let counts = w.store.pool_counts(&w.bot.jid).await.expect("counts");
+            max_open = max_open.max(counts.open);
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        max_open
+    };
+    let chats = async {
+        let chats = rooms.iter().zip(people).enumerate();
+        futures::future::join_all(chats.map(|(i, (r, (s, c)))| one_chat(r, i, s, c))).await;
+        for room in &rooms {
+            wait_status(&w.store, room.id, RoomStatus::Closed).await;
+        }
+        // The pool refills to `available` (now possible: the chats' rooms are closed).
+        w.available(CHATS).await;
+        sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+    };
+    let (max_open, ()) = futures::join!(sampler, chats);
+    assert!(max_open <= MAX, "{max_open} rooms open at once, cap {MAX}");
+
+    for (i, room) in rooms.iter().enumerate() {
+        let events = w.events(room).await;
+        assert_eq!(
+            history(&events),
+            [
+                (EventKind::Created, None, RoomStatus::Available),
+                (
+                    EventKind::Entered,
+                    Some(RoomStatus::Available),
+                    RoomStatus::StaffWaiting
+                ),
+                (
+                    EventKind::Entered,
+                    Some(RoomStatus::StaffWaiting),
+                    RoomStatus::Chatting
+                ),
+                (
+                    EventKind::Left,
+                    Some(RoomStatus::Chatting),
+                    RoomStatus::OneLeft
+                ),
+                (
+                    EventKind::Closed,
+                    Some(RoomStatus::OneLeft),
+                    RoomStatus::Closed
+                ),
+            ],
+            "room {}",
+            room.jid
+        );
+        assert_eq!(
+            events[1].nick.as_deref(),
+            Some(format!("Staff{i}").as_str())
+        );
+        assert_eq!(
+            events[2].nick.as_deref(),
+            Some(format!("Guest{i}").as_str())
+        );
+        assert_timestamps_ordered(&events);
+        let row = w.store.room(room.id).await.unwrap().unwrap();
+        assert_eq!(row.close_reason, Some(CloseReason::Completed));
+    }
 }

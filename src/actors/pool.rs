@@ -225,7 +225,10 @@ impl Handler<CreationFailed> for PoolActor {
         self.creating = self.creating.saturating_sub(1);
         self.failures += 1;
         let delay = Duration::from_secs(1u64 << self.failures.min(6)).min(self.settings.retry_max);
-        log::warn!("pool: room creation failed ({} in a row); next try in {delay:?}", self.failures);
+        log::warn!(
+            "pool: room creation failed ({} in a row); next try in {delay:?}",
+            self.failures
+        );
         ctx.notify_later(Replenish, delay);
     }
 }

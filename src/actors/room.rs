@@ -240,7 +240,10 @@ impl RoomActor {
         let xmpp = self.ctx.xmpp.clone();
         let room = self.jid.clone();
         actix::spawn(async move {
-            if let Err(error) = xmpp.set(Jid::from(room.clone()), muc::kick(&nick, &reason)).await {
+            if let Err(error) = xmpp
+                .set(Jid::from(room.clone()), muc::kick(&nick, &reason))
+                .await
+            {
                 log::warn!(room = room.as_str(); "kick of {nick} failed: {error}");
             }
         });
@@ -336,10 +339,15 @@ async fn create(
         history_length: ctx.history_length,
         max_users: ctx.max_chatters + 1,
     };
-    ctx.xmpp.set(room.clone(), form::submit(&offered, &settings)?).await?;
+    ctx.xmpp
+        .set(room.clone(), form::submit(&offered, &settings)?)
+        .await?;
     let info = ctx
         .xmpp
-        .get(room, minidom::Element::builder("query", form::NS_DISCO_INFO).build())
+        .get(
+            room,
+            minidom::Element::builder("query", form::NS_DISCO_INFO).build(),
+        )
         .await?;
     form::verify_features(&info.ok_or(CreateError::NoForm)?)?;
     let row = ctx
@@ -361,7 +369,12 @@ impl Actor for RoomActor {
         log::debug!(room = self.room(); "creating room");
         let (waiter, joined) = oneshot::channel();
         self.join_waiter = Some(waiter);
-        let fut = create(self.ctx.clone(), self.jid.clone(), self.password.clone(), joined);
+        let fut = create(
+            self.ctx.clone(),
+            self.jid.clone(),
+            self.password.clone(),
+            joined,
+        );
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(room_id) => {
                 log::info!(room = act.room(); "room configured and recorded as available (id {room_id})");

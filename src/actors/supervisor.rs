@@ -12,10 +12,10 @@ use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
 use jid::{BareJid, Jid};
 use minidom::Element;
+use tokio_xmpp::Stanza;
 use xmpp_parsers::iq::Iq;
 use xmpp_parsers::presence::Presence;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
-use tokio_xmpp::Stanza;
 
 use crate::store::Store;
 use crate::xmpp::form::NS_DISCO_INFO;
@@ -115,12 +115,21 @@ impl SupervisorActor {
     /// else gets `service-unavailable` as RFC 6120 asks.
     fn iq(&mut self, iq: Iq) {
         let (from, id, payload, is_get) = match iq {
-            Iq::Get { from, id, payload, .. } => (from, id, payload, true),
-            Iq::Set { from, id, payload, .. } => (from, id, payload, false),
+            Iq::Get {
+                from, id, payload, ..
+            } => (from, id, payload, true),
+            Iq::Set {
+                from, id, payload, ..
+            } => (from, id, payload, false),
             _ => return, // late answers to requests that already timed out
         };
         let reply = if is_get && payload.is("ping", xmpp_parsers::ns::PING) {
-            Iq::Result { from: None, to: from, id, payload: None }
+            Iq::Result {
+                from: None,
+                to: from,
+                id,
+                payload: None,
+            }
         } else if is_get && payload.is("query", NS_DISCO_INFO) {
             let info = Element::builder("query", NS_DISCO_INFO)
                 .append(
@@ -132,7 +141,12 @@ impl SupervisorActor {
                 .append(feature(NS_DISCO_INFO))
                 .append(feature(xmpp_parsers::ns::PING))
                 .build();
-            Iq::Result { from: None, to: from, id, payload: Some(info) }
+            Iq::Result {
+                from: None,
+                to: from,
+                id,
+                payload: Some(info),
+            }
         } else {
             let error = StanzaError::new(
                 ErrorType::Cancel,
@@ -140,7 +154,13 @@ impl SupervisorActor {
                 "en",
                 "helpim-bot does not offer this service",
             );
-            Iq::Error { from: None, to: from, id, error, payload: None }
+            Iq::Error {
+                from: None,
+                to: from,
+                id,
+                error,
+                payload: None,
+            }
         };
         self.xmpp.send(reply);
     }

@@ -9,8 +9,8 @@
 
 use std::time::Duration;
 
-use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
 
 use actix::Recipient;
 

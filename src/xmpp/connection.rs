@@ -5,7 +5,7 @@
 //! receiver contend (a hang in about one run in six under actix), its `send_stanza` waits
 //! for the stanza to be written while nobody reads, and its reconnect loop retries a wrong
 //! password forever without telling anybody. So the task drives a
-//! [`StanzaStream`](tokio_xmpp::stanzastream::StanzaStream) directly (which still
+//! [`tokio_xmpp::stanzastream::StanzaStream`] directly (which still
 //! reconnects and negotiates XEP-0198 stream management by itself), logs in through its own
 //! connector so that every failed attempt is reported (an authentication failure is final),
 //! and matches IQ responses to their requests itself, each with a deadline.
@@ -14,15 +14,19 @@ use std::borrow::Cow;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use futures::channel::{mpsc, oneshot};
 use futures::StreamExt;
+use futures::channel::{mpsc, oneshot};
 use jid::{FullJid, Jid};
 use minidom::Element;
 use sasl::common::Credentials;
-use tokio_xmpp::connect::{DnsConfig, ServerConnector, StartTlsServerConnector, TcpServerConnector};
-use tokio_xmpp::stanzastream::{Connection, Event as StreamEvent, StanzaStream, StreamEvent as Lifecycle};
-use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
 use tokio_xmpp::Stanza;
+use tokio_xmpp::connect::{
+    DnsConfig, ServerConnector, StartTlsServerConnector, TcpServerConnector,
+};
+use tokio_xmpp::stanzastream::{
+    Connection, Event as StreamEvent, StanzaStream, StreamEvent as Lifecycle,
+};
+use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
 use xmpp_parsers::iq::Iq;
 
 use crate::config::TlsMode;
@@ -189,7 +193,10 @@ pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<
     let (event_tx, event_rx) = mpsc::unbounded();
     let stream = match settings.tls {
         TlsMode::None => {
-            let dns = DnsConfig::no_srv(settings.host.as_deref().unwrap_or("127.0.0.1"), settings.port);
+            let dns = DnsConfig::no_srv(
+                settings.host.as_deref().unwrap_or("127.0.0.1"),
+                settings.port,
+            );
             open_stream(TcpServerConnector::from(dns), &settings, event_tx.clone())
         }
         TlsMode::Required => {
@@ -197,7 +204,11 @@ pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<
                 Some(host) => DnsConfig::no_srv(host, settings.port),
                 None => DnsConfig::srv_default_client(settings.jid.domain().as_str()),
             };
-            open_stream(StartTlsServerConnector::from(dns), &settings, event_tx.clone())
+            open_stream(
+                StartTlsServerConnector::from(dns),
+                &settings,
+                event_tx.clone(),
+            )
         }
     };
     tokio::spawn(run(stream, command_rx, event_tx));
@@ -218,8 +229,14 @@ fn open_stream<C: ServerConnector>(
 ) -> StanzaStream {
     let jid = Jid::from(settings.jid.clone());
     let password = settings.password.clone();
-    let connector = move |_location: Option<String>, slot: tokio::sync::oneshot::Sender<Connection>| {
-        let (server, jid, password, events) = (server.clone(), jid.clone(), password.clone(), events.clone());
+    let connector = move |_location: Option<String>,
+                          slot: tokio::sync::oneshot::Sender<Connection>| {
+        let (server, jid, password, events) = (
+            server.clone(),
+            jid.clone(),
+            password.clone(),
+            events.clone(),
+        );
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
             loop {

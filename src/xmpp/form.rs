@@ -142,7 +142,7 @@ pub fn submit(offered: &OfferedForm, settings: &RoomSettings) -> Result<Element,
         let is_list = offer.kind.starts_with("list");
         let accepted = !is_list
             || offer.options.is_empty()
-            || offer.options.iter().any(|o| *o == value)
+            || offer.options.contains(&value)
             || var == "muc#roomconfig_maxusers";
         if accepted {
             x.append_child(field(var, None, &value));
@@ -313,7 +313,9 @@ mod tests {
             submit(&form, &settings()),
             Err(FormError::MissingField("muc#roomconfig_roomsecret"))
         );
-        let no_form: Element = "<query xmlns='http://jabber.org/protocol/muc#owner'/>".parse().unwrap();
+        let no_form: Element = "<query xmlns='http://jabber.org/protocol/muc#owner'/>"
+            .parse()
+            .unwrap();
         assert_eq!(parse_offered(&no_form), Err(FormError::NoForm));
     }
 

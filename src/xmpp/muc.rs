@@ -8,8 +8,8 @@
 use jid::{BareJid, Jid};
 use minidom::Element;
 use minidom::rxml::xml_ncname;
-use xmpp_parsers::muc::muc::History;
 use xmpp_parsers::muc::Muc;
+use xmpp_parsers::muc::muc::History;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
 /// `http://jabber.org/protocol/muc#user`: occupant information in room presences.
@@ -228,13 +228,13 @@ pub fn join(room: &BareJid, nick: &str, password: Option<&str>) -> Presence {
         muc = muc.with_password(password.to_owned());
     }
     Presence::available()
-        .with_to(Jid::from(room_nick(room, nick)))
+        .with_to(room_nick(room, nick))
         .with_payload(muc)
 }
 
 /// The presence that leaves `room`.
 pub fn leave(room: &BareJid, nick: &str) -> Presence {
-    Presence::unavailable().with_to(Jid::from(room_nick(room, nick)))
+    Presence::unavailable().with_to(room_nick(room, nick))
 }
 
 /// `room/nick` as a full JID; a nick that is not a valid resource falls back to the bare
@@ -345,7 +345,10 @@ mod tests {
         );
         let r = parse_room_presence(&p).unwrap();
         assert!(r.has(MucStatus::Kicked));
-        assert_eq!(r.item.unwrap().reason.as_deref(), Some("This chat is full."));
+        assert_eq!(
+            r.item.unwrap().reason.as_deref(),
+            Some("This chat is full.")
+        );
     }
 
     #[test]
@@ -414,9 +417,18 @@ mod tests {
         let room: BareJid = "room@conf.example".parse().unwrap();
         let element = Element::from(join(&room, "HelpIM", Some("s3cret")));
         assert_eq!(element.attr("to"), Some("room@conf.example/HelpIM"));
-        let x = element.get_child("x", "http://jabber.org/protocol/muc").unwrap();
-        assert_eq!(x.get_child("password", "http://jabber.org/protocol/muc").unwrap().text(), "s3cret");
-        let history = x.get_child("history", "http://jabber.org/protocol/muc").unwrap();
+        let x = element
+            .get_child("x", "http://jabber.org/protocol/muc")
+            .unwrap();
+        assert_eq!(
+            x.get_child("password", "http://jabber.org/protocol/muc")
+                .unwrap()
+                .text(),
+            "s3cret"
+        );
+        let history = x
+            .get_child("history", "http://jabber.org/protocol/muc")
+            .unwrap();
         assert_eq!(history.attr("maxstanzas"), Some("0"));
     }
 
@@ -426,6 +438,9 @@ mod tests {
         let item = element.get_child("item", NS_MUC_ADMIN).unwrap();
         assert_eq!(item.attr("nick"), Some("mallory"));
         assert_eq!(item.attr("role"), Some("none"));
-        assert_eq!(item.get_child("reason", NS_MUC_ADMIN).unwrap().text(), "no claim");
+        assert_eq!(
+            item.get_child("reason", NS_MUC_ADMIN).unwrap().text(),
+            "no claim"
+        );
     }
 }
