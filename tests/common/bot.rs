@@ -162,6 +162,15 @@ room_dir = "{room_dir}"
         }
     }
 
+    /// Sends a signal (`"INT"`, `"TERM"`, ...) without waiting.
+    pub fn signal(&self, name: &str) {
+        let child = self.child.as_ref().expect("the bot is running");
+        let _ = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(child.id().to_string())
+            .status();
+    }
+
     /// SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
