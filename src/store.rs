@@ -179,6 +179,8 @@ pub struct RoomEvent {
     pub role: Option<Role>,
     /// Why, in words.
     pub detail: String,
+    /// On the event that closed the room: why it closed.
+    pub close_reason: Option<CloseReason>,
 }
 
 /// Which rooms [`Store::rooms`] returns; `None` fields do not filter.
@@ -271,6 +273,11 @@ impl TryFrom<room_event::Model> for RoomEvent {
                 .role
                 .as_deref()
                 .map(|role| parse("room_event", id, "role", role))
+                .transpose()?,
+            close_reason: row
+                .close_reason
+                .as_deref()
+                .map(|reason| parse("room_event", id, "close_reason", reason))
                 .transpose()?,
             id,
             room_id: row.room_id,
@@ -374,9 +381,10 @@ impl Store {
             status: Set(change.to.as_str().to_owned()),
             ..Default::default()
         };
+        let closes = change.from != change.to && change.to == RoomStatus::Closed;
         if change.from != change.to {
             update.status_changed_at = Set(at);
-            if change.to == RoomStatus::Closed {
+            if closes {
                 update.closed_at = Set(Some(at));
                 update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
             }
@@ -416,6 +424,10 @@ impl Store {
             nick: Set(change.nick.clone()),
             role: Set(change.role.map(|r| r.as_str().to_owned())),
             detail: Set(change.detail.clone()),
+            close_reason: Set(change
+                .close_reason
+                .filter(|_| closes)
+                .map(|r| r.as_str().to_owned())),
             ..Default::default()
         }
         .insert(&txn)

@@ -173,6 +173,16 @@ async fn the_bot_comes_online_answers_disco_and_exits_0_on_sigterm_and_sigint() 
         "{info:?}"
     );
     assert!(info.has_feature("urn:xmpp:ping"));
+    let ping = minidom::Element::builder("ping", "urn:xmpp:ping").build();
+    let bot_full = format!("{}/helpim-bot", bot.jid);
+    assert_eq!(
+        probe.iq_get(&bot_full, ping).await,
+        Ok(None),
+        "XEP-0199 ping answered"
+    );
+    let unknown = minidom::Element::builder("query", "jabber:iq:version").build();
+    let refused = probe.iq_get(&bot_full, unknown).await.unwrap_err();
+    assert!(refused.contains("service-unavailable"), "{refused}");
 
     let status = bot.stop(); // SIGTERM
     assert_eq!(status.code(), Some(0), "{}", bot.log_tail(30));

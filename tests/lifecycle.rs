@@ -239,6 +239,7 @@ async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backe
     assert_eq!(events[3].nick.as_deref(), Some("Guest"));
     assert_eq!(events[4].nick.as_deref(), Some("Counsellor"));
     assert_eq!(events.last().unwrap().at, closed_at);
+    assert_eq!(events[4].close_reason, Some(CloseReason::Completed));
     assert_timestamps_ordered(&events);
 
     // Gone from the server; a replacement keeps the pool full.

@@ -74,6 +74,9 @@ fn event_of(id: i64, change: &RoomChange) -> RoomEvent {
         nick: change.nick.clone(),
         role: change.role,
         detail: change.detail.clone(),
+        close_reason: change
+            .close_reason
+            .filter(|_| change.from != change.to && change.to == RoomStatus::Closed),
     }
 }
 
@@ -216,6 +219,7 @@ async fn exercise(backend: Backend) {
         nick: None,
         role: None,
         detail: events[0].detail.clone(),
+        close_reason: None,
     }];
     expected.extend(
         steps

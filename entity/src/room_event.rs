@@ -26,6 +26,8 @@ pub struct Model {
     pub role: Option<String>,
     /// Why, in words, for people reading the history.
     pub detail: String,
+    /// On the event that closed the room: why it closed (`completed`, `no_client`, ...).
+    pub close_reason: Option<String>,
 }
 
 /// An event belongs to a room.

@@ -22,6 +22,7 @@ enum RoomEvent {
     Nick,
     Role,
     Detail,
+    CloseReason,
 }
 
 /// The `CREATE TABLE room_event` statement for `backend`.
@@ -37,6 +38,7 @@ pub(crate) fn create_table(backend: DbBackend) -> TableCreateStatement {
         .col(text_null(RoomEvent::Nick))
         .col(string_null(RoomEvent::Role))
         .col(text(RoomEvent::Detail))
+        .col(string_null(RoomEvent::CloseReason))
         .foreign_key(
             ForeignKey::create()
                 .name("fk_room_event_room_id")
