@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use helpim_bot::model::RoomStatus;
 use helpim_bot::store::{Room, RoomFilter, Store};
 
-use super::prosody::TestProsody;
+use super::server::XmppServer;
 
 /// Knobs of the generated config.
 #[derive(Debug, Clone)]
@@ -56,7 +56,7 @@ pub struct TestBot {
 
 impl TestBot {
     /// Registers the bot's account on `server`, writes a config and starts the binary.
-    pub fn start(server: &TestProsody, database_url: &str, options: BotOptions) -> TestBot {
+    pub fn start(server: &dyn XmppServer, database_url: &str, options: BotOptions) -> TestBot {
         let password = format!("pw-{}", helpim_bot::actors::room::random_token());
         server.register(&options.user, &password);
         let dir = tempfile::Builder::new()
@@ -93,8 +93,8 @@ room_dir = "{room_dir}"
 
 {extra}
 "#,
-                port = server.port,
-                muc = server.muc_domain,
+                port = server.port(),
+                muc = server.muc_domain(),
                 max_chatters = options.max_chatters,
                 available = options.available,
                 max_rooms = options.max_rooms,

@@ -1,5 +1,5 @@
 //! A real XMPP client for integration tests (a staff member, a helpline client, ...),
-//! built on tokio-xmpp 6 over plaintext loopback to a [`TestProsody`].
+//! built on tokio-xmpp 6 over plaintext loopback to a test server ([`XmppServer`]).
 //!
 //! Design (see /work/shared/notes/stack-facts.md):
 //! - ONE spawned task owns the tokio-xmpp `Client` and polls it continuously (tokio-xmpp
@@ -39,7 +39,7 @@ use xmpp_parsers::muc::Muc;
 use xmpp_parsers::muc::muc::History;
 use xmpp_parsers::presence::{Presence, Type as PresenceType};
 
-use super::prosody::TestProsody;
+use super::server::XmppServer;
 
 /// Deadline for reaching Online, joining, leaving, and IQ answers.
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -172,7 +172,7 @@ enum Incoming {
 impl TestClient {
     /// Logs in as `user` (bare JID `user@domain`, server-assigned resource), waits until
     /// Online (deadline 10 s) and sends initial presence. Panics on failure.
-    pub async fn connect(server: &TestProsody, user: &str, password: &str) -> TestClient {
+    pub async fn connect(server: &dyn XmppServer, user: &str, password: &str) -> TestClient {
         match Self::try_connect(server, user, password, DEFAULT_TIMEOUT).await {
             Ok(client) => client,
             Err(e) => panic!(
@@ -191,7 +191,7 @@ impl TestClient {
     /// and returns `AuthFailed("not-authorized")` as soon as the server says so. The
     /// deadline on Online remains as a second line of defence.
     pub async fn try_connect(
-        server: &TestProsody,
+        server: &dyn XmppServer,
         user: &str,
         password: &str,
         deadline: Duration,
@@ -200,7 +200,7 @@ impl TestClient {
         // reconnect failures): RUST_LOG=tokio_xmpp=debug shows them; captured per test.
         let _ = env_logger::builder().is_test(true).try_init();
         let deadline = Instant::now() + deadline;
-        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port));
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, server.port()));
         let bare = BareJid::from_str(&server.jid(user))
             .unwrap_or_else(|e| panic!("invalid user {user:?}: {e}"));
         let kill = Arc::new(KillSwitch::default());

@@ -7,3 +7,4 @@ pub mod bot;
 pub mod client;
 pub mod db;
 pub mod prosody;
+pub mod server;
