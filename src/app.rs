@@ -124,6 +124,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             service: config.muc.service.clone(),
             room_prefix: config.muc.room_prefix.clone(),
             retry_max: config.timeouts.retry_max,
+            check: config.pool.check,
+            staff_claim: config.timeouts.staff_claim,
+            client_claim: config.timeouts.client_claim,
         },
         RoomContextBase {
             xmpp,
@@ -131,6 +134,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             max_chatters: config.muc.max_chatters,
             history_length: config.muc.history_length,
             join_timeout: config.timeouts.join,
+            require_claims: config.muc.require_claims,
+            rejoin_grace: config.timeouts.rejoin_grace,
+            one_left: config.timeouts.one_left,
         },
         fatal_tx,
     )

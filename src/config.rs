@@ -50,6 +50,11 @@ const DEFAULT_IQ_SECS: u64 = 15;
 const DEFAULT_JOIN_SECS: u64 = 15;
 const DEFAULT_SHUTDOWN_SECS: u64 = 15;
 const DEFAULT_RETRY_MAX_SECS: u64 = 60;
+const DEFAULT_POOL_CHECK_SECS: u64 = 2;
+const DEFAULT_STAFF_CLAIM_SECS: u64 = 120;
+const DEFAULT_CLIENT_CLAIM_SECS: u64 = 60;
+const DEFAULT_REJOIN_GRACE_SECS: u64 = 60;
+const DEFAULT_ONE_LEFT_SECS: u64 = 300;
 
 /// Longest accepted `muc.room_prefix`: room names are the prefix plus a random suffix and
 /// must stay short, valid JID localparts.
@@ -163,6 +168,10 @@ pub struct MucConfig {
     pub max_chatters: u32,
     /// How many past messages the server replays to someone entering (0..=1000).
     pub history_length: u32,
+    /// Whether a person may enter only with an open claim for their role (staff into an
+    /// `available` room, client into a `staff_waiting` room); others are kicked. Default
+    /// true; false for web applications that do not claim.
+    pub require_claims: bool,
 }
 
 /// The size of the room pool (`[pool]`).
@@ -172,6 +181,9 @@ pub struct PoolConfig {
     pub available: u32,
     /// Most open rooms at any time, all states together (at least `available`).
     pub max_rooms: u32,
+    /// `check_secs`: how often the pool recounts (claims are made by the web application
+    /// directly in the database) and releases expired claims.
+    pub check: Duration,
 }
 
 impl Default for PoolConfig {
@@ -179,6 +191,7 @@ impl Default for PoolConfig {
         PoolConfig {
             available: DEFAULT_POOL_AVAILABLE,
             max_rooms: DEFAULT_POOL_MAX_ROOMS,
+            check: Duration::from_secs(DEFAULT_POOL_CHECK_SECS),
         }
     }
 }
@@ -233,6 +246,16 @@ pub struct TimeoutConfig {
     pub shutdown: Duration,
     /// `retry_max_secs`: cap of the exponential backoff between retries.
     pub retry_max: Duration,
+    /// `staff_claim_secs`: a staff claim nobody used within this is released.
+    pub staff_claim: Duration,
+    /// `client_claim_secs`: a client claim nobody used within this is released.
+    pub client_claim: Duration,
+    /// `rejoin_grace_secs`: how long a person who left a chat may come back with the same
+    /// nick and be the same person (0: never).
+    pub rejoin_grace: Duration,
+    /// `one_left_secs`: how long one person may stay alone after the other left before the
+    /// bot ends the chat; `None` (0 in the file) never ends it.
+    pub one_left: Option<Duration>,
 }
 
 impl Default for TimeoutConfig {
@@ -243,6 +266,10 @@ impl Default for TimeoutConfig {
             join: Duration::from_secs(DEFAULT_JOIN_SECS),
             shutdown: Duration::from_secs(DEFAULT_SHUTDOWN_SECS),
             retry_max: Duration::from_secs(DEFAULT_RETRY_MAX_SECS),
+            staff_claim: Duration::from_secs(DEFAULT_STAFF_CLAIM_SECS),
+            client_claim: Duration::from_secs(DEFAULT_CLIENT_CLAIM_SECS),
+            rejoin_grace: Duration::from_secs(DEFAULT_REJOIN_GRACE_SECS),
+            one_left: Some(Duration::from_secs(DEFAULT_ONE_LEFT_SECS)),
         }
     }
 }
@@ -453,6 +480,7 @@ struct RawMuc {
     room_prefix: Option<String>,
     max_chatters: Option<u32>,
     history_length: Option<u32>,
+    require_claims: Option<bool>,
 }
 
 /// `[pool]` as written.
@@ -461,6 +489,7 @@ struct RawMuc {
 struct RawPool {
     available: Option<u32>,
     max_rooms: Option<u32>,
+    check_secs: Option<u64>,
 }
 
 /// `[database]` as written.
@@ -487,6 +516,10 @@ struct RawTimeouts {
     join_secs: Option<u64>,
     shutdown_secs: Option<u64>,
     retry_max_secs: Option<u64>,
+    staff_claim_secs: Option<u64>,
+    client_claim_secs: Option<u64>,
+    rejoin_grace_secs: Option<u64>,
+    one_left_secs: Option<u64>,
 }
 
 /// Turns toml's multi-line error into one line: position, message, and for an unknown key
@@ -814,6 +847,7 @@ impl Validator<'_> {
             room_prefix,
             max_chatters,
             history_length,
+            require_claims: raw.require_claims.unwrap_or(true),
         })
     }
 
@@ -855,9 +889,14 @@ impl Validator<'_> {
                 format!("must be at least pool.available ({available}), got {max_rooms}"),
             ));
         }
+        let check_secs = raw.check_secs.unwrap_or(DEFAULT_POOL_CHECK_SECS);
+        if check_secs < 1 {
+            return Err(self.invalid("pool.check_secs", "must be at least 1 second, got 0"));
+        }
         Ok(PoolConfig {
             available,
             max_rooms,
+            check: Duration::from_secs(check_secs),
         })
     }
 
@@ -942,6 +981,24 @@ impl Validator<'_> {
             join: secs("join_secs", raw.join_secs, DEFAULT_JOIN_SECS)?,
             shutdown: secs("shutdown_secs", raw.shutdown_secs, DEFAULT_SHUTDOWN_SECS)?,
             retry_max: secs("retry_max_secs", raw.retry_max_secs, DEFAULT_RETRY_MAX_SECS)?,
+            staff_claim: secs(
+                "staff_claim_secs",
+                raw.staff_claim_secs,
+                DEFAULT_STAFF_CLAIM_SECS,
+            )?,
+            client_claim: secs(
+                "client_claim_secs",
+                raw.client_claim_secs,
+                DEFAULT_CLIENT_CLAIM_SECS,
+            )?,
+            // 0 is meaningful for these two: no grace, never time out.
+            rejoin_grace: Duration::from_secs(
+                raw.rejoin_grace_secs.unwrap_or(DEFAULT_REJOIN_GRACE_SECS),
+            ),
+            one_left: match raw.one_left_secs.unwrap_or(DEFAULT_ONE_LEFT_SECS) {
+                0 => None,
+                secs => Some(Duration::from_secs(secs)),
+            },
         })
     }
 }
@@ -1137,9 +1194,15 @@ mod tests {
             config.pool,
             PoolConfig {
                 available: 3,
-                max_rooms: 20
+                max_rooms: 20,
+                check: Duration::from_secs(2),
             }
         );
+        assert!(config.muc.require_claims);
+        assert_eq!(config.timeouts.staff_claim, Duration::from_secs(120));
+        assert_eq!(config.timeouts.client_claim, Duration::from_secs(60));
+        assert_eq!(config.timeouts.rejoin_grace, Duration::from_secs(60));
+        assert_eq!(config.timeouts.one_left, Some(Duration::from_secs(300)));
         assert_eq!(config.database.url, "sqlite://helpim-bot.sqlite?mode=rwc");
         assert_eq!(config.logging.level, LevelFilter::Info);
         assert_eq!(config.logging.room_dir, None);
@@ -1160,12 +1223,13 @@ mod tests {
             "[xmpp]\njid = \"b@localhost\"\npassword = \"p\"\nresource = \"r\"\nnick = \"N\"\n\
              host = \"127.0.0.1\"\nport = 5280\ntls = \"none\"\n\
              [muc]\nservice = \"muc.localhost\"\nroom_prefix = \"x.\"\nmax_chatters = 3\n\
-             history_length = 10\n\
-             [pool]\navailable = 1\nmax_rooms = 1\n\
+             history_length = 10\nrequire_claims = false\n\
+             [pool]\navailable = 1\nmax_rooms = 1\ncheck_secs = 7\n\
              [database]\nurl = \"postgres://u@db/helpim\"\n\
              [logging]\nlevel = \"debug\"\nroom_dir = {rooms:?}\n\
              [timeouts]\nconnect_secs = 1\niq_secs = 2\njoin_secs = 3\nshutdown_secs = 4\n\
-             retry_max_secs = 5\n"
+             retry_max_secs = 5\nstaff_claim_secs = 6\nclient_claim_secs = 8\n\
+             rejoin_grace_secs = 0\none_left_secs = 0\n"
         ))
         .unwrap();
         assert_eq!(config.xmpp.resource, "r");
@@ -1180,9 +1244,15 @@ mod tests {
             config.pool,
             PoolConfig {
                 available: 1,
-                max_rooms: 1
+                max_rooms: 1,
+                check: Duration::from_secs(7),
             }
         );
+        assert!(!config.muc.require_claims);
+        assert_eq!(config.timeouts.staff_claim, Duration::from_secs(6));
+        assert_eq!(config.timeouts.client_claim, Duration::from_secs(8));
+        assert_eq!(config.timeouts.rejoin_grace, Duration::ZERO, "0: no grace");
+        assert_eq!(config.timeouts.one_left, None, "0: never time out");
         assert_eq!(config.database.url, "postgres://u@db/helpim");
         assert_eq!(config.logging.level, LevelFilter::Debug);
         assert_eq!(config.logging.room_dir.as_deref(), Some(rooms.as_path()));

@@ -15,9 +15,11 @@
 
 pub mod actors;
 pub mod app;
+pub mod claims;
 pub mod config;
 pub mod lifecycle;
 pub mod logging;
 pub mod model;
+pub mod stats;
 pub mod store;
 pub mod xmpp;

@@ -8,14 +8,19 @@
 //! ```text
 //! state          event                               → state          actions
 //! ─────────────  ──────────────────────────────────  ─────────────  ───────────────────────────
-//! available      person enters                       staff_waiting  record (staff = nick)
-//! staff_waiting  another person enters               chatting       record (client = nick)
+//! available      claimed person enters               staff_waiting  record (staff = nick)
+//! staff_waiting  another claimed person enters       chatting       record (client = nick)
 //! staff_waiting  staff leaves                        closed         record no_client, destroy
-//! chatting       one leaves, one stays               one_left       record
-//! one_left       the one who left comes back         chatting       record rejoined
+//! chatting       one leaves, one stays               one_left       record, start rejoin grace
+//!                                                                   and one_left timer
+//! one_left       the one who left, within grace      chatting       record rejoined
 //! one_left       the last person leaves              closed         record completed, destroy
+//! one_left       one_left timer runs out             closed         notice, record timeout,
+//!                                                                   destroy
+//! available,     somebody enters without a claim     (same)         kick, record kicked
+//!  staff_waiting
 //! open           somebody enters over max_chatters   (same)         kick, record kicked
-//! one_left       a stranger enters                   (same)         kick, record kicked
+//! one_left       a stranger (or grace is over)       (same)         kick, record kicked
 //! open           a present person changes nick       (same)         record nick_changed
 //! available      bot shuts down                      closed         record shutdown, destroy
 //! open           room vanished from the server       closed         record lost
@@ -23,6 +28,8 @@
 //! ```
 //! "open" means any status but `closed`. Presence updates of people already inside and
 //! departures of people who were never counted (the kicked, the bot) change nothing.
+//! "Claimed" means the web application claimed the room for that role (or claims are not
+//! required by the configuration): the actor looks it up before feeding the event.
 
 use std::collections::BTreeSet;
 
@@ -67,6 +74,9 @@ pub enum Event {
     Entered {
         /// The person's room nick.
         nick: String,
+        /// Whether the role this person would take (staff in an `available` room, client
+        /// in a `staff_waiting` room) has an open claim, or claims are not required.
+        claimed: bool,
     },
     /// A person other than the bot left the room.
     Left {
@@ -87,6 +97,31 @@ pub enum Event {
     /// The room no longer exists on the server (lost on a server restart, destroyed by
     /// somebody else).
     Vanished,
+    /// The rejoin grace of a person who left ran out: they may no longer come back.
+    GraceExpired {
+        /// Who left.
+        nick: String,
+    },
+    /// The `one_left` timer started on the room's `epoch`-th entry into `one_left` ran out.
+    OneLeftTimeout {
+        /// Which entry into `one_left` the timer belongs to (stale timers are ignored).
+        epoch: u32,
+    },
+}
+
+/// A timer the actor must start; when it runs out the actor feeds the matching event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Timer {
+    /// `timeouts.rejoin_grace_secs`, then [`Event::GraceExpired`].
+    RejoinGrace {
+        /// Who left.
+        nick: String,
+    },
+    /// `timeouts.one_left_secs` (unless 0), then [`Event::OneLeftTimeout`].
+    OneLeft {
+        /// The entry into `one_left` this timer belongs to.
+        epoch: u32,
+    },
 }
 
 /// A row for `room_event` (and the matching update of the `room` row) that the actor
@@ -125,6 +160,13 @@ pub enum Action {
         /// The reason the person is shown.
         reason: String,
     },
+    /// Start a timer.
+    Schedule(Timer),
+    /// Tell everybody in the room something (a message from the bot, not stored).
+    Notify {
+        /// The text.
+        text: String,
+    },
     /// Destroy the room on the server; the room is closed.
     Destroy {
         /// Why (also given to anybody still inside).
@@ -145,6 +187,10 @@ pub struct Room {
     pub present: BTreeSet<String>,
     /// The most people allowed inside at once (the bot not counted).
     pub max_chatters: usize,
+    /// Participants who left and may still come back (their rejoin grace runs).
+    pub departed: BTreeSet<String>,
+    /// How many times the room entered `one_left` (tells stale timers apart).
+    pub one_left_epoch: u32,
 }
 
 impl Room {
@@ -156,6 +202,8 @@ impl Room {
             client: None,
             present: BTreeSet::new(),
             max_chatters,
+            departed: BTreeSet::new(),
+            one_left_epoch: 0,
         }
     }
 
@@ -177,11 +225,14 @@ impl Room {
             return Vec::new();
         }
         match event {
-            Event::Entered { nick } => {
+            Event::Entered { nick, claimed } => {
                 if self.present.contains(&nick) {
                     return Vec::new(); // a presence update of somebody already inside
                 }
                 match self.status {
+                    Available | StaffWaiting if !claimed => {
+                        self.kick(nick, "This room has not been assigned to you.")
+                    }
                     Available => {
                         self.present.insert(nick.clone());
                         self.staff = Some(nick.clone());
@@ -192,7 +243,8 @@ impl Room {
                         self.client = Some(nick.clone());
                         vec![self.record(EventKind::Entered, Chatting, &nick, "client entered")]
                     }
-                    OneLeft if self.role_of(&nick).is_some() => {
+                    OneLeft if self.departed.contains(&nick) => {
+                        self.departed.remove(&nick);
                         self.present.insert(nick.clone());
                         let to = self.status_for_count();
                         vec![self.record(EventKind::Rejoined, to, &nick, "came back")]
@@ -220,11 +272,40 @@ impl Room {
                     }
                     Chatting => {
                         let to = self.status_for_count();
-                        vec![self.record(EventKind::Left, to, &nick, detail)]
+                        self.departed.insert(nick.clone());
+                        let mut actions = vec![
+                            self.record(EventKind::Left, to, &nick, detail),
+                            Action::Schedule(Timer::RejoinGrace { nick: nick.clone() }),
+                        ];
+                        if to == OneLeft {
+                            self.one_left_epoch += 1;
+                            let epoch = self.one_left_epoch;
+                            actions.push(Action::Schedule(Timer::OneLeft { epoch }));
+                        }
+                        actions
                     }
                     _ => vec![self.record(EventKind::Left, self.status, &nick, detail)],
                 }
             }
+            Event::GraceExpired { nick } => {
+                self.departed.remove(&nick);
+                Vec::new()
+            }
+            Event::OneLeftTimeout { epoch }
+                if self.status == OneLeft && epoch == self.one_left_epoch =>
+            {
+                let mut actions = vec![Action::Notify {
+                    text: "This chat has ended: the other person left.".to_owned(),
+                }];
+                actions.extend(
+                    self.close_without_person(
+                        "alone in the room for too long",
+                        CloseReason::Timeout,
+                    ),
+                );
+                actions
+            }
+            Event::OneLeftTimeout { .. } => Vec::new(),
             Event::NickChanged { old, new } => {
                 if !self.present.remove(&old) {
                     return Vec::new();
@@ -330,6 +411,7 @@ impl Room {
         let from = self.status;
         self.status = RoomStatus::Closed;
         self.present.clear();
+        self.departed.clear();
         vec![
             Action::Record(Record {
                 kind: EventKind::Closed,
@@ -353,7 +435,20 @@ mod tests {
     use RoomStatus::*;
 
     fn enter(nick: &str) -> Event {
-        Event::Entered { nick: nick.into() }
+        Event::Entered {
+            nick: nick.into(),
+            claimed: true,
+        }
+    }
+
+    fn timers(actions: &[Action]) -> Vec<&Timer> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Schedule(t) => Some(t),
+                _ => None,
+            })
+            .collect()
     }
 
     fn leave(nick: &str) -> Event {
@@ -509,6 +604,79 @@ mod tests {
         assert_eq!(record(&actions).role, Some(Role::Client));
         // A rejoin does not overwrite who the client is.
         assert_eq!(record(&actions).set_client_nick, None);
+    }
+
+    #[test]
+    fn nobody_enters_without_a_claim_for_their_role() {
+        let mut room = Room::new(2);
+        let unclaimed = |nick: &str| Event::Entered {
+            nick: nick.into(),
+            claimed: false,
+        };
+        let actions = room.step(unclaimed("mallory"));
+        assert_eq!(kicks(&actions), ["mallory"]);
+        assert_eq!(
+            records(&actions),
+            [(Available, Available, EventKind::Kicked)]
+        );
+        room.step(enter("alice"));
+        let actions = room.step(unclaimed("eve"));
+        assert_eq!(kicks(&actions), ["eve"]);
+        assert_eq!(room.status, StaffWaiting);
+        assert_eq!(
+            room.client, None,
+            "an intruder is never taken for the client"
+        );
+    }
+
+    #[test]
+    fn leaving_a_chat_starts_the_rejoin_grace_and_the_one_left_timer() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        room.step(enter("bob"));
+        let actions = room.step(leave("bob"));
+        assert_eq!(
+            timers(&actions),
+            [
+                &Timer::RejoinGrace { nick: "bob".into() },
+                &Timer::OneLeft { epoch: 1 }
+            ]
+        );
+        // Grace over: bob can no longer come back; the room stays one_left.
+        assert!(
+            room.step(Event::GraceExpired { nick: "bob".into() })
+                .is_empty()
+        );
+        let actions = room.step(enter("bob"));
+        assert_eq!(kicks(&actions), ["bob"]);
+        assert_eq!(room.status, OneLeft);
+    }
+
+    #[test]
+    fn the_one_left_timer_closes_the_room_with_a_notice() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        room.step(enter("bob"));
+        room.step(leave("bob"));
+        let actions = room.step(Event::OneLeftTimeout { epoch: 1 });
+        assert!(matches!(actions[0], Action::Notify { .. }), "{actions:?}");
+        assert_eq!(records(&actions), [(OneLeft, Closed, EventKind::Closed)]);
+        assert_eq!(record(&actions).close_reason, Some(CloseReason::Timeout));
+        assert_eq!(destroys(&actions), Some(CloseReason::Timeout));
+    }
+
+    #[test]
+    fn a_stale_one_left_timer_is_ignored() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        room.step(enter("bob"));
+        room.step(leave("bob"));
+        room.step(enter("bob")); // back within grace: chatting again
+        room.step(leave("bob")); // one_left again: epoch 2
+        assert!(room.step(Event::OneLeftTimeout { epoch: 1 }).is_empty());
+        assert_eq!(room.status, OneLeft);
+        assert!(!room.step(Event::OneLeftTimeout { epoch: 2 }).is_empty());
+        assert_eq!(room.status, Closed);
     }
 
     #[test]

@@ -3,7 +3,8 @@
 //! Exit codes (for process supervisors, see `config/helpim-bot.service`):
 //! - 0: stopped cleanly (SIGTERM/SIGINT), or the command succeeded;
 //! - 1: a runtime failure (database, XMPP server unreachable or lost): restart me;
-//! - 2: bad command line or configuration: restarting will not help.
+//! - 2: bad command line or configuration: restarting will not help;
+//! - 3: `claim` found nothing to claim (a normal answer for scripts, not a failure).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -54,6 +55,24 @@ enum Command {
     History {
         /// The room's JID or its numeric id.
         room: String,
+    },
+    /// Helpline statistics from the room history: closes by reason, staff waits, chat durations.
+    Stats {
+        /// Only rooms created at or after this: an RFC 3339 timestamp or YYYY-MM-DD (midnight UTC).
+        #[arg(long, value_parser = helpim_bot::stats::parse_since)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        /// Print JSON instead of the text report.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Claim a room as the web application does, and print it as JSON.
+    Claim {
+        /// `staff`: an available room; `client`: the room whose staff waited longest.
+        #[arg(value_parser = ["staff", "client"])]
+        role: String,
+        /// Who claims (recorded in the room's `*_claimed_by` column).
+        #[arg(long, default_value = "cli")]
+        by: String,
     },
 }
 
@@ -136,6 +155,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
             }
             eprintln!("{} room(s)", rooms.len());
             Ok(())
+        }),
+        Command::Stats { since, json } => block_on(async {
+            use helpim_bot::stats::{self, StatsQuery};
+            let store = helpim_bot::app::open_store(&config).await?;
+            let stats = stats::load(&store, &StatsQuery { since }).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&stats)?);
+            } else {
+                print!("{}", stats::render_text(&stats));
+            }
+            Ok(())
+        }),
+        Command::Claim { role, by } => block_on(async {
+            use helpim_bot::claims::{self, ClaimError};
+            let store = helpim_bot::app::open_store(&config).await?;
+            let claimed = match role.as_str() {
+                "client" => claims::claim_client(&store, &by).await,
+                _ => claims::claim_staff(&store, &by).await,
+            };
+            match claimed {
+                Ok(claim) => {
+                    println!("{}", serde_json::to_string(&claim)?);
+                    Ok(())
+                }
+                Err(error @ ClaimError::NoneAvailable(_)) => Err(Failure {
+                    code: 3,
+                    error: error.into(),
+                }),
+                Err(error) => Err(error.into()),
+            }
         }),
         Command::History { room } => block_on(async {
             let store = helpim_bot::app::open_store(&config).await?;

@@ -228,3 +228,45 @@ async fn the_bot_comes_online_answers_disco_and_exits_0_on_sigterm_and_sigint() 
     assert_eq!(output.status.code(), Some(1));
     assert!(stderr(&output).contains("no room"), "{}", stderr(&output));
 }
+
+#[tokio::test]
+async fn claim_prints_json_and_exits_3_when_nothing_is_left() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), 5222, "pw", "");
+    let store = helpim_bot::store::Store::connect(&format!(
+        "sqlite://{}/bot.sqlite?mode=rwc",
+        dir.path().display()
+    ))
+    .await
+    .unwrap();
+    store.migrate().await.unwrap();
+    let room = store
+        .create_room(&helpim_bot::store::NewRoom {
+            jid: "helpim-x@conference.localhost".into(),
+            password: "secret".into(),
+            bot_jid: "helpim-bot@localhost".into(),
+            at: helpim_bot::store::now(),
+        })
+        .await
+        .unwrap();
+    let config = path.to_str().unwrap();
+    let output = helpim_bot(&["--config", config, "claim", "staff", "--by", "staff:42"]);
+    assert!(output.status.success(), "{}", stderr(&output));
+    let claim: serde_json::Value = serde_json::from_slice(&output.stdout).expect("JSON on stdout");
+    assert_eq!(claim["jid"], "helpim-x@conference.localhost");
+    assert_eq!(claim["password"], "secret");
+    assert_eq!(claim["room_id"], room.id);
+    let row = store.room(room.id).await.unwrap().unwrap();
+    assert_eq!(row.staff_claimed_by.as_deref(), Some("staff:42"));
+
+    for role in ["staff", "client"] {
+        let output = helpim_bot(&["--config", config, "claim", role]);
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        let err = stderr(&output);
+        assert_eq!(err.lines().count(), 1, "one line, no trace: {err}");
+        assert!(
+            err.contains(&format!("no {role} room can be claimed")),
+            "{err}"
+        );
+    }
+}

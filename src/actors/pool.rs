@@ -17,9 +17,6 @@ use crate::store::{PoolCounts, Store};
 use super::room::{RoomActor, RoomContext};
 use super::supervisor::{SpawnRoom, SupervisorActor};
 
-/// How often the pool looks at the database even when nothing told it to.
-const CHECK_EVERY: Duration = Duration::from_secs(5);
-
 /// Pool sizes and what new rooms need.
 #[derive(Debug, Clone)]
 pub struct PoolSettings {
@@ -33,6 +30,13 @@ pub struct PoolSettings {
     pub room_prefix: String,
     /// Cap of the backoff after failed creations.
     pub retry_max: Duration,
+    /// How often the pool looks at the database even when nothing told it to (the web
+    /// application claims rooms without telling the bot).
+    pub check: Duration,
+    /// Staff claims older than this on rooms still `available` are released.
+    pub staff_claim: Duration,
+    /// Client claims older than this on rooms still `staff_waiting` are released.
+    pub client_claim: Duration,
 }
 
 /// The pool actor.
@@ -72,6 +76,12 @@ pub struct RoomContextBase {
     pub history_length: u32,
     /// Join deadline.
     pub join_timeout: Duration,
+    /// Whether people need an open claim for their role to enter.
+    pub require_claims: bool,
+    /// Rejoin grace.
+    pub rejoin_grace: Duration,
+    /// `one_left` timeout.
+    pub one_left: Option<Duration>,
 }
 
 impl PoolActor {
@@ -141,11 +151,14 @@ impl Actor for PoolActor {
             history_length: base.history_length,
             join_timeout: base.join_timeout,
             retry_max: self.settings.retry_max,
+            require_claims: base.require_claims,
+            rejoin_grace: base.rejoin_grace,
+            one_left: base.one_left,
             pool: ctx.address(),
             supervisor: self.supervisor.clone(),
         }));
         ctx.notify(Replenish);
-        ctx.run_interval(CHECK_EVERY, |_, ctx| ctx.notify(Replenish));
+        ctx.run_interval(self.settings.check, |_, ctx| ctx.notify(Replenish));
     }
 }
 
@@ -186,7 +199,16 @@ impl Handler<Replenish> for PoolActor {
         self.checking = true;
         let store = self.store.clone();
         let bot = self.bot_jid.clone();
-        let check = async move { store.pool_counts(&bot).await };
+        let ttl = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
+        let (staff_ttl, client_ttl) = (
+            ttl(self.settings.staff_claim),
+            ttl(self.settings.client_claim),
+        );
+        let check = async move {
+            // Released claims make rooms ready again before they are counted.
+            crate::claims::release_expired(&store, &bot, staff_ttl, client_ttl).await?;
+            store.pool_counts(&bot).await
+        };
         ctx.spawn(check.into_actor(self).map(|counts, act, ctx| {
             act.checking = false;
             match counts {

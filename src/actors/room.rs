@@ -13,9 +13,10 @@ use actix::prelude::*;
 use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
 use jid::{BareJid, Jid};
+use xmpp_parsers::message::Message;
 
-use crate::lifecycle::{Action, Departure, Event};
-use crate::model::CloseReason;
+use crate::lifecycle::{Action, Departure, Event, Timer};
+use crate::model::{CloseReason, RoomStatus};
 use crate::store::{self, NewRoom, RoomChange, Store};
 use crate::xmpp::form::{self, RoomSettings};
 use crate::xmpp::muc::{self, MucStatus, PresenceKind, RoomPresence};
@@ -44,6 +45,12 @@ pub struct RoomContext {
     pub join_timeout: Duration,
     /// Cap of the backoff between database retries.
     pub retry_max: Duration,
+    /// Whether people need an open claim for their role to enter.
+    pub require_claims: bool,
+    /// How long a person who left may come back and be the same person.
+    pub rejoin_grace: Duration,
+    /// How long one person may stay alone; `None`: forever.
+    pub one_left: Option<Duration>,
     /// Where rooms report that they are ready or finished.
     pub pool: Addr<PoolActor>,
     /// Where rooms deregister when they stop.
@@ -172,7 +179,7 @@ impl RoomActor {
             return;
         };
         let event = match &p.kind {
-            PresenceKind::Available => Event::Entered { nick },
+            PresenceKind::Available => return self.entered(nick, ctx),
             PresenceKind::Unavailable if p.has(MucStatus::NickChanged) => {
                 match p.item.as_ref().and_then(|i| i.nick.clone()) {
                     Some(new) => Event::NickChanged { old: nick, new },
@@ -192,6 +199,45 @@ impl RoomActor {
             }
         };
         self.run(event, ctx);
+    }
+
+    /// Somebody is present: feeds `Entered`, after looking up in the database whether the
+    /// role they would take is claimed (when claims are required and it matters). The
+    /// room handles nothing else meanwhile, so its events stay in order.
+    fn entered(&mut self, nick: String, ctx: &mut Context<Self>) {
+        let Phase::Active { room_id, machine } = &self.phase else {
+            return;
+        };
+        let status = machine.status;
+        let needs_claim = self.ctx.require_claims
+            && !machine.present.contains(&nick)
+            && matches!(status, RoomStatus::Available | RoomStatus::StaffWaiting);
+        if !needs_claim {
+            self.run(
+                Event::Entered {
+                    nick,
+                    claimed: true,
+                },
+                ctx,
+            );
+            return;
+        }
+        let (store, room_id) = (self.ctx.store.clone(), *room_id);
+        let lookup = async move { store.room(room_id).await };
+        ctx.wait(lookup.into_actor(self).map(move |row, act, ctx| {
+            let claimed = match row {
+                Ok(Some(row)) if status == RoomStatus::Available => row.staff_claimed_at.is_some(),
+                Ok(Some(row)) => row.client_claimed_at.is_some(),
+                Ok(None) => false,
+                Err(error) => {
+                    // Nobody but the web application knows the password: rather let a
+                    // person in than turn away somebody in crisis while the database is out.
+                    log::warn!(room = act.room(); "cannot check the claim of {nick} ({error}); letting them in");
+                    true
+                }
+            };
+            act.run(Event::Entered { nick, claimed }, ctx);
+        }));
     }
 
     /// One lifecycle step and its actions, in order.
@@ -224,13 +270,30 @@ impl RoomActor {
                     }
                 }
                 Action::Kick { nick, reason } => self.kick(nick, reason),
+                Action::Schedule(Timer::RejoinGrace { nick }) => {
+                    ctx.run_later(self.ctx.rejoin_grace, move |act, ctx| {
+                        act.run(Event::GraceExpired { nick }, ctx)
+                    });
+                }
+                Action::Schedule(Timer::OneLeft { epoch }) => {
+                    if let Some(after) = self.ctx.one_left {
+                        ctx.run_later(after, move |act, ctx| {
+                            act.run(Event::OneLeftTimeout { epoch }, ctx)
+                        });
+                    }
+                }
+                Action::Notify { text } => {
+                    let message = Message::groupchat(Some(Jid::from(self.jid.clone())))
+                        .with_body(Default::default(), text);
+                    self.ctx.xmpp.send(message);
+                }
                 Action::Destroy { reason } => {
                     self.finish(Some(reason), ctx);
                     return;
                 }
             }
         }
-        if matches!(&self.phase, Phase::Active { machine, .. } if machine.status == crate::model::RoomStatus::Closed)
+        if matches!(&self.phase, Phase::Active { machine, .. } if machine.status == RoomStatus::Closed)
         {
             self.finish(None, ctx); // closed without a destroy (vanished)
         }

@@ -24,6 +24,9 @@ pub struct BotOptions {
     pub max_rooms: u32,
     /// `muc.max_chatters`.
     pub max_chatters: u32,
+    /// `muc.require_claims`. Off by default: the lifecycle scenarios send people to rooms
+    /// directly; tests/claims.rs exercises claims.
+    pub require_claims: bool,
     /// Extra TOML lines appended to the config (e.g. a `[timeouts]` section).
     pub extra: String,
 }
@@ -35,6 +38,7 @@ impl Default for BotOptions {
             available: 3,
             max_rooms: 10,
             max_chatters: 2,
+            require_claims: false,
             extra: String::new(),
         }
     }
@@ -79,10 +83,12 @@ tls = "none"
 [muc]
 service = "{muc}"
 max_chatters = {max_chatters}
+require_claims = {require_claims}
 
 [pool]
 available = {available}
 max_rooms = {max_rooms}
+check_secs = 1
 
 [database]
 url = "{database_url}"
@@ -96,6 +102,7 @@ room_dir = "{room_dir}"
                 port = server.port(),
                 muc = server.muc_domain(),
                 max_chatters = options.max_chatters,
+                require_claims = options.require_claims,
                 available = options.available,
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),

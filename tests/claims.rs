@@ -1,0 +1,564 @@
+//! The web-app contract: atomic claims on every database, longest-waiting staff first,
+//! claim expiry, rejoin grace, the one_left timeout and unclaimed intruders — with the real
+//! bot, a real Prosody and real XMPP clients where XMPP is involved.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use chrono::Utc;
+use helpim_bot::claims::{self, Claim, ClaimError};
+use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
+use helpim_bot::store::{NewRoom, RoomChange, Store};
+
+use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
+use common::client::TestClient;
+use common::db::{Backend, TestDb};
+use common::prosody::TestProsody;
+
+const WAIT: Duration = Duration::from_secs(10);
+
+// --- 200 concurrent claimers on each database --------------------------------------------
+
+/// Rooms of a fake bot: `available` ones, and `waiting` ones whose staff entered at
+/// staggered times (so the client order is defined).
+async fn seed_rooms(store: &Store, available: usize, waiting: usize) {
+    let t0 = Utc::now() - chrono::Duration::hours(1);
+    for i in 0..available + waiting {
+        let room = store
+            .create_room(&NewRoom {
+                jid: format!("seed-{i}@conference.test"),
+                password: format!("pw{i}"),
+                bot_jid: "seed-bot@test".into(),
+                at: t0,
+            })
+            .await
+            .expect("create room");
+        if i >= available {
+            store
+                .apply(&RoomChange {
+                    room_id: room.id,
+                    kind: EventKind::Entered,
+                    from: RoomStatus::Available,
+                    to: RoomStatus::StaffWaiting,
+                    // Later rooms' staff entered EARLIER: client order is the reverse of ids.
+                    at: t0 + chrono::Duration::seconds(1000 - i as i64),
+                    nick: Some(format!("staff{i}")),
+                    role: Some(Role::Staff),
+                    detail: "staff entered".into(),
+                    set_staff_nick: Some(format!("staff{i}")),
+                    set_client_nick: None,
+                    close_reason: None,
+                })
+                .await
+                .expect("apply");
+        }
+    }
+}
+
+async fn two_hundred_claimers(backend: Backend) {
+    const AVAILABLE: usize = 60;
+    const WAITING: usize = 60;
+    let db = TestDb::new(backend);
+    let store = db.store().await;
+    seed_rooms(&store, AVAILABLE, WAITING).await;
+    // Several independent connections (pools), as several web-app workers would have.
+    let mut stores = vec![store.clone()];
+    for _ in 0..3 {
+        stores.push(Store::connect(&db.url).await.expect("connect"));
+    }
+    let attempts = (0..200).map(|i| {
+        let store = stores[i % stores.len()].clone();
+        async move {
+            let by = format!("worker-{i}");
+            if i % 2 == 0 {
+                (Role::Staff, claims::claim_staff(&store, &by).await)
+            } else {
+                (Role::Client, claims::claim_client(&store, &by).await)
+            }
+        }
+    });
+    let results = futures::future::join_all(attempts).await;
+
+    let mut won: Vec<(Role, Claim)> = Vec::new();
+    let mut none = 0;
+    for (role, result) in results {
+        match result {
+            Ok(claim) => won.push((role, claim)),
+            Err(ClaimError::NoneAvailable(r)) => {
+                assert_eq!(r, role);
+                none += 1
+            }
+            Err(other) => panic!("{backend:?}: a claim failed: {other}"),
+        }
+    }
+    let staff: Vec<_> = won.iter().filter(|(r, _)| *r == Role::Staff).collect();
+    let client: Vec<_> = won.iter().filter(|(r, _)| *r == Role::Client).collect();
+    assert_eq!(
+        staff.len(),
+        AVAILABLE,
+        "{backend:?}: every available room claimed once"
+    );
+    assert_eq!(
+        client.len(),
+        WAITING,
+        "{backend:?}: every waiting room claimed once"
+    );
+    assert_eq!(none, 200 - AVAILABLE - WAITING);
+    let distinct = |claims: &[&(Role, Claim)]| {
+        claims
+            .iter()
+            .map(|(_, c)| c.room_id)
+            .collect::<HashSet<_>>()
+            .len()
+    };
+    assert_eq!(
+        distinct(&staff),
+        AVAILABLE,
+        "{backend:?}: a room claimed twice for staff"
+    );
+    assert_eq!(
+        distinct(&client),
+        WAITING,
+        "{backend:?}: a room claimed twice for a client"
+    );
+
+    // The database agrees: one claim event per claimed room, claim columns set.
+    for (role, claim) in &won {
+        let room = store.room(claim.room_id).await.unwrap().unwrap();
+        assert_eq!(room.jid, claim.jid);
+        assert_eq!(room.password, claim.password);
+        let events = store.events(claim.room_id).await.unwrap();
+        let kind = if *role == Role::Staff {
+            EventKind::StaffClaimed
+        } else {
+            EventKind::ClientClaimed
+        };
+        assert_eq!(
+            events.iter().filter(|e| e.kind == kind).count(),
+            1,
+            "{events:?}"
+        );
+        match role {
+            Role::Staff => {
+                assert!(room.staff_claimed_at.is_some() && room.status == RoomStatus::Available)
+            }
+            _ => {
+                assert!(room.client_claimed_at.is_some() && room.status == RoomStatus::StaffWaiting)
+            }
+        }
+    }
+    // Nothing left to claim: a typed answer, not an error.
+    assert!(matches!(
+        claims::claim_staff(&store, "late").await,
+        Err(ClaimError::NoneAvailable(Role::Staff))
+    ));
+    assert!(matches!(
+        claims::claim_client(&store, "late").await,
+        Err(ClaimError::NoneAvailable(Role::Client))
+    ));
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_claimers_on_sqlite() {
+    two_hundred_claimers(Backend::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_claimers_on_postgres() {
+    two_hundred_claimers(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn two_hundred_concurrent_claimers_on_mariadb() {
+    two_hundred_claimers(Backend::MariaDb).await;
+}
+
+#[tokio::test]
+async fn clients_get_the_longest_waiting_staff_first_on_every_database() {
+    for backend in [Backend::SqliteFile, Backend::Postgres, Backend::MariaDb] {
+        let db = TestDb::new(backend);
+        let store = db.store().await;
+        seed_rooms(&store, 0, 5).await;
+        // seed-4's staff entered first, then seed-3, ...
+        for expected in ["seed-4", "seed-3", "seed-2", "seed-1", "seed-0"] {
+            let claim = claims::claim_client(&store, "web").await.expect("claim");
+            assert!(
+                claim.jid.starts_with(expected),
+                "{backend:?}: got {} for {expected}",
+                claim.jid
+            );
+        }
+    }
+}
+
+// --- with the real bot ----------------------------------------------------------------------
+
+struct World {
+    server: TestProsody,
+    _db: TestDb,
+    store: Store,
+    bot: TestBot,
+}
+
+impl World {
+    async fn start(options: BotOptions) -> World {
+        let server = TestProsody::start();
+        let db = TestDb::new(Backend::SqliteFile);
+        let store = db.store().await;
+        let bot = TestBot::start(
+            &server,
+            &db.url,
+            BotOptions {
+                require_claims: true,
+                ..options
+            },
+        );
+        World {
+            server,
+            _db: db,
+            store,
+            bot,
+        }
+    }
+
+    async fn person(&self, user: &str) -> TestClient {
+        self.server.register(user, "pw");
+        TestClient::connect(&self.server, user, "pw").await
+    }
+
+    async fn events_of(&self, room_id: i64) -> Vec<helpim_bot::store::RoomEvent> {
+        self.store.events(room_id).await.unwrap()
+    }
+}
+
+fn timeouts(lines: &str) -> BotOptions {
+    BotOptions {
+        extra: format!("[timeouts]\n{lines}"),
+        ..Default::default()
+    }
+}
+
+#[tokio::test]
+async fn three_clients_get_rooms_in_the_order_staff_entered() {
+    let w = World::start(BotOptions {
+        available: 3,
+        max_rooms: 8,
+        ..Default::default()
+    })
+    .await;
+    wait_available(&w.store, &w.bot.jid, 3).await;
+    let mut claims = Vec::new();
+    for i in 0..3 {
+        claims.push(
+            claims::claim_staff(&w.store, &format!("staff{i}"))
+                .await
+                .expect("staff claim"),
+        );
+    }
+    // Staff enter in the order 2, 0, 1, a moment apart.
+    let mut staff = Vec::new();
+    for i in [2usize, 0, 1] {
+        let mut person = w.person(&format!("staff{i}")).await;
+        person
+            .join(
+                &claims[i].jid,
+                &format!("Staff{i}"),
+                Some(&claims[i].password),
+            )
+            .await
+            .expect("join");
+        wait_status(&w.store, claims[i].room_id, RoomStatus::StaffWaiting).await;
+        staff.push(person);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for i in [2usize, 0, 1] {
+        let claim = claims::claim_client(&w.store, "web")
+            .await
+            .expect("client claim");
+        assert_eq!(
+            claim.jid, claims[i].jid,
+            "the client goes to the staff who waited longest"
+        );
+    }
+    assert!(matches!(
+        claims::claim_client(&w.store, "web").await,
+        Err(ClaimError::NoneAvailable(_))
+    ));
+}
+
+#[tokio::test]
+async fn an_unclaimed_intruder_is_kicked_and_the_state_holds() {
+    let w = World::start(BotOptions {
+        available: 1,
+        max_rooms: 4,
+        ..Default::default()
+    })
+    .await;
+    let room = wait_available(&w.store, &w.bot.jid, 1).await.remove(0);
+    // Right password, but nobody claimed the room.
+    let mut intruder = w.person("intruder").await;
+    intruder
+        .join(&room.jid, "Intruder", Some(&room.password))
+        .await
+        .expect("server admits");
+    let kicked = intruder
+        .wait_for_presence(
+            &room.jid,
+            |p| !p.available && p.status_codes.contains(&307),
+            WAIT,
+        )
+        .await;
+    assert_eq!(
+        kicked.reason.as_deref(),
+        Some("This room has not been assigned to you.")
+    );
+    let kick = eventually("the kick event", WAIT, || async {
+        let events = w.events_of(room.id).await;
+        events
+            .into_iter()
+            .find(|e| e.kind == EventKind::Kicked)
+            .ok_or_else(|| "none yet".to_owned())
+    })
+    .await;
+    assert_eq!(kick.role, Some(Role::Intruder));
+    assert_eq!(
+        w.store.room(room.id).await.unwrap().unwrap().status,
+        RoomStatus::Available
+    );
+
+    // With a staff claim the same room works; an unclaimed second person is kicked too.
+    let claim = claims::claim_staff(&w.store, "web").await.expect("claim");
+    assert_eq!(claim.room_id, room.id);
+    let mut staff = w.person("staff").await;
+    staff
+        .join(&room.jid, "Staff", Some(&room.password))
+        .await
+        .expect("join");
+    let row = wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    assert_eq!(row.staff_nick.as_deref(), Some("Staff"));
+    intruder
+        .join(&room.jid, "Intruder", Some(&room.password))
+        .await
+        .expect("server admits");
+    intruder
+        .wait_for_presence(
+            &room.jid,
+            |p| !p.available && p.status_codes.contains(&307),
+            WAIT,
+        )
+        .await;
+    let row = w.store.room(room.id).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::StaffWaiting);
+    assert_eq!(
+        row.client_nick, None,
+        "an intruder is never taken for the client"
+    );
+}
+
+#[tokio::test]
+async fn claims_nobody_uses_expire_and_each_release_is_an_event() {
+    let w = World::start(BotOptions {
+        available: 1,
+        max_rooms: 4,
+        ..timeouts("staff_claim_secs = 1\nclient_claim_secs = 1")
+    })
+    .await;
+    let room = wait_available(&w.store, &w.bot.jid, 1).await.remove(0);
+    let claim = claims::claim_staff(&w.store, "web").await.expect("claim");
+    assert_eq!(claim.room_id, room.id);
+    // The claimed room is no longer ready: the pool makes another one at once.
+    wait_available_unclaimed(&w, 1).await;
+    // Nobody enters: the claim is released and the room is ready again.
+    eventually("the staff claim to expire", WAIT, || async {
+        let row = w
+            .store
+            .room(room.id)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap();
+        row.staff_claimed_at
+            .is_none()
+            .then_some(())
+            .ok_or("still claimed".to_owned())
+    })
+    .await;
+    let events = w.events_of(room.id).await;
+    let expired: Vec<_> = events
+        .iter()
+        .filter(|e| e.kind == EventKind::ClaimExpired)
+        .collect();
+    assert_eq!(expired.len(), 1, "{events:?}");
+    assert_eq!(expired[0].role, Some(Role::Staff));
+
+    // A client claim on a waiting staff's room expires the same way.
+    let claim = claims::claim_staff(&w.store, "web").await.expect("claim");
+    let mut staff = w.person("staff").await;
+    staff
+        .join(&claim.jid, "Staff", Some(&claim.password))
+        .await
+        .expect("join");
+    wait_status(&w.store, claim.room_id, RoomStatus::StaffWaiting).await;
+    let client_claim = claims::claim_client(&w.store, "web")
+        .await
+        .expect("client claim");
+    assert_eq!(client_claim.room_id, claim.room_id);
+    eventually("the client claim to expire", WAIT, || async {
+        let row = w
+            .store
+            .room(claim.room_id)
+            .await
+            .map_err(|e| e.to_string())?
+            .unwrap();
+        row.client_claimed_at
+            .is_none()
+            .then_some(())
+            .ok_or("still claimed".to_owned())
+    })
+    .await;
+    let events = w.events_of(claim.room_id).await;
+    assert!(
+        events
+            .iter()
+            .any(|e| e.kind == EventKind::ClaimExpired && e.role == Some(Role::Client)),
+        "{events:?}"
+    );
+    // The staff member still waits, and is first in line again.
+    let again = claims::claim_client(&w.store, "web")
+        .await
+        .expect("client claim");
+    assert_eq!(again.room_id, claim.room_id);
+}
+
+/// Waits until `n` rooms are available AND unclaimed (ready).
+async fn wait_available_unclaimed(w: &World, n: u64) {
+    eventually(&format!("{n} ready rooms"), WAIT, || async {
+        let counts = w
+            .store
+            .pool_counts(&w.bot.jid)
+            .await
+            .map_err(|e| e.to_string())?;
+        (counts.ready == n)
+            .then_some(())
+            .ok_or(format!("{counts:?}"))
+    })
+    .await;
+}
+
+/// Staff and client chatting in a claimed room.
+async fn chatting(w: &World) -> (Claim, TestClient, TestClient) {
+    wait_available(&w.store, &w.bot.jid, 1).await;
+    let claim = claims::claim_staff(&w.store, "web")
+        .await
+        .expect("staff claim");
+    let mut staff = w.person("staff").await;
+    staff
+        .join(&claim.jid, "Staff", Some(&claim.password))
+        .await
+        .expect("join");
+    wait_status(&w.store, claim.room_id, RoomStatus::StaffWaiting).await;
+    claims::claim_client(&w.store, "web")
+        .await
+        .expect("client claim");
+    let mut client = w.person("client").await;
+    client
+        .join(&claim.jid, "Guest", Some(&claim.password))
+        .await
+        .expect("join");
+    wait_status(&w.store, claim.room_id, RoomStatus::Chatting).await;
+    (claim, staff, client)
+}
+
+#[tokio::test]
+async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person() {
+    let w = World::start(BotOptions {
+        available: 1,
+        max_rooms: 4,
+        ..timeouts("rejoin_grace_secs = 30")
+    })
+    .await;
+    let (claim, _staff, client) = chatting(&w).await;
+    client.drop_connection().await;
+    wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
+    // Back with a new session, same nick: the chat goes on, never a new client.
+    let mut back = TestClient::connect(&w.server, "client", "pw").await;
+    back.join(&claim.jid, "Guest", Some(&claim.password))
+        .await
+        .expect("rejoin");
+    let row = wait_status(&w.store, claim.room_id, RoomStatus::Chatting).await;
+    assert_eq!(row.client_nick.as_deref(), Some("Guest"));
+    let events = w.events_of(claim.room_id).await;
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.kind, last.role),
+        (EventKind::Rejoined, Some(Role::Client)),
+        "{events:?}"
+    );
+}
+
+#[tokio::test]
+async fn after_the_grace_a_returning_person_is_turned_away() {
+    let w = World::start(BotOptions {
+        available: 1,
+        max_rooms: 4,
+        ..timeouts("rejoin_grace_secs = 1\none_left_secs = 0")
+    })
+    .await;
+    let (claim, _staff, mut client) = chatting(&w).await;
+    client.leave(&claim.jid, "Guest").await;
+    wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    client
+        .join(&claim.jid, "Guest", Some(&claim.password))
+        .await
+        .expect("server admits");
+    let kicked = client
+        .wait_for_presence(
+            &claim.jid,
+            |p| !p.available && p.status_codes.contains(&307),
+            WAIT,
+        )
+        .await;
+    assert_eq!(kicked.reason.as_deref(), Some("This chat has ended."));
+    assert_eq!(
+        w.store.room(claim.room_id).await.unwrap().unwrap().status,
+        RoomStatus::OneLeft
+    );
+}
+
+#[tokio::test]
+async fn one_left_too_long_ends_the_chat_with_a_notice() {
+    let w = World::start(BotOptions {
+        available: 1,
+        max_rooms: 4,
+        ..timeouts("one_left_secs = 1")
+    })
+    .await;
+    let (claim, mut staff, mut client) = chatting(&w).await;
+    client.leave(&claim.jid, "Guest").await;
+    wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
+    // The bot tells the staff member, then destroys the room.
+    staff
+        .wait_for(
+            "the bot's notice",
+            |m| {
+                m.name() == "message"
+                    && m.children()
+                        .any(|c| c.name() == "body" && c.text().contains("chat has ended"))
+            },
+            WAIT,
+        )
+        .await;
+    let gone = staff
+        .wait_for_presence(&claim.jid, |p| !p.available && p.destroyed, WAIT)
+        .await;
+    assert!(gone.status_codes.contains(&110) || gone.from_nick.as_deref() == Some("Staff"));
+    let row = wait_status(&w.store, claim.room_id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Timeout));
+    let events = w.events_of(claim.room_id).await;
+    assert_eq!(
+        events.last().unwrap().close_reason,
+        Some(CloseReason::Timeout)
+    );
+}
