@@ -50,6 +50,8 @@ pub enum Departure {
     ConnectionLost,
     /// Removed for another reason (affiliation change, members-only: 321, 322).
     Removed,
+    /// Not in the room when the bot came back (after a restart or a lost connection).
+    GoneWhileAway,
 }
 
 impl Departure {
@@ -62,6 +64,7 @@ impl Departure {
             Departure::ServiceShutdown => "removed by server shutdown (332)",
             Departure::ConnectionLost => "connection lost (333)",
             Departure::Removed => "removed by the server",
+            Departure::GoneWhileAway => "gone when the bot came back",
         }
     }
 }
@@ -205,6 +208,67 @@ impl Room {
             departed: BTreeSet::new(),
             one_left_epoch: 0,
         }
+    }
+
+    /// A room as its database row describes it, for a bot that restarted: the people the
+    /// status implies are taken as present until [`Room::reconcile`] says who really is.
+    pub fn restore(
+        status: RoomStatus,
+        staff: Option<String>,
+        client: Option<String>,
+        max_chatters: usize,
+    ) -> Room {
+        let mut room = Room::new(max_chatters);
+        room.status = status;
+        if status != RoomStatus::Available && status != RoomStatus::Closed {
+            room.present.extend(staff.clone());
+        }
+        if matches!(status, RoomStatus::Chatting | RoomStatus::OneLeft) {
+            room.present.extend(client.clone());
+        }
+        room.staff = staff;
+        room.client = client;
+        room
+    }
+
+    /// Brings the machine in line with the people actually in the room (seen when the bot
+    /// rejoined it): those it believed present but who are gone leave, newcomers enter (they
+    /// had the password, so they count as claimed). A `one_left` room gets fresh timers.
+    pub fn reconcile(&mut self, actual: &BTreeSet<String>) -> Vec<Action> {
+        let gone: Vec<String> = self.present.difference(actual).cloned().collect();
+        let new: Vec<String> = actual.difference(&self.present).cloned().collect();
+        let mut actions = Vec::new();
+        for nick in gone {
+            actions.extend(self.step(Event::Left {
+                nick,
+                how: Departure::GoneWhileAway,
+            }));
+        }
+        for nick in new {
+            actions.extend(self.step(Event::Entered {
+                nick,
+                claimed: true,
+            }));
+        }
+        if self.status == RoomStatus::OneLeft
+            && !actions
+                .iter()
+                .any(|a| matches!(a, Action::Schedule(Timer::OneLeft { .. })))
+        {
+            for nick in [self.staff.clone(), self.client.clone()]
+                .into_iter()
+                .flatten()
+            {
+                if !self.present.contains(&nick) && self.departed.insert(nick.clone()) {
+                    actions.push(Action::Schedule(Timer::RejoinGrace { nick }));
+                }
+            }
+            self.one_left_epoch += 1;
+            actions.push(Action::Schedule(Timer::OneLeft {
+                epoch: self.one_left_epoch,
+            }));
+        }
+        actions
     }
 
     /// The role a nick plays in this room, if it is the staff's or the client's.
@@ -677,6 +741,75 @@ mod tests {
         assert_eq!(room.status, OneLeft);
         assert!(!room.step(Event::OneLeftTimeout { epoch: 2 }).is_empty());
         assert_eq!(room.status, Closed);
+    }
+
+    fn restored(status: RoomStatus) -> Room {
+        Room::restore(status, Some("alice".into()), Some("bob".into()), 2)
+    }
+
+    fn people(nicks: &[&str]) -> BTreeSet<String> {
+        nicks.iter().map(|n| n.to_string()).collect()
+    }
+
+    #[test]
+    fn after_a_restart_an_empty_chat_is_closed_as_completed() {
+        let mut room = restored(Chatting);
+        let actions = room.reconcile(&people(&[]));
+        assert_eq!(
+            records(&actions),
+            [
+                (Chatting, OneLeft, EventKind::Left),
+                (OneLeft, Closed, EventKind::Closed)
+            ]
+        );
+        assert_eq!(destroys(&actions), Some(CloseReason::Completed));
+    }
+
+    #[test]
+    fn after_a_restart_a_chat_with_one_person_is_one_left() {
+        let mut room = restored(Chatting);
+        let actions = room.reconcile(&people(&["alice"]));
+        assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
+        assert_eq!(record(&actions).detail, "gone when the bot came back");
+        assert_eq!(room.status, OneLeft);
+        // bob may still come back within the grace.
+        assert_eq!(
+            records(&room.step(enter("bob"))),
+            [(OneLeft, Chatting, EventKind::Rejoined)]
+        );
+    }
+
+    #[test]
+    fn after_a_restart_people_who_came_meanwhile_are_counted() {
+        let mut room = Room::restore(Available, None, None, 2);
+        let actions = room.reconcile(&people(&["alice", "bob"]));
+        assert_eq!(
+            records(&actions),
+            [
+                (Available, StaffWaiting, EventKind::Entered),
+                (StaffWaiting, Chatting, EventKind::Entered)
+            ]
+        );
+        let mut waiting = Room::restore(StaffWaiting, Some("alice".into()), None, 2);
+        assert!(
+            waiting.reconcile(&people(&["alice"])).is_empty(),
+            "nothing changed"
+        );
+    }
+
+    #[test]
+    fn after_a_restart_a_one_left_room_gets_fresh_timers() {
+        let mut room = restored(OneLeft);
+        let actions = room.reconcile(&people(&["alice"]));
+        assert_eq!(records(&actions), [(OneLeft, OneLeft, EventKind::Left)]);
+        assert!(
+            timers(&actions).contains(&&Timer::OneLeft { epoch: 1 }),
+            "{actions:?}"
+        );
+        assert!(room.departed.contains("bob"));
+        let mut empty = restored(OneLeft);
+        let actions = empty.reconcile(&people(&[]));
+        assert_eq!(destroys(&actions), Some(CloseReason::Completed));
     }
 
     #[test]

@@ -471,6 +471,20 @@ impl Store {
             .collect()
     }
 
+    /// Every room of `bot_jid` that is not `closed`, ordered by id: what the bot must find
+    /// again on the server after a restart or a reconnect.
+    pub async fn open_rooms(&self, bot_jid: &str) -> Result<Vec<Room>, StoreError> {
+        room::Entity::find()
+            .filter(room::Column::BotJid.eq(bot_jid))
+            .filter(room::Column::Status.ne(RoomStatus::Closed.as_str()))
+            .order_by_asc(room::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Room::try_from)
+            .collect()
+    }
+
     /// The history of room `room_id`, in the order it was recorded.
     pub async fn events(&self, room_id: i64) -> Result<Vec<RoomEvent>, StoreError> {
         room_event::Entity::find()

@@ -61,6 +61,8 @@ pub struct PoolActor {
     stale: bool,
     /// Shutting down: create nothing more.
     stopping: bool,
+    /// Rooms are created only once the supervisor has accounted for the recorded rooms.
+    started: bool,
 }
 
 /// The parts of a [`RoomContext`] known before the pool exists.
@@ -106,7 +108,35 @@ impl PoolActor {
             again: false,
             stale: false,
             stopping: false,
+            started: false,
         }
+    }
+
+    /// What every room needs, for rooms of this pool (`pool`) routed by `supervisor`.
+    pub fn room_context(
+        base: &RoomContextBase,
+        settings: &PoolSettings,
+        store: &Store,
+        bot_jid: &str,
+        pool: Addr<PoolActor>,
+        supervisor: Addr<SupervisorActor>,
+    ) -> Arc<RoomContext> {
+        let base = base.clone();
+        Arc::new(RoomContext {
+            xmpp: base.xmpp,
+            store: store.clone(),
+            bot_jid: bot_jid.to_owned(),
+            nick: base.nick,
+            max_chatters: base.max_chatters,
+            history_length: base.history_length,
+            join_timeout: base.join_timeout,
+            retry_max: settings.retry_max,
+            require_claims: base.require_claims,
+            rejoin_grace: base.rejoin_grace,
+            one_left: base.one_left,
+            pool,
+            supervisor,
+        })
     }
 
     /// Starts as many creations as the counts allow.
@@ -141,23 +171,14 @@ impl Actor for PoolActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
-        let base = self.room_base.clone();
-        self.room_template = Some(Arc::new(RoomContext {
-            xmpp: base.xmpp,
-            store: self.store.clone(),
-            bot_jid: self.bot_jid.clone(),
-            nick: base.nick,
-            max_chatters: base.max_chatters,
-            history_length: base.history_length,
-            join_timeout: base.join_timeout,
-            retry_max: self.settings.retry_max,
-            require_claims: base.require_claims,
-            rejoin_grace: base.rejoin_grace,
-            one_left: base.one_left,
-            pool: ctx.address(),
-            supervisor: self.supervisor.clone(),
-        }));
-        ctx.notify(Replenish);
+        self.room_template = Some(PoolActor::room_context(
+            &self.room_base,
+            &self.settings,
+            &self.store,
+            &self.bot_jid,
+            ctx.address(),
+            self.supervisor.clone(),
+        ));
         ctx.run_interval(self.settings.check, |_, ctx| ctx.notify(Replenish));
     }
 }
@@ -180,6 +201,20 @@ pub struct RoomFinished {
 #[rtype(result = "()")]
 pub struct CreationFailed;
 
+/// Start creating rooms: the recorded rooms are accounted for.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct StartCreating;
+
+impl Handler<StartCreating> for PoolActor {
+    type Result = ();
+
+    fn handle(&mut self, _: StartCreating, ctx: &mut Self::Context) {
+        self.started = true;
+        ctx.notify(Replenish);
+    }
+}
+
 /// Stop creating rooms (shutdown).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
@@ -189,7 +224,7 @@ impl Handler<Replenish> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: Replenish, ctx: &mut Self::Context) {
-        if self.stopping {
+        if self.stopping || !self.started {
             return;
         }
         if self.checking {

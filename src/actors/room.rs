@@ -23,7 +23,7 @@ use crate::xmpp::muc::{self, MucStatus, PresenceKind, RoomPresence};
 use crate::xmpp::{IqError, XmppHandle};
 
 use super::pool::{PoolActor, RoomFinished};
-use super::supervisor::{SupervisorActor, UnregisterRoom};
+use super::supervisor::{Recovered, SupervisorActor, UnregisterRoom};
 use super::writer::RoomWriter;
 
 /// What every room needs to know, shared by all rooms.
@@ -62,6 +62,12 @@ pub struct RoomContext {
 enum Phase {
     /// Joining and configuring; no row yet.
     Creating,
+    /// Joining a recorded room again (after a restart or a new XMPP session) to find out
+    /// who is inside; `machine` is what the bot believed.
+    Rejoining {
+        room_id: i64,
+        machine: crate::lifecycle::Room,
+    },
     /// Recorded and followed by the lifecycle machine.
     Active {
         room_id: i64,
@@ -132,6 +138,31 @@ impl RoomActor {
             writer: None,
             finished: None,
         }
+    }
+
+    /// An actor for a room recorded in the database (found at start-up): it rejoins the
+    /// room and reconciles the row with what it finds there.
+    pub fn recover(ctx: Arc<RoomContext>, row: &store::Room) -> Result<RoomActor, jid::Error> {
+        let jid = BareJid::new(&row.jid)?;
+        let machine = crate::lifecycle::Room::restore(
+            row.status,
+            row.staff_nick.clone(),
+            row.client_nick.clone(),
+            ctx.max_chatters as usize,
+        );
+        Ok(RoomActor {
+            ctx,
+            jid,
+            password: row.password.clone(),
+            phase: Phase::Rejoining {
+                room_id: row.id,
+                machine,
+            },
+            join_waiter: None,
+            early: BTreeSet::new(),
+            writer: None,
+            finished: None,
+        })
     }
 
     /// The room's bare JID (the routing key).
@@ -242,11 +273,19 @@ impl RoomActor {
 
     /// One lifecycle step and its actions, in order.
     fn run(&mut self, event: Event, ctx: &mut Context<Self>) {
-        let Phase::Active { room_id, machine } = &mut self.phase else {
+        let Phase::Active { machine, .. } = &mut self.phase else {
+            return;
+        };
+        let actions = machine.step(event);
+        self.execute(actions, ctx);
+    }
+
+    /// Carries out a step's actions, in order.
+    fn execute(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
+        let Phase::Active { room_id, .. } = &self.phase else {
             return;
         };
         let room_id = *room_id;
-        let actions = machine.step(event);
         for action in actions {
             match action {
                 Action::Record(r) => {
@@ -297,6 +336,62 @@ impl RoomActor {
         {
             self.finish(None, ctx); // closed without a destroy (vanished)
         }
+    }
+
+    fn start_writer(&self) -> RoomWriter {
+        RoomWriter::start(
+            self.ctx.store.clone(),
+            self.jid.to_string(),
+            self.ctx.retry_max,
+            self.ctx.pool.clone().recipient(),
+        )
+    }
+
+    /// Joins the room again and reconciles: the room may be gone (closed as `lost`), may
+    /// have been re-created by this very join (destroyed, closed as `lost`), or may be there
+    /// with some people inside (the row follows them). Tells the supervisor when done.
+    fn rejoin(&mut self, ctx: &mut Context<Self>) {
+        log::info!(room = self.room(); "rejoining to check the room");
+        let (waiter, joined) = oneshot::channel();
+        self.join_waiter = Some(waiter);
+        self.early.clear();
+        let fut = rejoin(
+            self.ctx.clone(),
+            self.jid.clone(),
+            self.password.clone(),
+            joined,
+        );
+        ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
+            let Phase::Rejoining { room_id, machine } = std::mem::replace(&mut act.phase, Phase::Finishing) else {
+                return;
+            };
+            act.phase = Phase::Active { room_id, machine };
+            act.ctx.supervisor.do_send(Recovered);
+            match outcome {
+                Rejoined::Present => {
+                    let actual = std::mem::take(&mut act.early);
+                    log::info!(room = act.room(); "back in the room; inside: {actual:?}");
+                    if let Phase::Active { machine, .. } = &mut act.phase {
+                        let actions = machine.reconcile(&actual);
+                        act.execute(actions, ctx);
+                    }
+                }
+                Rejoined::Recreated => {
+                    log::warn!(room = act.room(); "the room no longer existed (re-created by the rejoin): closing it as lost");
+                    act.run(Event::Vanished, ctx);
+                    // run() finished the room without a destroy; the re-created room must go.
+                    let xmpp = act.ctx.xmpp.clone();
+                    let room = act.jid.clone();
+                    actix::spawn(async move {
+                        let _ = xmpp.set(Jid::from(room), muc::destroy("This chat is closed (lost).")).await;
+                    });
+                }
+                Rejoined::Gone(why) => {
+                    log::warn!(room = act.room(); "the room cannot be joined any more ({why}): closing it as lost");
+                    act.run(Event::Vanished, ctx);
+                }
+            }
+        }));
     }
 
     fn kick(&self, nick: String, reason: String) {
@@ -425,10 +520,102 @@ async fn create(
     Ok(row.id)
 }
 
+/// What the bot found when it joined a recorded room again.
+#[derive(Debug)]
+enum Rejoined {
+    /// The room is there (reconfigured); `early` holds who is inside.
+    Present,
+    /// The join created the room anew: the old one was lost.
+    Recreated,
+    /// The room refused the join (gone and not creatable, or the password changed).
+    Gone(String),
+}
+
+/// Joins a recorded room again, and configures it again when it is there (a room the server
+/// kept may have been reset or left locked).
+async fn rejoin(
+    ctx: Arc<RoomContext>,
+    jid: BareJid,
+    password: String,
+    joined: oneshot::Receiver<RoomPresence>,
+) -> Rejoined {
+    ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
+    let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
+        Ok(Ok(p)) => p,
+        _ => {
+            return Rejoined::Gone(format!(
+                "no answer to the join within {:?}",
+                ctx.join_timeout
+            ));
+        }
+    };
+    if let PresenceKind::Error { condition } = presence.kind {
+        return Rejoined::Gone(condition);
+    }
+    if presence.has(MucStatus::RoomCreated) {
+        return Rejoined::Recreated;
+    }
+    if let Err(error) = configure(&ctx, &jid, &password).await {
+        log::warn!(room = jid.as_str(); "configuring the room again failed: {error}");
+    }
+    Rejoined::Present
+}
+
+/// Fetches the owner form, submits the bot's settings for the fields offered, and checks
+/// with disco#info that the room is protected, hidden and temporary.
+async fn configure(ctx: &RoomContext, jid: &BareJid, password: &str) -> Result<(), CreateError> {
+    let room = Jid::from(jid.clone());
+    let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
+    let offered = form::parse_offered(&offered.ok_or(CreateError::NoForm)?)?;
+    let settings = RoomSettings {
+        password: password.to_owned(),
+        history_length: ctx.history_length,
+        max_users: ctx.max_chatters + 1,
+    };
+    ctx.xmpp
+        .set(room.clone(), form::submit(&offered, &settings)?)
+        .await?;
+    let info = ctx
+        .xmpp
+        .get(
+            room,
+            minidom::Element::builder("query", form::NS_DISCO_INFO).build(),
+        )
+        .await?;
+    form::verify_features(&info.ok_or(CreateError::NoForm)?)?;
+    Ok(())
+}
+
+/// The supervisor should rejoin: a new XMPP session started (the old one's rooms were left).
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Rejoin;
+
+impl Handler<Rejoin> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Rejoin, ctx: &mut Self::Context) {
+        if let Phase::Active { .. } = self.phase {
+            let Phase::Active { room_id, machine } =
+                std::mem::replace(&mut self.phase, Phase::Finishing)
+            else {
+                unreachable!("checked above")
+            };
+            self.phase = Phase::Rejoining { room_id, machine };
+            self.rejoin(ctx);
+        }
+    }
+}
+
 impl Actor for RoomActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if matches!(self.phase, Phase::Rejoining { .. }) {
+            self.writer = Some(self.start_writer());
+            self.rejoin(ctx);
+            return;
+        }
         log::debug!(room = self.room(); "creating room");
         let (waiter, joined) = oneshot::channel();
         self.join_waiter = Some(waiter);
@@ -441,12 +628,7 @@ impl Actor for RoomActor {
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(room_id) => {
                 log::info!(room = act.room(); "room configured and recorded as available (id {room_id})");
-                act.writer = Some(RoomWriter::start(
-                    act.ctx.store.clone(),
-                    act.jid.to_string(),
-                    act.ctx.retry_max,
-                    act.ctx.pool.clone().recipient(),
-                ));
+                act.writer = Some(act.start_writer());
                 act.phase = Phase::Active {
                     room_id,
                     machine: crate::lifecycle::Room::new(act.ctx.max_chatters as usize),
@@ -489,7 +671,7 @@ impl Handler<PresenceForRoom> for RoomActor {
 
     fn handle(&mut self, msg: PresenceForRoom, ctx: &mut Self::Context) {
         match self.phase {
-            Phase::Creating => self.presence_while_creating(msg.0),
+            Phase::Creating | Phase::Rejoining { .. } => self.presence_while_creating(msg.0),
             Phase::Active { .. } => self.presence_while_active(msg.0, ctx),
             Phase::Finishing => {}
         }
@@ -520,7 +702,7 @@ impl Handler<ShutdownRoom> for RoomActor {
                     }
                 })
             }
-            Phase::Creating => Box::pin(async {}),
+            Phase::Creating | Phase::Rejoining { .. } => Box::pin(async {}),
         }
     }
 }

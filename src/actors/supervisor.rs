@@ -22,12 +22,15 @@ use crate::xmpp::form::NS_DISCO_INFO;
 use crate::xmpp::muc::parse_room_presence;
 use crate::xmpp::{XmppEvent, XmppHandle};
 
-use super::pool::{PoolActor, PoolSettings, RoomContextBase, StopCreating};
-use super::room::{PresenceForRoom, RoomActor, ShutdownRoom};
+use super::pool::{PoolActor, PoolSettings, RoomContextBase, StartCreating, StopCreating};
+use super::room::{PresenceForRoom, Rejoin, RoomActor, ShutdownRoom};
 
 /// Why the supervisor gave up; the process exits non-zero with this.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum Fatal {
+    /// The database could not be read at start-up.
+    #[error("database: {0}")]
+    Database(String),
     /// The server refused the bot's credentials on a reconnect.
     #[error("XMPP login failed: {0}")]
     LoginFailed(String),
@@ -48,6 +51,11 @@ pub struct SupervisorActor {
     rooms: HashMap<BareJid, Addr<RoomActor>>,
     fatal: Option<oneshot::Sender<Fatal>>,
     shutting_down: bool,
+    /// Recorded rooms still being checked after start-up; the pool starts when none are
+    /// left, so that no room is created before the old ones are accounted for.
+    recovering: usize,
+    /// What rooms need; built once the pool's address exists.
+    room_context: Option<std::sync::Arc<super::room::RoomContext>>,
 }
 
 impl SupervisorActor {
@@ -74,6 +82,48 @@ impl SupervisorActor {
             rooms: HashMap::new(),
             fatal: Some(fatal),
             shutting_down: false,
+            recovering: 0,
+            room_context: None,
+        }
+    }
+
+    /// Starts one actor per recorded open room of this bot; each rejoins its room and
+    /// reconciles the row. The pool starts creating once they all reported back.
+    fn recover_rooms(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let bot = self.bot_jid.to_string();
+        let load = async move { store.open_rooms(&bot).await };
+        ctx.wait(load.into_actor(self).map(|rows, act, ctx| {
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    log::error!("cannot read the recorded rooms: {error}");
+                    return act.give_up(Fatal::Database(error.to_string()), ctx);
+                }
+            };
+            if !rows.is_empty() {
+                log::info!("found {} open room(s) of this bot in the database: checking them", rows.len());
+            }
+            let room_context = act.room_context.clone().expect("set in started");
+            for row in &rows {
+                match RoomActor::recover(room_context.clone(), row) {
+                    Ok(room) => {
+                        act.recovering += 1;
+                        let jid = room.jid().clone();
+                        act.rooms.insert(jid, room.start());
+                    }
+                    Err(error) => log::error!(room = row.jid.as_str(); "recorded room has an invalid JID ({error}); left alone"),
+                }
+            }
+            act.start_pool_when_recovered();
+        }));
+    }
+
+    fn start_pool_when_recovered(&mut self) {
+        if self.recovering == 0
+            && let Some(pool) = &self.pool
+        {
+            pool.do_send(StartCreating);
         }
     }
 
@@ -191,7 +241,17 @@ impl Actor for SupervisorActor {
             ctx.address(),
             self.room_base.clone(),
         );
-        self.pool = Some(pool.start());
+        let pool = pool.start();
+        self.room_context = Some(PoolActor::room_context(
+            &self.room_base,
+            &self.pool_settings,
+            &self.store,
+            &self.bot_jid.to_string(),
+            pool.clone(),
+            ctx.address(),
+        ));
+        self.pool = Some(pool);
+        self.recover_rooms(ctx);
     }
 }
 
@@ -199,8 +259,17 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
     fn handle(&mut self, event: XmppEvent, ctx: &mut Self::Context) {
         match event {
             XmppEvent::Online { bound_jid, .. } => {
-                log::warn!("XMPP session re-established as {bound_jid}");
+                log::warn!(
+                    "new XMPP session as {bound_jid}: rejoining {} room(s)",
+                    self.rooms.len()
+                );
                 self.send_presence();
+                for room in self.rooms.values() {
+                    room.do_send(Rejoin);
+                }
+                if let Some(pool) = &self.pool {
+                    pool.do_send(super::pool::Replenish);
+                }
             }
             XmppEvent::Suspended => log::warn!("XMPP connection lost; reconnecting"),
             XmppEvent::LoginFailed { error, fatal: true } => {
@@ -225,6 +294,22 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SpawnRoom(pub RoomActor);
+
+/// A recorded room finished its check after start-up.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct Recovered;
+
+impl Handler<Recovered> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, _: Recovered, _: &mut Self::Context) {
+        if self.recovering > 0 {
+            self.recovering -= 1;
+            self.start_pool_when_recovered();
+        }
+    }
+}
 
 /// A room actor stopped: stop routing to it.
 #[derive(Message, Debug)]

@@ -1,0 +1,272 @@
+//! Surviving crashes, restarts and lost connections: the database is the truth, and after
+//! every recovery each row matches what the server shows. Real processes (kill -9), a real
+//! Prosody stopped and started, real clients.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use helpim_bot::model::{CloseReason, EventKind, RoomStatus};
+use helpim_bot::store::{Room, Store};
+
+use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
+use common::client::TestClient;
+use common::db::{Backend, TestDb};
+use common::prosody::TestProsody;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// Staff and client in a room, kept for the test.
+struct Chat {
+    room: Room,
+    staff: Option<TestClient>,
+    client: Option<TestClient>,
+}
+
+async fn start_chats(server: &TestProsody, store: &Store, rooms: Vec<Room>) -> Vec<Chat> {
+    let mut chats = Vec::new();
+    for (i, room) in rooms.into_iter().enumerate() {
+        let mut staff = TestClient::connect(server, "staff", "pw").await;
+        let mut client = TestClient::connect(server, "client", "pw").await;
+        staff
+            .join(&room.jid, &format!("Staff{i}"), Some(&room.password))
+            .await
+            .expect("staff joins");
+        client
+            .join(&room.jid, &format!("Guest{i}"), Some(&room.password))
+            .await
+            .expect("client joins");
+        chats.push(Chat {
+            room,
+            staff: Some(staff),
+            client: Some(client),
+        });
+    }
+    for chat in &chats {
+        wait_status(store, chat.room.id, RoomStatus::Chatting).await;
+    }
+    chats
+}
+
+fn status_counts(rooms: &[Room]) -> BTreeMap<RoomStatus, usize> {
+    let mut counts = BTreeMap::new();
+    for room in rooms {
+        *counts.entry(room.status).or_default() += 1;
+    }
+    counts
+}
+
+#[tokio::test]
+async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
+    const CHATS: usize = 20;
+    let server = TestProsody::start();
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let mut bot = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: CHATS as u32,
+            max_rooms: 40,
+            extra: "[timeouts]\none_left_secs = 0".into(),
+            ..Default::default()
+        },
+    );
+    let rooms = wait_available(&store, &bot.jid, CHATS).await;
+    let mut chats = start_chats(&server, &store, rooms).await;
+
+    bot.kill(); // kill -9: no goodbye, nothing flushed
+    // While the bot is down: in chats 0-4 the client leaves; in 5-7 both leave.
+    for (n, chat) in chats.iter_mut().enumerate().take(5) {
+        chat.client
+            .as_mut()
+            .unwrap()
+            .leave(&chat.room.jid, &format!("Guest{n}"))
+            .await;
+    }
+    for (n, chat) in chats.iter_mut().enumerate().take(8).skip(5) {
+        chat.client
+            .as_mut()
+            .unwrap()
+            .leave(&chat.room.jid, &format!("Guest{n}"))
+            .await;
+        chat.staff
+            .as_mut()
+            .unwrap()
+            .leave(&chat.room.jid, &format!("Staff{n}"))
+            .await;
+    }
+
+    bot.spawn();
+    // Every row ends in the state the server shows.
+    for (n, chat) in chats.iter().enumerate() {
+        let expected = match n {
+            0..5 => RoomStatus::OneLeft,
+            5..8 => RoomStatus::Closed,
+            _ => RoomStatus::Chatting,
+        };
+        let row = eventually(&format!("room {n} to be {expected}"), WAIT, || async {
+            let row = store
+                .room(chat.room.id)
+                .await
+                .map_err(|e| e.to_string())?
+                .unwrap();
+            (row.status == expected)
+                .then_some(row.clone())
+                .ok_or(format!("{}", row.status))
+        })
+        .await;
+        if (5..8).contains(&n) {
+            // Emptied while the bot was away: the server dropped the temporary room.
+            assert_eq!(row.close_reason, Some(CloseReason::Lost), "room {n}");
+        }
+    }
+    // The pool is full again, and the unused rooms of before were found lost.
+    wait_available(&store, &bot.jid, CHATS).await;
+
+    // The chats go on and are tracked to closed.
+    for (n, chat) in chats.iter_mut().enumerate() {
+        if n < 5 {
+            chat.staff
+                .as_mut()
+                .unwrap()
+                .leave(&chat.room.jid, &format!("Staff{n}"))
+                .await;
+        } else if n >= 8 {
+            chat.client
+                .as_mut()
+                .unwrap()
+                .leave(&chat.room.jid, &format!("Guest{n}"))
+                .await;
+            chat.staff
+                .as_mut()
+                .unwrap()
+                .leave(&chat.room.jid, &format!("Staff{n}"))
+                .await;
+        }
+    }
+    for (n, chat) in chats.iter().enumerate() {
+        let row = wait_status(&store, chat.room.id, RoomStatus::Closed).await;
+        if !(5..8).contains(&n) {
+            assert_eq!(row.close_reason, Some(CloseReason::Completed), "room {n}");
+        }
+        let events = store.events(chat.room.id).await.unwrap();
+        for pair in events.windows(2) {
+            assert_eq!(
+                pair[1].from_status,
+                Some(pair[0].to_status),
+                "room {n}: {events:?}"
+            );
+            assert!(pair[0].at <= pair[1].at);
+        }
+    }
+    // No room of this bot is left open but the fresh pool.
+    let open = store.open_rooms(&bot.jid).await.unwrap();
+    assert_eq!(
+        status_counts(&open),
+        BTreeMap::from([(RoomStatus::Available, CHATS)])
+    );
+}
+
+#[tokio::test]
+async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
+    let mut server = TestProsody::start();
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let mut bot = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 3,
+            max_rooms: 10,
+            ..Default::default()
+        },
+    );
+    let rooms = wait_available(&store, &bot.jid, 3).await;
+    let chats = start_chats(&server, &store, rooms[..2].to_vec()).await;
+    let before: Vec<i64> = store
+        .open_rooms(&bot.jid)
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect();
+
+    server.stop();
+    drop(chats); // their connections are gone with the server
+    server.start_again();
+
+    // The bot reconnects by itself, finds every room gone, closes them as lost and refills.
+    for id in &before {
+        let row = wait_status(&store, *id, RoomStatus::Closed).await;
+        assert_eq!(row.close_reason, Some(CloseReason::Lost), "room {id}");
+    }
+    let fresh = wait_available(&store, &bot.jid, 3).await;
+    assert!(fresh.iter().all(|r| !before.contains(&r.id)));
+    assert!(
+        bot.exited().is_none(),
+        "the bot kept running:\n{}",
+        bot.log_tail(30)
+    );
+
+    // And the new rooms work.
+    let mut staff = TestClient::connect(&server, "staff", "pw").await;
+    staff
+        .join(&fresh[0].jid, "Staff", Some(&fresh[0].password))
+        .await
+        .expect("join");
+    wait_status(&store, fresh[0].id, RoomStatus::StaffWaiting).await;
+    let events = store.events(before[0]).await.unwrap();
+    assert_eq!(events.last().unwrap().kind, EventKind::Closed);
+}
+
+#[tokio::test]
+async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
+    let server = TestProsody::start();
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let mut bot = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 2,
+            max_rooms: 6,
+            ..Default::default()
+        },
+    );
+    let rooms = wait_available(&store, &bot.jid, 2).await;
+    let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
+
+    assert_eq!(bot.stop().code(), Some(0));
+    // The unused room was closed for the shutdown; the chat's room was left running.
+    let unused = store.room(rooms[1].id).await.unwrap().unwrap();
+    assert_eq!(unused.close_reason, Some(CloseReason::Shutdown));
+    assert_eq!(
+        store.room(rooms[0].id).await.unwrap().unwrap().status,
+        RoomStatus::Chatting
+    );
+
+    bot.spawn();
+    wait_available(&store, &bot.jid, 2).await;
+    let chat = &mut chats[0];
+    chat.client
+        .as_mut()
+        .unwrap()
+        .leave(&chat.room.jid, "Guest0")
+        .await;
+    wait_status(&store, chat.room.id, RoomStatus::OneLeft).await;
+    chat.staff
+        .as_mut()
+        .unwrap()
+        .leave(&chat.room.jid, "Staff0")
+        .await;
+    let row = wait_status(&store, chat.room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
+}
