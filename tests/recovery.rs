@@ -270,3 +270,49 @@ async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
     let row = wait_status(&store, chat.room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
 }
+
+#[tokio::test]
+async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
+    let server = TestProsody::start();
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    server.register("boom", "pw");
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let mut bot = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 2,
+            max_rooms: 6,
+            env: vec![("HELPIM_FAULT_PANIC_ON_NICK".into(), "Boom".into())],
+            ..Default::default()
+        },
+    );
+    let rooms = wait_available(&store, &bot.jid, 2).await;
+    let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
+
+    // "Boom" entering the other room makes that room's actor panic.
+    let mut boom = TestClient::connect(&server, "boom", "pw").await;
+    boom.join(&rooms[1].jid, "Boom", Some(&rooms[1].password)).await.expect("join");
+    eventually("the injected panic", WAIT, || async {
+        let log = bot.log_text();
+        log.contains("fault injection").then_some(()).ok_or("not yet".to_owned())
+    })
+    .await;
+
+    // The chat in the first room goes on, tracked as before.
+    let chat = &mut chats[0];
+    chat.client.as_mut().unwrap().leave(&chat.room.jid, "Guest0").await;
+    wait_status(&store, chat.room.id, RoomStatus::OneLeft).await;
+
+    // The broken room is restarted from its row: it rejoins and finds Boom inside.
+    let row = wait_status(&store, rooms[1].id, RoomStatus::StaffWaiting).await;
+    assert_eq!(row.staff_nick.as_deref(), Some("Boom"));
+    assert!(bot.log_text().contains("restarting it from its database row"));
+    assert!(bot.exited().is_none(), "the bot kept running");
+    // The pool still works: rooms taken are replaced.
+    wait_available(&store, &bot.jid, 2).await;
+    chat.staff.as_mut().unwrap().leave(&chat.room.jid, "Staff0").await;
+    wait_status(&store, chat.room.id, RoomStatus::Closed).await;
+}

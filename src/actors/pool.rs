@@ -134,6 +134,7 @@ impl PoolActor {
             require_claims: base.require_claims,
             rejoin_grace: base.rejoin_grace,
             one_left: base.one_left,
+            panic_on_nick: std::env::var("HELPIM_FAULT_PANIC_ON_NICK").ok(),
             pool,
             supervisor,
         })

@@ -51,6 +51,9 @@ pub struct RoomContext {
     pub rejoin_grace: Duration,
     /// How long one person may stay alone; `None`: forever.
     pub one_left: Option<Duration>,
+    /// Fault injection for tests: a room actor panics when a person with this nick enters
+    /// (from `HELPIM_FAULT_PANIC_ON_NICK`; never set in production).
+    pub panic_on_nick: Option<String>,
     /// Where rooms report that they are ready or finished.
     pub pool: Addr<PoolActor>,
     /// Where rooms deregister when they stop.
@@ -90,6 +93,8 @@ pub struct RoomActor {
     writer: Option<RoomWriter>,
     /// Resolves once the room has finished (destroyed, writes flushed), for shutdown.
     finished: Option<Shared<oneshot::Receiver<()>>>,
+    /// Leave the room before the next rejoin (the bot may still be inside).
+    leave_first: bool,
 }
 
 /// A presence from this room, routed by the supervisor.
@@ -137,12 +142,30 @@ impl RoomActor {
             early: BTreeSet::new(),
             writer: None,
             finished: None,
+            leave_first: false,
         }
     }
 
     /// An actor for a room recorded in the database (found at start-up): it rejoins the
     /// room and reconciles the row with what it finds there.
     pub fn recover(ctx: Arc<RoomContext>, row: &store::Room) -> Result<RoomActor, jid::Error> {
+        Self::recover_inner(ctx, row, false)
+    }
+
+    /// An actor for a room whose previous actor died (a panic) while the bot was still in
+    /// the room: it leaves and rejoins, so that the server lists the occupants again.
+    pub fn recover_after_crash(
+        ctx: Arc<RoomContext>,
+        row: &store::Room,
+    ) -> Result<RoomActor, jid::Error> {
+        Self::recover_inner(ctx, row, true)
+    }
+
+    fn recover_inner(
+        ctx: Arc<RoomContext>,
+        row: &store::Room,
+        leave_first: bool,
+    ) -> Result<RoomActor, jid::Error> {
         let jid = BareJid::new(&row.jid)?;
         let machine = crate::lifecycle::Room::restore(
             row.status,
@@ -162,6 +185,7 @@ impl RoomActor {
             early: BTreeSet::new(),
             writer: None,
             finished: None,
+            leave_first,
         })
     }
 
@@ -177,6 +201,9 @@ impl RoomActor {
     /// Handles a presence while the room is being created.
     fn presence_while_creating(&mut self, p: RoomPresence) {
         let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
+        if own && p.kind == PresenceKind::Unavailable {
+            return; // the bot's own leave before a rejoin: not the answer to the join
+        }
         if own || matches!(p.kind, PresenceKind::Error { .. }) {
             if let Some(waiter) = self.join_waiter.take() {
                 let _ = waiter.send(p);
@@ -236,6 +263,9 @@ impl RoomActor {
     /// role they would take is claimed (when claims are required and it matters). The
     /// room handles nothing else meanwhile, so its events stay in order.
     fn entered(&mut self, nick: String, ctx: &mut Context<Self>) {
+        if self.ctx.panic_on_nick.as_deref() == Some(nick.as_str()) {
+            panic!("fault injection: {nick} entered {}", self.jid);
+        }
         let Phase::Active { room_id, machine } = &self.phase else {
             return;
         };
@@ -355,6 +385,9 @@ impl RoomActor {
         let (waiter, joined) = oneshot::channel();
         self.join_waiter = Some(waiter);
         self.early.clear();
+        if std::mem::take(&mut self.leave_first) {
+            self.ctx.xmpp.send(muc::leave(&self.jid, &self.ctx.nick));
+        }
         let fut = rejoin(
             self.ctx.clone(),
             self.jid.clone(),

@@ -119,6 +119,40 @@ impl SupervisorActor {
         }));
     }
 
+    /// Restarts, from their database rows, the room actors that died (a panic ends only
+    /// that room's task): each leaves and rejoins its room and reconciles. Other rooms and
+    /// the connection are untouched.
+    fn restart_dead_rooms(&mut self, ctx: &mut Context<Self>) {
+        let dead: Vec<BareJid> = self
+            .rooms
+            .iter()
+            .filter(|(_, addr)| !addr.connected())
+            .map(|(jid, _)| jid.clone())
+            .collect();
+        for jid in dead {
+            self.rooms.remove(&jid);
+            log::error!(room = jid.as_str(); "the room's actor died; restarting it from its database row");
+            let store = self.store.clone();
+            let key = jid.to_string();
+            let load = async move { store.room_by_jid(&key).await };
+            ctx.spawn(load.into_actor(self).map(move |row, act, _| {
+                let room_context = act.room_context.clone().expect("set in started");
+                match row {
+                    Ok(Some(row)) if row.status != crate::model::RoomStatus::Closed => {
+                        match RoomActor::recover_after_crash(room_context, &row) {
+                            Ok(room) => {
+                                act.rooms.insert(jid, room.start());
+                            }
+                            Err(error) => log::error!(room = jid.as_str(); "cannot restart: {error}"),
+                        }
+                    }
+                    Ok(_) => log::info!(room = jid.as_str(); "the room is closed; nothing to restart"),
+                    Err(error) => log::error!(room = jid.as_str(); "cannot read the room to restart it: {error}"),
+                }
+            }));
+        }
+    }
+
     fn start_pool_when_recovered(&mut self) {
         if self.recovering == 0
             && let Some(pool) = &self.pool
@@ -153,6 +187,9 @@ impl SupervisorActor {
             log::debug!("presence from {from}, which is no room of ours: ignored");
             return;
         };
+        if !addr.connected() {
+            return; // its actor died; the sweep restarts it from the database
+        }
         match parse_room_presence(&presence) {
             Ok(parsed) => addr.do_send(PresenceForRoom(parsed)),
             Err(error) => {
@@ -252,6 +289,7 @@ impl Actor for SupervisorActor {
         ));
         self.pool = Some(pool);
         self.recover_rooms(ctx);
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.restart_dead_rooms(ctx));
     }
 }
 

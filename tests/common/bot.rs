@@ -29,6 +29,8 @@ pub struct BotOptions {
     pub require_claims: bool,
     /// Extra TOML lines appended to the config (e.g. a `[timeouts]` section).
     pub extra: String,
+    /// Extra environment variables for the bot process (e.g. fault injection).
+    pub env: Vec<(String, String)>,
 }
 
 impl Default for BotOptions {
@@ -40,6 +42,7 @@ impl Default for BotOptions {
             max_chatters: 2,
             require_claims: false,
             extra: String::new(),
+            env: Vec::new(),
         }
     }
 }
@@ -56,6 +59,8 @@ pub struct TestBot {
     pub room_dir: PathBuf,
     /// The bot's bare JID.
     pub jid: String,
+    /// Extra environment of the process.
+    env: Vec<(String, String)>,
 }
 
 impl TestBot {
@@ -111,6 +116,7 @@ room_dir = "{room_dir}"
         )
         .expect("write the bot config");
         let mut bot = TestBot {
+            env: options.env.clone(),
             child: None,
             config,
             log: dir.path().join("bot.log"),
@@ -137,6 +143,7 @@ room_dir = "{room_dir}"
                 "RUST_LOG",
                 "debug,tokio_xmpp=info,xso=info,rustls=info,sqlx=warn,sea_orm=info",
             )
+            .envs(self.env.iter().cloned())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup log"))
