@@ -316,3 +316,56 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
     chat.staff.as_mut().unwrap().leave(&chat.room.jid, "Staff0").await;
     wait_status(&store, chat.room.id, RoomStatus::Closed).await;
 }
+
+#[tokio::test]
+async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
+    let server = TestProsody::start();
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    let db = TestDb::new(Backend::Postgres);
+    let store = db.store().await; // the test's own view: direct, never cut
+    let proxy = common::proxy::CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let via_proxy = db.url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
+    assert_ne!(via_proxy, db.url, "the URL goes through the proxy");
+    let mut bot = TestBot::start(
+        &server,
+        &via_proxy,
+        BotOptions { available: 2, max_rooms: 6, extra: "[timeouts]\nretry_max_secs = 1\none_left_secs = 0".into(), ..Default::default() },
+    );
+    let rooms = wait_available(&store, &bot.jid, 2).await;
+    let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
+    let room = chats[0].room.clone();
+
+    proxy.cut();
+    // Transitions while the database is unreachable: the XMPP side goes on.
+    let chat = &mut chats[0];
+    chat.client.as_mut().unwrap().leave(&room.jid, "Guest0").await;
+    chat.staff.as_mut().unwrap().leave(&room.jid, "Staff0").await;
+    // The room is destroyed on the server even though nothing could be written.
+    let mut probe = TestClient::connect(&server, "client", "pw").await;
+    common::bot::wait_gone_from_server(&mut probe, &room.jid).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let row = store.room(room.id).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::Chatting, "nothing could be written meanwhile");
+    assert!(bot.exited().is_none(), "the bot stays up during the outage");
+
+    let restored_at = chrono::Utc::now();
+    proxy.restore();
+    let row = wait_status(&store, room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
+    let events = store.events(room.id).await.unwrap();
+    let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.from_status, e.to_status)).collect();
+    assert_eq!(
+        kinds[kinds.len() - 2..],
+        [
+            (EventKind::Left, Some(RoomStatus::Chatting), RoomStatus::OneLeft),
+            (EventKind::Closed, Some(RoomStatus::OneLeft), RoomStatus::Closed),
+        ],
+        "every pending transition landed, in order"
+    );
+    // Timestamps are those of the transitions, not of the late writes.
+    for event in &events[events.len() - 2..] {
+        assert!(event.at < restored_at, "{event:?} stamped after the outage");
+    }
+    wait_available(&store, &bot.jid, 2).await;
+}

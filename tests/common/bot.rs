@@ -280,3 +280,15 @@ pub async fn wait_status(store: &Store, id: i64, status: RoomStatus) -> Room {
     )
     .await
 }
+
+/// Waits until `jid` no longer exists on the server (disco#info answers `item-not-found`).
+pub async fn wait_gone_from_server(probe: &mut super::client::TestClient, jid: &str) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        match probe.disco_info(jid).await {
+            Err(condition) if condition.contains("item-not-found") => return,
+            other if Instant::now() > deadline => panic!("room {jid} still on the server: {other:?}"),
+            _ => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}

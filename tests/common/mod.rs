@@ -7,4 +7,5 @@ pub mod bot;
 pub mod client;
 pub mod db;
 pub mod prosody;
+pub mod proxy;
 pub mod server;
