@@ -14,6 +14,7 @@ use futures::channel::oneshot;
 use crate::actors::pool::{PoolSettings, RoomContextBase};
 use crate::actors::supervisor::{Fatal, Shutdown, SupervisorActor};
 use crate::config::Config;
+use crate::lease::{self, LeaseError};
 use crate::store::{Store, StoreError};
 use crate::xmpp::XmppEvent;
 use crate::xmpp::connection::{self, ConnectSettings};
@@ -52,6 +53,10 @@ pub enum AppError {
     /// The bot lost its XMPP session for good while running.
     #[error(transparent)]
     Fatal(#[from] Fatal),
+    /// Another process manages this bot JID, or this process lost or could not renew its
+    /// lease: it must not (or no longer) manage the JID's rooms.
+    #[error(transparent)]
+    Lease(#[from] LeaseError),
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -72,6 +77,22 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let _ = rustls::crypto::ring::default_provider().install_default();
     log::info!("starting: {}", config.summary());
     let store = open_store(&config).await?;
+    let mut shutdown = std::pin::pin!(shutdown);
+
+    // One process per bot JID: take the lease before logging in (a second login with the
+    // same full JID would kick the running bot's session) and before any room work. This
+    // waits up to one ttl when the JID's previous holder was killed.
+    let bot_jid = config.xmpp.jid.to_string();
+    let lease = tokio::select! {
+        () = &mut shutdown => {
+            log::info!("shutdown requested while acquiring the lease on {bot_jid}");
+            return Ok(());
+        }
+        acquired = lease::acquire(&store, &bot_jid, config.timeouts.lease) => acquired?,
+    };
+    // Renewed from now on, during the connection wait too; when it can no longer be, the
+    // bot stops at once without touching any room (they may be another process's now).
+    let mut lease_lost = Box::pin(hold_lease(&lease));
 
     let (xmpp, mut events) = connection::spawn(ConnectSettings {
         jid: config.xmpp_full_jid(),
@@ -82,32 +103,42 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         iq_timeout: config.timeouts.iq,
     });
 
-    let mut shutdown = std::pin::pin!(shutdown);
     let server = format!("{}:{}", config.xmpp.server_host(), config.xmpp.port);
     let deadline = tokio::time::sleep(config.timeouts.connect);
     tokio::pin!(deadline);
     let mut last_error = None;
-    let bound = loop {
+    // Ok(None): shutdown requested before the session was up.
+    let connected = loop {
         tokio::select! {
             () = &mut shutdown => {
                 log::info!("shutdown requested before the XMPP session was up");
-                return Ok(());
+                break Ok(None);
             }
+            lost = &mut lease_lost => return Err(lost.into()),
             () = &mut deadline => {
-                return Err(AppError::Unreachable { server, deadline: config.timeouts.connect, last_error });
+                break Err(AppError::Unreachable { server, deadline: config.timeouts.connect, last_error });
             }
             event = events.next() => match event {
-                Some(XmppEvent::Online { bound_jid, .. }) => break bound_jid,
+                Some(XmppEvent::Online { bound_jid, .. }) => break Ok(Some(bound_jid)),
                 Some(XmppEvent::LoginFailed { error, fatal: true }) => {
-                    return Err(AppError::LoginRefused { jid: config.xmpp.jid.to_string(), error });
+                    break Err(AppError::LoginRefused { jid: config.xmpp.jid.to_string(), error });
                 }
                 Some(XmppEvent::LoginFailed { error, .. }) => {
                     log::warn!("cannot connect to {server} yet: {error}");
                     last_error = Some(error);
                 }
                 Some(_) => {}
-                None => return Err(Fatal::StreamEnded.into()),
+                None => break Err(Fatal::StreamEnded.into()),
             },
+        }
+    };
+    let bound = match connected {
+        Ok(Some(bound)) => bound,
+        // No room was touched yet: let the next start take the JID at once.
+        other => {
+            drop(lease_lost);
+            release(lease).await;
+            return other.map(drop);
         }
     };
     log::info!("XMPP session up as {bound}");
@@ -137,18 +168,26 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             require_claims: config.muc.require_claims,
             rejoin_grace: config.timeouts.rejoin_grace,
             one_left: config.timeouts.one_left,
+            room_ping: config.timeouts.room_ping,
         },
         fatal_tx,
     )
+    .with_server_ping(config.timeouts.server_ping)
     .start();
 
-    tokio::select! {
+    let result = tokio::select! {
         () = &mut shutdown => {
             log::info!("shutting down: closing unused rooms, flushing the database");
             let deadline = config.timeouts.shutdown;
             let done = supervisor.send(Shutdown { deadline });
-            if tokio::time::timeout(deadline + Duration::from_secs(1), done).await.is_err() {
-                log::warn!("shutdown did not finish within {deadline:?}; exiting anyway");
+            // The lease stays renewed while the rooms are closed.
+            tokio::select! {
+                finished = tokio::time::timeout(deadline + Duration::from_secs(1), done) => {
+                    if finished.is_err() {
+                        log::warn!("shutdown did not finish within {deadline:?}; exiting anyway");
+                    }
+                }
+                lost = &mut lease_lost => return Err(lost.into()),
             }
             log::info!("stopped");
             Ok(())
@@ -157,5 +196,49 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
             Ok(fatal) => Err(fatal.into()),
             Err(_) => Err(Fatal::StreamEnded.into()),
         },
+        // Lost or expired: return at once, without Shutdown (it would destroy rooms that may
+        // be another process's now); the process exits 1 and the actors die with it.
+        lost = &mut lease_lost => return Err(lost.into()),
+    };
+    // Clean stop, or the session is lost for good: this process manages no room any more,
+    // so the next one (a restart) may take the JID at once instead of waiting a ttl.
+    drop(lease_lost);
+    release(lease).await;
+    result
+}
+
+/// Keeps the lease renewed. When it expires because the database is unreachable, the bot
+/// stays in its rooms (their writes wait in order) and keeps trying; once a renewal works
+/// again nothing was lost. Only a lease another process took over ends the bot.
+async fn hold_lease(lease: &lease::Lease) -> LeaseError {
+    loop {
+        match lease.keep_alive().await {
+            LeaseError::Expired { .. } => {
+                log::warn!(
+                    "the lease on {} could not be renewed in time (database unreachable?); \
+                     staying in the rooms and retrying",
+                    lease.bot_jid()
+                );
+                loop {
+                    tokio::time::sleep(lease.renew_interval()).await;
+                    match lease.renew().await {
+                        Ok(()) => {
+                            log::info!("the lease on {} is renewed again", lease.bot_jid());
+                            break;
+                        }
+                        Err(LeaseError::Store(_)) => continue,
+                        Err(other) => return other,
+                    }
+                }
+            }
+            other => return other,
+        }
+    }
+}
+
+/// Gives the lease up on the way out; a failure only costs the next start a ttl of waiting.
+async fn release(lease: lease::Lease) {
+    if let Err(err) = lease.release().await {
+        log::warn!("could not release the lease: {err}");
     }
 }

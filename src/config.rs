@@ -55,6 +55,9 @@ const DEFAULT_STAFF_CLAIM_SECS: u64 = 120;
 const DEFAULT_CLIENT_CLAIM_SECS: u64 = 60;
 const DEFAULT_REJOIN_GRACE_SECS: u64 = 60;
 const DEFAULT_ONE_LEFT_SECS: u64 = 300;
+const DEFAULT_SERVER_PING_SECS: u64 = 60;
+const DEFAULT_ROOM_PING_SECS: u64 = 300;
+const DEFAULT_LEASE_SECS: u64 = 30;
 
 /// Longest accepted `muc.room_prefix`: room names are the prefix plus a random suffix and
 /// must stay short, valid JID localparts.
@@ -256,6 +259,14 @@ pub struct TimeoutConfig {
     /// `one_left_secs`: how long one person may stay alone after the other left before the
     /// bot ends the chat; `None` (0 in the file) never ends it.
     pub one_left: Option<Duration>,
+    /// `server_ping_secs`: interval of XEP-0199 pings to the server; `None` (0): none.
+    pub server_ping: Option<Duration>,
+    /// `room_ping_secs`: interval of XEP-0410 self-pings in every room, to notice a room the
+    /// bot silently dropped out of; `None` (0): none.
+    pub room_ping: Option<Duration>,
+    /// `lease_secs`: the time-to-live of this process's lease on its bot JID (renewed every
+    /// third of it); a killed process's successor waits this long before taking over.
+    pub lease: Duration,
 }
 
 impl Default for TimeoutConfig {
@@ -270,6 +281,9 @@ impl Default for TimeoutConfig {
             client_claim: Duration::from_secs(DEFAULT_CLIENT_CLAIM_SECS),
             rejoin_grace: Duration::from_secs(DEFAULT_REJOIN_GRACE_SECS),
             one_left: Some(Duration::from_secs(DEFAULT_ONE_LEFT_SECS)),
+            server_ping: Some(Duration::from_secs(DEFAULT_SERVER_PING_SECS)),
+            room_ping: Some(Duration::from_secs(DEFAULT_ROOM_PING_SECS)),
+            lease: Duration::from_secs(DEFAULT_LEASE_SECS),
         }
     }
 }
@@ -520,6 +534,9 @@ struct RawTimeouts {
     client_claim_secs: Option<u64>,
     rejoin_grace_secs: Option<u64>,
     one_left_secs: Option<u64>,
+    server_ping_secs: Option<u64>,
+    room_ping_secs: Option<u64>,
+    lease_secs: Option<u64>,
 }
 
 /// Turns toml's multi-line error into one line: position, message, and for an unknown key
@@ -995,11 +1012,19 @@ impl Validator<'_> {
             rejoin_grace: Duration::from_secs(
                 raw.rejoin_grace_secs.unwrap_or(DEFAULT_REJOIN_GRACE_SECS),
             ),
-            one_left: match raw.one_left_secs.unwrap_or(DEFAULT_ONE_LEFT_SECS) {
-                0 => None,
-                secs => Some(Duration::from_secs(secs)),
-            },
+            one_left: optional_secs(raw.one_left_secs, DEFAULT_ONE_LEFT_SECS),
+            server_ping: optional_secs(raw.server_ping_secs, DEFAULT_SERVER_PING_SECS),
+            room_ping: optional_secs(raw.room_ping_secs, DEFAULT_ROOM_PING_SECS),
+            lease: secs("lease_secs", raw.lease_secs, DEFAULT_LEASE_SECS)?,
         })
+    }
+}
+
+/// A duration where 0 means "never".
+fn optional_secs(value: Option<u64>, default: u64) -> Option<Duration> {
+    match value.unwrap_or(default) {
+        0 => None,
+        secs => Some(Duration::from_secs(secs)),
     }
 }
 
@@ -1203,6 +1228,9 @@ mod tests {
         assert_eq!(config.timeouts.client_claim, Duration::from_secs(60));
         assert_eq!(config.timeouts.rejoin_grace, Duration::from_secs(60));
         assert_eq!(config.timeouts.one_left, Some(Duration::from_secs(300)));
+        assert_eq!(config.timeouts.server_ping, Some(Duration::from_secs(60)));
+        assert_eq!(config.timeouts.room_ping, Some(Duration::from_secs(300)));
+        assert_eq!(config.timeouts.lease, Duration::from_secs(30));
         assert_eq!(config.database.url, "sqlite://helpim-bot.sqlite?mode=rwc");
         assert_eq!(config.logging.level, LevelFilter::Info);
         assert_eq!(config.logging.room_dir, None);
@@ -1229,7 +1257,8 @@ mod tests {
              [logging]\nlevel = \"debug\"\nroom_dir = {rooms:?}\n\
              [timeouts]\nconnect_secs = 1\niq_secs = 2\njoin_secs = 3\nshutdown_secs = 4\n\
              retry_max_secs = 5\nstaff_claim_secs = 6\nclient_claim_secs = 8\n\
-             rejoin_grace_secs = 0\none_left_secs = 0\n"
+             rejoin_grace_secs = 0\none_left_secs = 0\nserver_ping_secs = 9\n\
+             room_ping_secs = 0\nlease_secs = 11\n"
         ))
         .unwrap();
         assert_eq!(config.xmpp.resource, "r");
@@ -1253,6 +1282,9 @@ mod tests {
         assert_eq!(config.timeouts.client_claim, Duration::from_secs(8));
         assert_eq!(config.timeouts.rejoin_grace, Duration::ZERO, "0: no grace");
         assert_eq!(config.timeouts.one_left, None, "0: never time out");
+        assert_eq!(config.timeouts.server_ping, Some(Duration::from_secs(9)));
+        assert_eq!(config.timeouts.room_ping, None, "0: no self-pings");
+        assert_eq!(config.timeouts.lease, Duration::from_secs(11));
         assert_eq!(config.database.url, "postgres://u@db/helpim");
         assert_eq!(config.logging.level, LevelFilter::Debug);
         assert_eq!(config.logging.room_dir.as_deref(), Some(rooms.as_path()));

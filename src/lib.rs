@@ -17,6 +17,7 @@ pub mod actors;
 pub mod app;
 pub mod claims;
 pub mod config;
+pub mod lease;
 pub mod lifecycle;
 pub mod logging;
 pub mod model;

@@ -65,6 +65,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Exit 0 when this bot's lease is held and its heartbeat fresh, 1 otherwise (one line).
+    Health,
     /// Claim a room as the web application does, and print it as JSON.
     Claim {
         /// `staff`: an available room; `client`: the room whose staff waited longest.
@@ -166,6 +168,30 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 print!("{}", stats::render_text(&stats));
             }
             Ok(())
+        }),
+        Command::Health => block_on(async {
+            use helpim_bot::lease;
+            // Reads only: no migration, no lease taken.
+            let bot_jid = config.xmpp.jid.to_string();
+            let checked = async {
+                let store = helpim_bot::store::Store::connect(&config.database.url).await?;
+                lease::health(&store, &bot_jid, config.timeouts.lease).await
+            };
+            let report = checked.await.map_err(|err| Failure {
+                code: 1,
+                error: anyhow::Error::new(err).context(format!(
+                    "unhealthy: {bot_jid}: cannot read its lease from the database"
+                )),
+            })?;
+            if report.is_healthy() {
+                println!("{report}");
+                Ok(())
+            } else {
+                Err(Failure {
+                    code: 1,
+                    error: anyhow::anyhow!("{report}"),
+                })
+            }
         }),
         Command::Claim { role, by } => block_on(async {
             use helpim_bot::claims::{self, ClaimError};

@@ -157,7 +157,7 @@ pub fn compute(events: &[RoomEvent], query: &StatsQuery) -> Stats {
 
 /// Reads the `room_event` history from `store` and computes its statistics.
 ///
-/// The rows are read in id order, [`PAGE_SIZE`] at a time, and folded into running totals,
+/// The rows are read in id order, a page (10 000 rows) at a time, and folded into running totals,
 /// so memory grows with the number of rooms, not of events. Every row is validated like the
 /// store does ([`StoreError::BadRow`] names a bad one). With `since`, reading starts at the
 /// first `created` event of the period (by the `(kind, at)` index), since a room's events

@@ -369,3 +369,67 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
     }
     wait_available(&store, &bot.jid, 2).await;
 }
+
+#[tokio::test]
+async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
+    let server = TestProsody::start();
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let mut first = TestBot::start(&server, &db.url, BotOptions { available: 2, max_rooms: 4, ..Default::default() });
+    let first_rooms = wait_available(&store, &first.jid, 2).await;
+
+    // The same config again: refused with a message naming the holder, exit 1.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
+        .arg("--config")
+        .arg(&first.config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&output.stderr);
+    assert!(err.contains("already managed by pid"), "{err}");
+    // The first bot and its rooms were not disturbed.
+    assert!(first.exited().is_none());
+    for room in &first_rooms {
+        assert_eq!(store.room(room.id).await.unwrap().unwrap().status, RoomStatus::Available);
+    }
+
+    // A bot with another JID shares the database and keeps to its own rooms.
+    let mut second = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions { user: "helpim-bot-2".into(), available: 1, max_rooms: 3, ..Default::default() },
+    );
+    let second_rooms = wait_available(&store, &second.jid, 1).await;
+    assert_eq!(rooms_of(&store, &first.jid).await, first_rooms.iter().map(|r| r.id).collect::<Vec<_>>());
+    // The health check reads the lease: healthy while the bot runs.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
+        .args(["health", "--config"])
+        .arg(&first.config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert!(String::from_utf8_lossy(&output.stdout).starts_with("healthy"));
+    // Stopping the first bot closes only its own unused rooms.
+    assert_eq!(first.stop().code(), Some(0));
+    let row = store.room(second_rooms[0].id).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::Available, "the other bot's room is untouched");
+    assert_eq!(second.stop().code(), Some(0));
+
+    // The health check reads the lease: unhealthy once nobody holds it.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
+        .args(["health", "--config"])
+        .arg(&first.config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+}
+
+async fn rooms_of(store: &Store, bot: &str) -> Vec<i64> {
+    store
+        .rooms(&helpim_bot::store::RoomFilter { status: Some(RoomStatus::Available), bot_jid: Some(bot.into()) })
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.id)
+        .collect()
+}

@@ -6,6 +6,7 @@
 //! migration and the web application. Status-like columns are plain strings here so that a
 //! damaged or newer value can still be loaded and reported by the store, never guessed at.
 
+pub mod bot_instance;
 pub mod room;
 pub mod room_event;
 
@@ -59,6 +60,7 @@ mod tests {
                 "nick",
                 "role",
                 "detail",
+                "close_reason",
             ]
         );
     }

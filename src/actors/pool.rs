@@ -84,6 +84,8 @@ pub struct RoomContextBase {
     pub rejoin_grace: Duration,
     /// `one_left` timeout.
     pub one_left: Option<Duration>,
+    /// Interval of XEP-0410 self-pings in each room.
+    pub room_ping: Option<Duration>,
 }
 
 impl PoolActor {
@@ -134,6 +136,7 @@ impl PoolActor {
             require_claims: base.require_claims,
             rejoin_grace: base.rejoin_grace,
             one_left: base.one_left,
+            room_ping: base.room_ping,
             panic_on_nick: std::env::var("HELPIM_FAULT_PANIC_ON_NICK").ok(),
             pool,
             supervisor,

@@ -51,6 +51,8 @@ pub struct RoomContext {
     pub rejoin_grace: Duration,
     /// How long one person may stay alone; `None`: forever.
     pub one_left: Option<Duration>,
+    /// Interval of XEP-0410 self-pings, to notice that the bot silently dropped out.
+    pub room_ping: Option<Duration>,
     /// Fault injection for tests: a room actor panics when a person with this nick enters
     /// (from `HELPIM_FAULT_PANIC_ON_NICK`; never set in production).
     pub panic_on_nick: Option<String>,
@@ -368,6 +370,32 @@ impl RoomActor {
         }
     }
 
+    /// XEP-0410 self-ping: asks the room whether the bot is still an occupant. A room that
+    /// says no (`not-acceptable`, `item-not-found`) is rejoined and reconciled; no answer is
+    /// inconclusive and changes nothing.
+    fn self_ping(&mut self, ctx: &mut Context<Self>) {
+        if !matches!(self.phase, Phase::Active { .. }) {
+            return;
+        }
+        let Ok(nick) = jid::ResourcePart::new(&self.ctx.nick) else {
+            return;
+        };
+        let target = Jid::from(self.jid.with_resource(&nick));
+        let xmpp = self.ctx.xmpp.clone();
+        let ping = async move {
+            let ping = minidom::Element::builder("ping", xmpp_parsers::ns::PING).build();
+            xmpp.get(target, ping).await
+        };
+        ctx.spawn(ping.into_actor(self).map(|answer, act, ctx| {
+            if let Err(IqError::Refused { condition, .. }) = &answer
+                && (condition == "not-acceptable" || condition == "item-not-found")
+            {
+                log::warn!(room = act.room(); "self-ping says the bot is no longer in the room ({condition}): rejoining");
+                <Self as Handler<Rejoin>>::handle(act, Rejoin, ctx);
+            }
+        }));
+    }
+
     fn start_writer(&self) -> RoomWriter {
         RoomWriter::start(
             self.ctx.store.clone(),
@@ -644,6 +672,9 @@ impl Actor for RoomActor {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        if let Some(every) = self.ctx.room_ping {
+            ctx.run_interval(every, |act, ctx| act.self_ping(ctx));
+        }
         if matches!(self.phase, Phase::Rejoining { .. }) {
             self.writer = Some(self.start_writer());
             self.rejoin(ctx);

@@ -31,6 +31,9 @@ pub enum Fatal {
     /// The database could not be read at start-up.
     #[error("database: {0}")]
     Database(String),
+    /// The server stopped answering pings (a dead connection tokio-xmpp did not notice).
+    #[error("the XMPP server did not answer {0} pings in a row")]
+    ServerUnresponsive(u32),
     /// The server refused the bot's credentials on a reconnect.
     #[error("XMPP login failed: {0}")]
     LoginFailed(String),
@@ -56,6 +59,10 @@ pub struct SupervisorActor {
     recovering: usize,
     /// What rooms need; built once the pool's address exists.
     room_context: Option<std::sync::Arc<super::room::RoomContext>>,
+    /// Interval of XEP-0199 pings to the server, if any.
+    server_ping: Option<Duration>,
+    /// Pings in a row the server did not answer.
+    missed_pings: u32,
 }
 
 impl SupervisorActor {
@@ -84,7 +91,41 @@ impl SupervisorActor {
             shutting_down: false,
             recovering: 0,
             room_context: None,
+            server_ping: None,
+            missed_pings: 0,
         }
+    }
+
+    /// Pings the server at this interval (XEP-0199); see [`Fatal::ServerUnresponsive`].
+    pub fn with_server_ping(mut self, every: Option<Duration>) -> Self {
+        self.server_ping = every;
+        self
+    }
+
+    /// One XEP-0199 ping of the server; three misses in a row end the process (exit 1),
+    /// the restart then recovers every room.
+    fn ping_server(&mut self, ctx: &mut Context<Self>) {
+        const MAX_MISSED: u32 = 3;
+        let xmpp = self.xmpp.clone();
+        let server = Jid::from(jid::BareJid::from_parts(None, self.bot_jid.domain()));
+        let ping = async move {
+            let ping = Element::builder("ping", xmpp_parsers::ns::PING).build();
+            xmpp.get(server, ping).await
+        };
+        ctx.spawn(ping.into_actor(self).map(|answer, act, ctx| match answer {
+            // Any answer, even an error, shows the connection is alive.
+            Ok(_) | Err(crate::xmpp::IqError::Refused { .. }) => act.missed_pings = 0,
+            Err(error) => {
+                act.missed_pings += 1;
+                log::warn!(
+                    "server ping {} of {MAX_MISSED} unanswered: {error}",
+                    act.missed_pings
+                );
+                if act.missed_pings >= MAX_MISSED && !act.shutting_down {
+                    act.give_up(Fatal::ServerUnresponsive(act.missed_pings), ctx);
+                }
+            }
+        }));
     }
 
     /// Starts one actor per recorded open room of this bot; each rejoins its room and
@@ -289,7 +330,12 @@ impl Actor for SupervisorActor {
         ));
         self.pool = Some(pool);
         self.recover_rooms(ctx);
-        ctx.run_interval(Duration::from_secs(1), |act, ctx| act.restart_dead_rooms(ctx));
+        ctx.run_interval(Duration::from_secs(1), |act, ctx| {
+            act.restart_dead_rooms(ctx)
+        });
+        if let Some(every) = self.server_ping {
+            ctx.run_interval(every, |act, ctx| act.ping_server(ctx));
+        }
     }
 }
 

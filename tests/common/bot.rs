@@ -27,7 +27,8 @@ pub struct BotOptions {
     /// `muc.require_claims`. Off by default: the lifecycle scenarios send people to rooms
     /// directly; tests/claims.rs exercises claims.
     pub require_claims: bool,
-    /// Extra TOML lines appended to the config (e.g. a `[timeouts]` section).
+    /// Extra TOML lines for the `[timeouts]` section (a leading `[timeouts]` line is
+    /// dropped: the section is already open).
     pub extra: String,
     /// Extra environment variables for the bot process (e.g. fault injection).
     pub env: Vec<(String, String)>,
@@ -102,6 +103,9 @@ url = "{database_url}"
 level = "debug"
 room_dir = "{room_dir}"
 
+[timeouts]
+# A killed bot's successor takes over after this (tests restart bots).
+lease_secs = 3
 {extra}
 "#,
                 port = server.port(),
@@ -111,7 +115,7 @@ room_dir = "{room_dir}"
                 available = options.available,
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),
-                extra = options.extra,
+                extra = options.extra.replace("[timeouts]\n", ""),
             ),
         )
         .expect("write the bot config");

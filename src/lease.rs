@@ -1,0 +1,717 @@
+//! The lease that makes one process, and only one, manage the rooms of a bot JID.
+//!
+//! Several bot instances with different JIDs share one database; two processes started with
+//! the same JID (a second host, a forgotten terminal, a supervisor that restarts too early)
+//! must never both manage its rooms. Each JID has at most one row in `bot_instance`, the
+//! lease: the process that holds it writes a random token of its own in `holder` and renews
+//! the row every [`Lease::renew_interval`] (a third of the ttl), bumping `renewals` and
+//! `heartbeat_at`.
+//!
+//! # Atomicity
+//!
+//! Every change is one statement whose outcome the database decides: acquiring a free JID
+//! is an `INSERT` (the primary key lets exactly one of several concurrent inserts through);
+//! taking over a dead holder's lease is an `UPDATE … WHERE holder = <seen> AND renewals =
+//! <seen>` (a compare-and-swap: exactly one taker matches, and a holder that renewed in the
+//! meantime makes it match nothing); renewing and releasing are `UPDATE`/`DELETE … WHERE
+//! holder = <my token>`, so a process whose lease was taken over finds out
+//! ([`LeaseError::Lost`]) instead of overwriting the new holder. This holds on SQLite,
+//! PostgreSQL and MySQL/MariaDB alike, without transactions or locks.
+//!
+//! # Clocks
+//!
+//! Who may take over never depends on machines' clocks agreeing: a would-be taker watches
+//! the row and takes it only when `renewals` stayed unchanged for a whole ttl as measured by
+//! its *own* monotonic clock ([`acquire`] therefore waits up to one ttl when it finds a
+//! lease held). The holder, for its part, considers its lease valid only until three
+//! quarters of a ttl after the *start* of its last successful renewal
+//! ([`Lease::valid_until`], again its own monotonic clock); [`Lease::keep_alive`] returns
+//! [`LeaseError::Expired`] then. Any renewal the taker did not see started before the
+//! taker's first look, so the holder gives up at least a quarter of a ttl before a taker can
+//! step in. The only assumption is that monotonic clocks run at about the same rate and that
+//! a process is not frozen (suspended, stopped VM) for longer than that quarter: no lease
+//! can guard against a holder that wakes up unaware that time has passed.
+//!
+//! `heartbeat_at` and `acquired_at` are UTC from the holder's wall clock, microsecond
+//! precision like every timestamp of the store; they are for people and for [`health`],
+//! which compares `heartbeat_at` with the checking machine's clock: run the health check on
+//! the bot's host (as a supervisor does) or keep the clocks synchronised (NTP).
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use entity::bot_instance;
+use sea_orm::sea_query::{Expr, ExprTrait};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, SqlErr,
+};
+use tokio::time::Instant;
+
+use crate::store::{self, PoolCounts, Store, StoreError};
+
+/// The lease's time to live when nothing else is configured: the bot renews every 10 s,
+/// gives up 22.5 s after its last good renewal when it cannot renew (database unreachable),
+/// and a restarted bot takes over from a killed one after watching it silent for 30 s.
+pub const DEFAULT_TTL: Duration = Duration::from_secs(30);
+
+/// Why a lease could not be acquired or kept.
+#[derive(Debug, thiserror::Error)]
+pub enum LeaseError {
+    /// Another live process holds the lease on this JID: its lease changed while this
+    /// process watched it. Running two processes with one JID is a mistake to fix, not to
+    /// retry quickly.
+    #[error(
+        "{bot_jid} is already managed by {holder_description} (last heartbeat {}), which \
+         renewed its lease while this process watched: stop that process first, or give \
+         this instance its own xmpp.jid",
+        heartbeat_at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+    )]
+    Held {
+        /// The bot JID asked for.
+        bot_jid: String,
+        /// Who holds it, e.g. `pid 123 on host x`.
+        holder_description: String,
+        /// The holder's last heartbeat (its clock, UTC).
+        heartbeat_at: DateTime<Utc>,
+    },
+    /// Another process took the lease over (this one was silent for a whole ttl as that
+    /// process saw it), or the row was deleted: this process must stop managing the
+    /// JID's rooms at once and exit non-zero.
+    #[error(
+        "the lease on {bot_jid} was {}: this process must stop managing its rooms",
+        taken_by.as_deref().map_or_else(
+            || "deleted from the database".to_owned(),
+            |by| format!("taken over by {by}"),
+        )
+    )]
+    Lost {
+        /// The bot JID of the lease.
+        bot_jid: String,
+        /// Who holds it now, when somebody does.
+        taken_by: Option<String>,
+    },
+    /// The lease could not be renewed for so long that another process may soon take it
+    /// over (database unreachable or too slow): this process must stop managing the JID's
+    /// rooms before that can happen. Renewing may succeed again later if nobody took over.
+    #[error(
+        "the lease on {bot_jid} could not be renewed for {:.1} s: this process stops \
+         managing its rooms before another one may take them over",
+        silent_for.as_secs_f64()
+    )]
+    Expired {
+        /// The bot JID of the lease.
+        bot_jid: String,
+        /// How long since the last successful renewal started.
+        silent_for: Duration,
+        /// The last renewal's error, if it failed rather than hung.
+        #[source]
+        last_error: Option<StoreError>,
+    },
+    /// The database failed a lease statement; the lease is neither known held nor lost.
+    #[error("the lease table in the database")]
+    Store(#[from] StoreError),
+}
+
+/// Lease statements are plain SeaORM calls: their failures are the store's database errors.
+impl From<DbErr> for LeaseError {
+    fn from(err: DbErr) -> Self {
+        LeaseError::Store(StoreError::Db(err))
+    }
+}
+
+/// This process's claim on a bot JID, held from [`acquire`] until [`Lease::release`].
+///
+/// Dropping a lease without releasing it leaves the row behind, as a crash does: another
+/// process takes it over after watching it silent for a ttl.
+#[derive(Debug)]
+pub struct Lease {
+    /// The database holding the row; a clone sharing the bot's pool.
+    store: Store,
+    /// The JID (the row's key).
+    bot_jid: String,
+    /// This process's random token, required by every renewal and the release.
+    token: String,
+    /// The time to live every process of this JID uses.
+    ttl: Duration,
+    /// When the last successful renewal (or the acquisition) was sent: the start of the
+    /// validity window, on this process's monotonic clock.
+    renewed: Mutex<Instant>,
+}
+
+/// Who this process is, as written in the lease row.
+struct Identity {
+    /// Random, so that a restarted process (same host, maybe the same pid) is a new holder.
+    token: String,
+    /// For operators only.
+    pid: i64,
+    /// For operators only.
+    host: String,
+}
+
+impl Identity {
+    /// A fresh random token (128 bits from the OS-seeded CSPRNG), this pid and host name.
+    fn of_this_process() -> Identity {
+        use rand::RngExt;
+        Identity {
+            token: format!("{:032x}", rand::rng().random::<u128>()),
+            pid: i64::from(std::process::id()),
+            host: host_name(),
+        }
+    }
+}
+
+/// This machine's host name, for the operator's messages only: the kernel's, else
+/// `/etc/hostname` (when a sandbox hides `/proc/sys`), else `$HOSTNAME`, else `unknown`.
+fn host_name() -> String {
+    ["/proc/sys/kernel/hostname", "/etc/hostname"]
+        .into_iter()
+        .filter_map(|path| std::fs::read_to_string(path).ok())
+        .chain(std::env::var("HOSTNAME").ok())
+        .map(|name| name.trim().to_owned())
+        .find(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".to_owned())
+}
+
+/// `pid 123 on host x`: how a holder is named to operators.
+fn describe(row: &bot_instance::Model) -> String {
+    format!("pid {} on host {}", row.pid, row.host)
+}
+
+/// How often a would-be taker looks at the row while it waits, and how soon
+/// [`Lease::keep_alive`] retries a failed renewal.
+fn poll_interval(ttl: Duration) -> Duration {
+    (ttl / 10).clamp(Duration::from_millis(10), Duration::from_secs(1))
+}
+
+/// How long a holder may act after its last good renewal started: three quarters of the
+/// ttl, room for two renewals (every third) yet a quarter of a ttl before any taker.
+fn validity(ttl: Duration) -> Duration {
+    ttl - ttl / 4
+}
+
+/// The lease row of `bot_jid`, if any.
+async fn find(
+    db: &DatabaseConnection,
+    bot_jid: &str,
+) -> Result<Option<bot_instance::Model>, DbErr> {
+    bot_instance::Entity::find_by_id(bot_jid.to_owned())
+        .one(db)
+        .await
+}
+
+/// The row's fields that a holder must change by renewing, for a taker to see it is alive.
+fn liveness(row: &bot_instance::Model) -> (&str, i64) {
+    (&row.holder, row.renewals)
+}
+
+/// The error for a lease found held by the live holder of `row`.
+fn held(bot_jid: &str, row: &bot_instance::Model) -> LeaseError {
+    LeaseError::Held {
+        bot_jid: bot_jid.to_owned(),
+        holder_description: describe(row),
+        heartbeat_at: row.heartbeat_at,
+    }
+}
+
+/// Acquires the lease on `bot_jid` for this process, with time to live `ttl`.
+///
+/// A free JID is taken at once. A JID whose lease row exists is watched for up to `ttl`:
+/// if the holder renews (or another process takes the lease) meanwhile, the result is
+/// [`LeaseError::Held`], typically within a third of `ttl`; if the row stays unchanged for
+/// the whole `ttl`, its holder is dead (killed, crashed, cut off) and the lease is taken
+/// over. So a restarted bot waits at most `ttl` for the lease of the process it replaces,
+/// and not at all after a clean stop ([`Lease::release`]).
+///
+/// `ttl` should be some seconds at least (see [`DEFAULT_TTL`]); every process of one JID,
+/// and its health check, must use the same.
+pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+    let me = Identity::of_this_process();
+    let db = store.connection();
+    let poll = poll_interval(ttl);
+    let lease = |sent| Lease {
+        store: store.clone(),
+        bot_jid: bot_jid.to_owned(),
+        token: me.token.clone(),
+        ttl,
+        renewed: Mutex::new(sent),
+    };
+    'look: loop {
+        let Some(seen) = find(db, bot_jid).await? else {
+            let sent = Instant::now();
+            let at = store::now();
+            let row = bot_instance::ActiveModel {
+                bot_jid: Set(bot_jid.to_owned()),
+                holder: Set(me.token.clone()),
+                pid: Set(me.pid),
+                host: Set(me.host.clone()),
+                acquired_at: Set(at),
+                heartbeat_at: Set(at),
+                renewals: Set(0),
+            };
+            match bot_instance::Entity::insert(row)
+                .exec_without_returning(db)
+                .await
+            {
+                Ok(_) => {
+                    log::info!(
+                        "lease on {bot_jid} acquired (pid {} on host {})",
+                        me.pid,
+                        me.host
+                    );
+                    return Ok(lease(sent));
+                }
+                // Another process inserted first: look at it like any holder.
+                Err(err) if matches!(err.sql_err(), Some(SqlErr::UniqueConstraintViolation(_))) => {
+                    continue 'look;
+                }
+                Err(err) => return Err(err.into()),
+            }
+        };
+
+        // The row may belong to a live process or a dead one: only watching tells.
+        log::info!(
+            "{bot_jid} is held by {} since {} (last heartbeat {}); watching it for up to \
+             {:.1} s to see whether it is alive",
+            describe(&seen),
+            seen.acquired_at.to_rfc3339(),
+            seen.heartbeat_at.to_rfc3339(),
+            ttl.as_secs_f64()
+        );
+        // The window starts after the first look returned: any renewal not seen then
+        // started before this instant (see the module documentation).
+        let deadline = Instant::now() + ttl;
+        loop {
+            let now = Instant::now();
+            if now >= deadline {
+                break;
+            }
+            tokio::time::sleep_until((now + poll).min(deadline)).await;
+            match find(db, bot_jid).await? {
+                None => continue 'look,
+                Some(row) if liveness(&row) != liveness(&seen) => {
+                    return Err(held(bot_jid, &row));
+                }
+                Some(_) => {}
+            }
+        }
+
+        let sent = Instant::now();
+        let at = store::now();
+        let taken = bot_instance::Entity::update_many()
+            .set(bot_instance::ActiveModel {
+                holder: Set(me.token.clone()),
+                pid: Set(me.pid),
+                host: Set(me.host.clone()),
+                acquired_at: Set(at),
+                heartbeat_at: Set(at),
+                renewals: Set(0),
+                ..Default::default()
+            })
+            .filter(bot_instance::Column::BotJid.eq(bot_jid))
+            .filter(bot_instance::Column::Holder.eq(seen.holder.as_str()))
+            .filter(bot_instance::Column::Renewals.eq(seen.renewals))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if taken == 1 {
+            log::warn!(
+                "lease on {bot_jid} taken over from {}, silent for {:.1} s",
+                describe(&seen),
+                ttl.as_secs_f64()
+            );
+            return Ok(lease(sent));
+        }
+        // The holder renewed at the last moment, released, or somebody else took over.
+        match find(db, bot_jid).await? {
+            None => continue 'look,
+            Some(row) => return Err(held(bot_jid, &row)),
+        }
+    }
+}
+
+impl Lease {
+    /// The bot JID this lease is for.
+    pub fn bot_jid(&self) -> &str {
+        &self.bot_jid
+    }
+
+    /// This process's random token, as written in `bot_instance.holder`.
+    pub fn token(&self) -> &str {
+        &self.token
+    }
+
+    /// The time to live the lease was acquired with.
+    pub fn ttl(&self) -> Duration {
+        self.ttl
+    }
+
+    /// How often the holder should renew: a third of the ttl, so that one failed renewal
+    /// is retried well before the lease expires.
+    pub fn renew_interval(&self) -> Duration {
+        self.ttl / 3
+    }
+
+    /// The instant (this process's monotonic clock) until which this process may act on
+    /// the JID's rooms without a further successful renewal: three quarters of a ttl after
+    /// the last successful renewal started, a quarter of a ttl before any other process
+    /// can possibly take over.
+    pub fn valid_until(&self) -> Instant {
+        self.renewed_at() + validity(self.ttl)
+    }
+
+    /// When the last successful renewal (or the acquisition) started.
+    fn renewed_at(&self) -> Instant {
+        *self.renewed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Renews the lease once: bumps `renewals` and writes a fresh `heartbeat_at`, if this
+    /// process still holds the lease.
+    ///
+    /// [`LeaseError::Lost`] when another process took it over (or the row is gone);
+    /// [`LeaseError::Store`] when the database failed, in which case the caller may retry
+    /// until [`Lease::valid_until`]. A renewal that succeeds after the lease expired makes
+    /// it valid again: nobody took it over meanwhile.
+    pub async fn renew(&self) -> Result<(), LeaseError> {
+        let sent = Instant::now();
+        let db = self.store.connection();
+        let renewed = bot_instance::Entity::update_many()
+            .set(bot_instance::ActiveModel {
+                heartbeat_at: Set(store::now()),
+                ..Default::default()
+            })
+            .col_expr(
+                bot_instance::Column::Renewals,
+                Expr::col(bot_instance::Column::Renewals).add(1),
+            )
+            .filter(bot_instance::Column::BotJid.eq(self.bot_jid.as_str()))
+            .filter(bot_instance::Column::Holder.eq(self.token.as_str()))
+            .exec(db)
+            .await?
+            .rows_affected;
+        if renewed == 0 {
+            return Err(self.lost().await);
+        }
+        let mut renewed = self.renewed.lock().unwrap_or_else(|e| e.into_inner());
+        *renewed = (*renewed).max(sent);
+        Ok(())
+    }
+
+    /// [`LeaseError::Lost`], naming the new holder if the database says who it is.
+    async fn lost(&self) -> LeaseError {
+        let taken_by = find(self.store.connection(), &self.bot_jid)
+            .await
+            .ok()
+            .flatten()
+            .map(|row| describe(&row));
+        LeaseError::Lost {
+            bot_jid: self.bot_jid.clone(),
+            taken_by,
+        }
+    }
+
+    /// Renews the lease every [`Lease::renew_interval`] for as long as it can, and returns
+    /// why it cannot any longer: [`LeaseError::Lost`] at once when another process took the
+    /// lease, [`LeaseError::Expired`] at [`Lease::valid_until`] when renewals kept failing
+    /// or hanging (retried every tenth of a ttl, at most every second, meanwhile).
+    ///
+    /// Run it next to the bot's work (`select!`) and stop managing rooms when it returns;
+    /// cancelling it (dropping the future) is safe.
+    pub async fn keep_alive(&self) -> LeaseError {
+        let retry = poll_interval(self.ttl);
+        let mut next = self.renewed_at() + self.renew_interval();
+        let mut last_error: Option<StoreError> = None;
+        loop {
+            let valid_until = self.valid_until();
+            tokio::time::sleep_until(next.min(valid_until)).await;
+            let now = Instant::now();
+            if now >= valid_until {
+                return LeaseError::Expired {
+                    bot_jid: self.bot_jid.clone(),
+                    silent_for: now - self.renewed_at(),
+                    last_error,
+                };
+            }
+            match tokio::time::timeout_at(valid_until, self.renew()).await {
+                Ok(Ok(())) => {
+                    last_error = None;
+                    next = self.renewed_at() + self.renew_interval();
+                }
+                Ok(Err(LeaseError::Store(err))) => {
+                    log::warn!(
+                        "cannot renew the lease on {}: {}; retrying until it expires",
+                        self.bot_jid,
+                        error_chain(&err)
+                    );
+                    last_error = Some(err);
+                    next = Instant::now() + retry;
+                }
+                Ok(Err(other)) => return other,
+                // Hung until the lease expired: reported at the top of the loop.
+                Err(_elapsed) => next = Instant::now(),
+            }
+        }
+    }
+
+    /// Gives the lease up (deletes the row) so that the next process takes the JID at
+    /// once; call it after the bot stopped managing rooms on a clean shutdown.
+    /// [`LeaseError::Lost`] when another process had taken it over.
+    pub async fn release(self) -> Result<(), LeaseError> {
+        let deleted = bot_instance::Entity::delete_many()
+            .filter(bot_instance::Column::BotJid.eq(self.bot_jid.as_str()))
+            .filter(bot_instance::Column::Holder.eq(self.token.as_str()))
+            .exec(self.store.connection())
+            .await?
+            .rows_affected;
+        if deleted == 0 {
+            return Err(self.lost().await);
+        }
+        log::info!("lease on {} released", self.bot_jid);
+        Ok(())
+    }
+}
+
+/// An error and its causes on one line, for log lines.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// The holder of a bot JID's lease as the health check sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Holder {
+    /// The holder's process id.
+    pub pid: i64,
+    /// The holder's host name.
+    pub host: String,
+    /// When it acquired the lease (its clock).
+    pub acquired_at: DateTime<Utc>,
+    /// When it last renewed the lease (its clock).
+    pub heartbeat_at: DateTime<Utc>,
+    /// How many times it renewed the lease.
+    pub renewals: i64,
+}
+
+/// What `helpim-bot health` reports: who holds the bot JID's lease, how fresh its heartbeat
+/// is, and the JID's room counts. [`Display`](std::fmt::Display) gives the one line to print.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthReport {
+    /// The bot JID checked.
+    pub bot_jid: String,
+    /// The lease holder; `None` when no process holds the lease (not running, or stopped
+    /// cleanly).
+    pub holder: Option<Holder>,
+    /// When the check ran (the checking machine's clock, UTC).
+    pub checked_at: DateTime<Utc>,
+    /// The ttl the bot runs with.
+    pub ttl: Duration,
+    /// The JID's rooms ready to hand out and open.
+    pub counts: PoolCounts,
+}
+
+impl HealthReport {
+    /// How old the heartbeat is by the checking machine's clock (negative when the clocks
+    /// disagree); `None` without a holder.
+    pub fn heartbeat_age(&self) -> Option<chrono::TimeDelta> {
+        self.holder
+            .as_ref()
+            .map(|holder| self.checked_at - holder.heartbeat_at)
+    }
+
+    /// The age beyond which a heartbeat is stale: two renewal intervals (two thirds of the
+    /// ttl), i.e. at least one renewal was missed.
+    pub fn stale_after(&self) -> Duration {
+        self.ttl * 2 / 3
+    }
+
+    /// Held, and the heartbeat no older (nor further in the future) than
+    /// [`HealthReport::stale_after`].
+    pub fn is_healthy(&self) -> bool {
+        let limit =
+            chrono::TimeDelta::from_std(self.stale_after()).unwrap_or(chrono::TimeDelta::MAX);
+        self.heartbeat_age()
+            .is_some_and(|age| age <= limit && -age <= limit)
+    }
+}
+
+/// `2.5 s` below ten seconds, `95 s` above: precise where it matters, short otherwise.
+fn seconds(delta: chrono::TimeDelta) -> String {
+    let secs = delta.as_seconds_f64().abs();
+    if secs < 10.0 {
+        format!("{secs:.1} s")
+    } else {
+        format!("{secs:.0} s")
+    }
+}
+
+impl std::fmt::Display for HealthReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = if self.is_healthy() {
+            "healthy"
+        } else {
+            "unhealthy"
+        };
+        let rooms = format!(
+            "{} rooms ready, {} open",
+            self.counts.ready, self.counts.open
+        );
+        let (Some(holder), Some(age)) = (&self.holder, self.heartbeat_age()) else {
+            return write!(
+                f,
+                "{state}: {} is held by no process (not running, or stopped cleanly), {rooms}",
+                self.bot_jid
+            );
+        };
+        let who = format!("pid {} on host {}", holder.pid, holder.host);
+        let limit = seconds(chrono::TimeDelta::from_std(self.stale_after()).unwrap_or_default());
+        if self.is_healthy() {
+            write!(
+                f,
+                "{state}: {} held by {who}, heartbeat {} ago, {rooms}",
+                self.bot_jid,
+                seconds(age)
+            )
+        } else if age < chrono::TimeDelta::zero() {
+            write!(
+                f,
+                "{state}: {} held by {who}, whose heartbeat is {} in the future (limit {limit}): \
+                 this machine's clock disagrees with the bot's, {rooms}",
+                self.bot_jid,
+                seconds(age)
+            )
+        } else {
+            write!(
+                f,
+                "{state}: {} held by {who}, no heartbeat for {} (limit {limit}), {rooms}",
+                self.bot_jid,
+                seconds(age)
+            )
+        }
+    }
+}
+
+/// Checks the lease and room counts of `bot_jid` for an operator or a supervisor: healthy
+/// when a process holds the lease and renewed it within two thirds of `ttl` (the bot
+/// renews every third), by this machine's clock. Reads only; never touches the lease.
+pub async fn health(
+    store: &Store,
+    bot_jid: &str,
+    ttl: Duration,
+) -> Result<HealthReport, StoreError> {
+    let row = find(store.connection(), bot_jid).await?;
+    let counts = store.pool_counts(bot_jid).await?;
+    Ok(HealthReport {
+        bot_jid: bot_jid.to_owned(),
+        holder: row.map(|row| Holder {
+            pid: row.pid,
+            host: row.host,
+            acquired_at: row.acquired_at,
+            heartbeat_at: row.heartbeat_at,
+            renewals: row.renewals,
+        }),
+        checked_at: store::now(),
+        ttl,
+        counts,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn report(age_ms: Option<i64>) -> HealthReport {
+        let checked_at = Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap();
+        HealthReport {
+            bot_jid: "bot@example.org".into(),
+            holder: age_ms.map(|ms| Holder {
+                pid: 123,
+                host: "x".into(),
+                acquired_at: checked_at - chrono::TimeDelta::hours(1),
+                heartbeat_at: checked_at - chrono::TimeDelta::milliseconds(ms),
+                renewals: 7,
+            }),
+            checked_at,
+            ttl: Duration::from_secs(30),
+            counts: PoolCounts { ready: 3, open: 5 },
+        }
+    }
+
+    #[test]
+    fn a_fresh_heartbeat_is_healthy() {
+        let fresh = report(Some(2_000));
+        assert!(fresh.is_healthy());
+        assert_eq!(
+            fresh.to_string(),
+            "healthy: bot@example.org held by pid 123 on host x, heartbeat 2.0 s ago, \
+             3 rooms ready, 5 open"
+        );
+        assert!(report(Some(20_000)).is_healthy(), "exactly two intervals");
+    }
+
+    #[test]
+    fn a_stale_heartbeat_is_unhealthy() {
+        let stale = report(Some(95_000));
+        assert!(!stale.is_healthy());
+        assert_eq!(
+            stale.to_string(),
+            "unhealthy: bot@example.org held by pid 123 on host x, no heartbeat for 95 s \
+             (limit 20 s), 3 rooms ready, 5 open"
+        );
+    }
+
+    #[test]
+    fn no_holder_is_unhealthy() {
+        let none = report(None);
+        assert!(!none.is_healthy());
+        assert!(
+            none.to_string()
+                .starts_with("unhealthy: bot@example.org is held by no process")
+        );
+    }
+
+    #[test]
+    fn a_heartbeat_far_in_the_future_means_clocks_disagree() {
+        assert!(report(Some(-1_000)).is_healthy(), "small skew is tolerated");
+        let future = report(Some(-60_000));
+        assert!(!future.is_healthy());
+        assert!(
+            future.to_string().contains("60 s in the future"),
+            "{future}"
+        );
+    }
+
+    #[test]
+    fn the_holder_renews_twice_then_gives_up_a_quarter_ttl_before_a_taker() {
+        let ttl = DEFAULT_TTL;
+        assert_eq!(validity(ttl), Duration::from_millis(22_500));
+        assert!(ttl / 3 * 2 < validity(ttl));
+        assert_eq!(ttl - validity(ttl), ttl / 4);
+        assert_eq!(poll_interval(ttl), Duration::from_secs(1));
+        assert_eq!(
+            poll_interval(Duration::from_secs(1)),
+            Duration::from_millis(100)
+        );
+    }
+
+    #[test]
+    fn held_tells_the_operator_what_to_do() {
+        let err = LeaseError::Held {
+            bot_jid: "bot@example.org".into(),
+            holder_description: "pid 123 on host x".into(),
+            heartbeat_at: Utc.with_ymd_and_hms(2026, 11, 25, 10, 0, 0).unwrap(),
+        };
+        assert_eq!(
+            err.to_string(),
+            "bot@example.org is already managed by pid 123 on host x (last heartbeat \
+             2026-11-25T10:00:00Z), which renewed its lease while this process watched: stop \
+             that process first, or give this instance its own xmpp.jid"
+        );
+    }
+}
