@@ -15,6 +15,7 @@
 //!                                                                   and one_left timer
 //! one_left       the one who left, within grace      chatting       record rejoined
 //! one_left       the last person leaves              closed         record completed, destroy
+//!                (removed by a server shutdown: 332)                record lost, destroy
 //! one_left       one_left timer runs out             closed         notice, record timeout,
 //!                                                                   destroy
 //! available,     somebody enters without a claim     (same)         kick, record kicked
@@ -328,6 +329,10 @@ impl Room {
                 }
                 let detail = how.describe();
                 match self.status {
+                    // The server shutting down emptied the room: the chat was cut off.
+                    _ if self.present.is_empty() && how == Departure::ServiceShutdown => {
+                        self.close(EventKind::Closed, &nick, detail, CloseReason::Lost)
+                    }
                     StaffWaiting if self.present.is_empty() => {
                         self.close(EventKind::Closed, &nick, detail, CloseReason::NoClient)
                     }
@@ -603,6 +608,20 @@ mod tests {
         assert_eq!(records(&actions), [(OneLeft, Closed, EventKind::Closed)]);
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Completed));
         assert_eq!(destroys(&actions), Some(CloseReason::Completed));
+    }
+
+    #[test]
+    fn a_room_emptied_by_a_server_shutdown_is_lost_not_completed() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        room.step(enter("bob"));
+        let shutdown = |nick: &str| Event::Left {
+            nick: nick.into(),
+            how: Departure::ServiceShutdown,
+        };
+        room.step(shutdown("bob"));
+        let actions = room.step(shutdown("alice"));
+        assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
     }
 
     #[test]
