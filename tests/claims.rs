@@ -15,7 +15,7 @@ use helpim_bot::store::{NewRoom, RoomChange, Store};
 use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
-use common::prosody::TestProsody;
+use common::server::{ServerKind, XmppServer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -193,22 +193,44 @@ async fn clients_get_the_longest_waiting_staff_first_on_every_database() {
     }
 }
 
-// --- with the real bot ----------------------------------------------------------------------
+// --- with the real bot, on every server -----------------------------------------------------
 
+/// Generates one test per XMPP server for each scenario (`prosody::…`, `ejabberd::…`).
+macro_rules! on_every_server {
+    ($($name:ident),+ $(,)?) => {
+        mod prosody {
+            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Prosody).await })+
+        }
+        mod ejabberd {
+            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Ejabberd).await })+
+        }
+    };
+}
+
+on_every_server!(
+    three_clients_get_rooms_in_the_order_staff_entered,
+    an_unclaimed_intruder_is_kicked_and_the_state_holds,
+    claims_nobody_uses_expire_and_each_release_is_an_event,
+    a_dropped_client_who_comes_back_in_grace_is_the_same_person,
+    after_the_grace_a_returning_person_is_turned_away,
+    one_left_too_long_ends_the_chat_with_a_notice,
+);
+
+/// One test world; dropped in field order: the bot stops before the server and database.
 struct World {
-    server: TestProsody,
-    _db: TestDb,
-    store: Store,
     bot: TestBot,
+    store: Store,
+    _db: TestDb,
+    server: Box<dyn XmppServer>,
 }
 
 impl World {
-    async fn start(options: BotOptions) -> World {
-        let server = TestProsody::start();
+    async fn start(kind: ServerKind, options: BotOptions) -> World {
+        let server = common::server::start(kind);
         let db = TestDb::new(Backend::SqliteFile);
         let store = db.store().await;
         let bot = TestBot::start(
-            &server,
+            server.as_ref(),
             &db.url,
             BotOptions {
                 require_claims: true,
@@ -216,16 +238,16 @@ impl World {
             },
         );
         World {
-            server,
-            _db: db,
-            store,
             bot,
+            store,
+            _db: db,
+            server,
         }
     }
 
     async fn person(&self, user: &str) -> TestClient {
         self.server.register(user, "pw");
-        TestClient::connect(&self.server, user, "pw").await
+        TestClient::connect(self.server.as_ref(), user, "pw").await
     }
 
     async fn events_of(&self, room_id: i64) -> Vec<helpim_bot::store::RoomEvent> {
@@ -240,13 +262,15 @@ fn timeouts(lines: &str) -> BotOptions {
     }
 }
 
-#[tokio::test]
-async fn three_clients_get_rooms_in_the_order_staff_entered() {
-    let w = World::start(BotOptions {
-        available: 3,
-        max_rooms: 8,
-        ..Default::default()
-    })
+async fn three_clients_get_rooms_in_the_order_staff_entered(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        BotOptions {
+            available: 3,
+            max_rooms: 8,
+            ..Default::default()
+        },
+    )
     .await;
     wait_available(&w.store, &w.bot.jid, 3).await;
     let mut claims = Vec::new();
@@ -288,13 +312,15 @@ async fn three_clients_get_rooms_in_the_order_staff_entered() {
     ));
 }
 
-#[tokio::test]
-async fn an_unclaimed_intruder_is_kicked_and_the_state_holds() {
-    let w = World::start(BotOptions {
-        available: 1,
-        max_rooms: 4,
-        ..Default::default()
-    })
+async fn an_unclaimed_intruder_is_kicked_and_the_state_holds(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            ..Default::default()
+        },
+    )
     .await;
     let room = wait_available(&w.store, &w.bot.jid, 1).await.remove(0);
     // Right password, but nobody claimed the room.
@@ -357,13 +383,15 @@ async fn an_unclaimed_intruder_is_kicked_and_the_state_holds() {
     );
 }
 
-#[tokio::test]
-async fn claims_nobody_uses_expire_and_each_release_is_an_event() {
-    let w = World::start(BotOptions {
-        available: 1,
-        max_rooms: 4,
-        ..timeouts("staff_claim_secs = 1\nclient_claim_secs = 1")
-    })
+async fn claims_nobody_uses_expire_and_each_release_is_an_event(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            ..timeouts("staff_claim_secs = 1\nclient_claim_secs = 1")
+        },
+    )
     .await;
     let room = wait_available(&w.store, &w.bot.jid, 1).await.remove(0);
     let claim = claims::claim_staff(&w.store, "web").await.expect("claim");
@@ -470,19 +498,21 @@ async fn chatting(w: &World) -> (Claim, TestClient, TestClient) {
     (claim, staff, client)
 }
 
-#[tokio::test]
-async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person() {
-    let w = World::start(BotOptions {
-        available: 1,
-        max_rooms: 4,
-        ..timeouts("rejoin_grace_secs = 30")
-    })
+async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            ..timeouts("rejoin_grace_secs = 30")
+        },
+    )
     .await;
     let (claim, _staff, client) = chatting(&w).await;
     client.drop_connection().await;
     wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
     // Back with a new session, same nick: the chat goes on, never a new client.
-    let mut back = TestClient::connect(&w.server, "client", "pw").await;
+    let mut back = TestClient::connect(w.server.as_ref(), "client", "pw").await;
     back.join(&claim.jid, "Guest", Some(&claim.password))
         .await
         .expect("rejoin");
@@ -497,13 +527,15 @@ async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person() {
     );
 }
 
-#[tokio::test]
-async fn after_the_grace_a_returning_person_is_turned_away() {
-    let w = World::start(BotOptions {
-        available: 1,
-        max_rooms: 4,
-        ..timeouts("rejoin_grace_secs = 1\none_left_secs = 0")
-    })
+async fn after_the_grace_a_returning_person_is_turned_away(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            ..timeouts("rejoin_grace_secs = 1\none_left_secs = 0")
+        },
+    )
     .await;
     let (claim, _staff, mut client) = chatting(&w).await;
     client.leave(&claim.jid, "Guest").await;
@@ -527,13 +559,15 @@ async fn after_the_grace_a_returning_person_is_turned_away() {
     );
 }
 
-#[tokio::test]
-async fn one_left_too_long_ends_the_chat_with_a_notice() {
-    let w = World::start(BotOptions {
-        available: 1,
-        max_rooms: 4,
-        ..timeouts("one_left_secs = 1")
-    })
+async fn one_left_too_long_ends_the_chat_with_a_notice(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            ..timeouts("one_left_secs = 1")
+        },
+    )
     .await;
     let (claim, mut staff, mut client) = chatting(&w).await;
     client.leave(&claim.jid, "Guest").await;

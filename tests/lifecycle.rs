@@ -1,8 +1,11 @@
-//! The room lifecycle over real XMPP: the real `helpim-bot` binary, a real Prosody, real
-//! XMPP clients playing staff and client, and the database the web application reads.
+//! The room lifecycle over real XMPP: the real `helpim-bot` binary, a real XMPP server,
+//! real XMPP clients playing staff and client, and the database the web application reads.
 //!
-//! Every scenario runs on SQLite and on PostgreSQL. Needs Prosody (`apt-get install -y
-//! prosody`) and PostgreSQL on 127.0.0.1:5432; a missing one fails the test with the fix.
+//! Every scenario runs on every supported server (Prosody, ejabberd) with every database
+//! backend tested here (SQLite, PostgreSQL): modules `prosody_sqlite`, `prosody_postgres`,
+//! `ejabberd_sqlite`, `ejabberd_postgres` (e.g. `cargo test --test lifecycle ejabberd`).
+//! Needs Prosody (`apt-get install -y prosody`), ejabberd (`apt-get install -y ejabberd`)
+//! and PostgreSQL on 127.0.0.1:5432; a missing one fails the test with the fix.
 
 mod common;
 
@@ -16,36 +19,37 @@ use helpim_bot::store::{Room, Store};
 use common::bot::{BotOptions, TestBot, rooms_with, wait_available, wait_status};
 use common::client::{JoinError, TestClient};
 use common::db::{Backend, TestDb};
-use common::prosody::TestProsody;
+use common::server::{ServerKind, XmppServer};
 
 const WAIT: Duration = Duration::from_secs(10);
 
-/// One test world: a server, a database, the bot.
+/// One test world: a server, a database, the bot. Dropped in field order: the bot stops
+/// before the server and the database go.
 struct World {
-    server: TestProsody,
-    _db: TestDb,
-    store: Store,
     bot: TestBot,
+    store: Store,
+    _db: TestDb,
+    server: Box<dyn XmppServer>,
 }
 
 impl World {
-    async fn start(backend: Backend, options: BotOptions) -> World {
-        let server = TestProsody::start();
+    async fn start(server: ServerKind, backend: Backend, options: BotOptions) -> World {
+        let server = common::server::start(server);
         let db = TestDb::new(backend);
         let store = db.store().await;
-        let bot = TestBot::start(&server, &db.url, options);
+        let bot = TestBot::start(server.as_ref(), &db.url, options);
         World {
-            server,
-            _db: db,
-            store,
             bot,
+            store,
+            _db: db,
+            server,
         }
     }
 
     /// A connected test user (registered on the fly).
     async fn person(&self, user: &str) -> TestClient {
         self.server.register(user, "pw");
-        TestClient::connect(&self.server, user, "pw").await
+        TestClient::connect(self.server.as_ref(), user, "pw").await
     }
 
     async fn available(&self, n: usize) -> Vec<Room> {
@@ -78,29 +82,44 @@ fn assert_timestamps_ordered(events: &[helpim_bot::store::RoomEvent]) {
     }
 }
 
-/// Generates one test per backend for each scenario.
-macro_rules! on_sqlite_and_postgres {
+/// Generates one test per server and backend for each scenario: a module per combination
+/// (`prosody_sqlite::…`, …, `ejabberd_postgres::…`), each calling the scenario functions
+/// below with its `ServerKind` and `Backend`.
+macro_rules! on_every_server_and_backend {
     ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::SqliteFile).await })+
-        }
-        mod postgres {
-            $(#[tokio::test] async fn $name() { super::$name(super::Backend::Postgres).await })+
+        on_every_server_and_backend!(@module prosody_sqlite, Prosody, SqliteFile; $($name),+);
+        on_every_server_and_backend!(@module prosody_postgres, Prosody, Postgres; $($name),+);
+        on_every_server_and_backend!(@module ejabberd_sqlite, Ejabberd, SqliteFile; $($name),+);
+        on_every_server_and_backend!(@module ejabberd_postgres, Ejabberd, Postgres; $($name),+);
+    };
+    (@module $module:ident, $server:ident, $backend:ident; $($name:ident),+) => {
+        mod $module {
+            $(
+                #[tokio::test]
+                async fn $name() {
+                    super::$name(super::ServerKind::$server, super::Backend::$backend).await
+                }
+            )+
         }
     };
 }
 
-on_sqlite_and_postgres!(
+on_every_server_and_backend!(
     start_fills_the_pool_with_protected_hidden_temporary_rooms,
     a_full_chat_walks_every_status_and_the_room_is_destroyed,
     staff_leaving_before_a_client_closes_with_no_client,
     staff_leaving_first_then_the_client_closes_completed,
-    a_third_person_is_kicked_and_the_chat_goes_on,
+    a_third_person_does_not_get_in_and_the_chat_goes_on,
+    a_stranger_entering_after_the_chat_is_kicked,
     fifty_chats_at_once_end_right_within_the_cap,
 );
 
-async fn start_fills_the_pool_with_protected_hidden_temporary_rooms(backend: Backend) {
+async fn start_fills_the_pool_with_protected_hidden_temporary_rooms(
+    server: ServerKind,
+    backend: Backend,
+) {
     let w = World::start(
+        server,
         backend,
         BotOptions {
             available: 3,
@@ -169,8 +188,12 @@ impl World {
     }
 }
 
-async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backend) {
+async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(
+    server: ServerKind,
+    backend: Backend,
+) {
     let w = World::start(
+        server,
         backend,
         BotOptions {
             available: 2,
@@ -273,8 +296,9 @@ async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(backend: Backe
     );
 }
 
-async fn staff_leaving_before_a_client_closes_with_no_client(backend: Backend) {
+async fn staff_leaving_before_a_client_closes_with_no_client(server: ServerKind, backend: Backend) {
     let w = World::start(
+        server,
         backend,
         BotOptions {
             available: 1,
@@ -306,8 +330,12 @@ async fn staff_leaving_before_a_client_closes_with_no_client(backend: Backend) {
     w.available(1).await;
 }
 
-async fn staff_leaving_first_then_the_client_closes_completed(backend: Backend) {
+async fn staff_leaving_first_then_the_client_closes_completed(
+    server: ServerKind,
+    backend: Backend,
+) {
     let w = World::start(
+        server,
         backend,
         BotOptions {
             available: 1,
@@ -341,8 +369,12 @@ async fn staff_leaving_first_then_the_client_closes_completed(backend: Backend) 
     assert_timestamps_ordered(&events);
 }
 
-async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
+/// A third person with the password: ejabberd refuses them itself (the bot set `maxusers`
+/// to max_chatters + 1, the bot included: `resource-constraint`); Prosody has no such limit,
+/// lets them in, and the bot kicks them. Either way they do not get in and the chat goes on.
+async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind, backend: Backend) {
     let w = World::start(
+        server,
         backend,
         BotOptions {
             available: 1,
@@ -366,26 +398,134 @@ async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
         .expect("join");
     wait_status(&w.store, room.id, RoomStatus::Chatting).await;
 
-    // The third person has the password (the server lets them in); the bot kicks them.
-    third
-        .join(&room.jid, "Extra", Some(&room.password))
+    match third.join(&room.jid, "Extra", Some(&room.password)).await {
+        Ok(_) => {
+            assert!(
+                !w.server.limits_occupants(),
+                "{} let a third person into a room configured for {} occupants",
+                w.server.name(),
+                BotOptions::default().max_chatters + 1
+            );
+            // The server admitted them; the bot kicks them.
+            let kicked = third
+                .wait_for_presence(
+                    &room.jid,
+                    |p| !p.available && p.status_codes.contains(&307),
+                    WAIT,
+                )
+                .await;
+            assert!(
+                kicked.status_codes.contains(&110),
+                "the kick is about the third person"
+            );
+            assert_eq!(kicked.reason.as_deref(), Some("This chat is full."));
+            let kick = common::bot::eventually("the kick event", WAIT, || async {
+                let events = w.store.events(room.id).await.map_err(|e| e.to_string())?;
+                events
+                    .into_iter()
+                    .find(|e| e.kind == EventKind::Kicked)
+                    .ok_or_else(|| "no kick event yet".to_owned())
+            })
+            .await;
+            assert_eq!(kick.nick.as_deref(), Some("Extra"));
+            assert_eq!(kick.role, Some(Role::Intruder));
+            assert_eq!(
+                (kick.from_status, kick.to_status),
+                (Some(RoomStatus::Chatting), RoomStatus::Chatting)
+            );
+        }
+        Err(JoinError::Refused { condition }) => {
+            assert!(
+                w.server.limits_occupants(),
+                "{} refused the third person ({condition}) although it has no occupant limit",
+                w.server.name()
+            );
+            assert!(
+                ["resource-constraint", "service-unavailable"].contains(&condition.as_str()),
+                "a full room refuses with resource-constraint or service-unavailable, got {condition}"
+            );
+        }
+        Err(JoinError::Timeout) => panic!(
+            "no answer to the third person's join\n{}",
+            w.server.log_tail(30)
+        ),
+    }
+
+    let row = w.store.room(room.id).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::Chatting);
+    assert_eq!(row.staff_nick.as_deref(), Some("Counsellor"));
+    assert_eq!(row.client_nick.as_deref(), Some("Guest"));
+
+    // The chat goes on and ends normally.
+    client.leave(&room.jid, "Guest").await;
+    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    staff.leave(&room.jid, "Counsellor").await;
+    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
+    let events = w.events(&room).await;
+    assert_eq!(
+        events.iter().filter(|e| e.kind == EventKind::Left).count(),
+        1,
+        "the third person is not counted: {events:?}"
+    );
+    let kicks = events
+        .iter()
+        .filter(|e| e.kind == EventKind::Kicked)
+        .count();
+    let expected_kicks = usize::from(!w.server.limits_occupants());
+    assert_eq!(kicks, expected_kicks, "kick events: {events:?}");
+    assert!(
+        events
+            .iter()
+            .all(|e| e.nick.as_deref() != Some("Extra") || e.kind == EventKind::Kicked),
+        "the third person only ever appears as kicked: {events:?}"
+    );
+}
+
+/// After the client left, a stranger with the password enters (the room has space on every
+/// server): the bot kicks them as an intruder, and the staff member can still end the chat.
+/// This proves the bot's own kick on every server.
+async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backend: Backend) {
+    let w = World::start(
+        server,
+        backend,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    let room = w.available(1).await.remove(0);
+    let mut staff = w.person("staff").await;
+    let mut client = w.person("client").await;
+    let mut stranger = w.person("stranger").await;
+    staff
+        .join(&room.jid, "Counsellor", Some(&room.password))
         .await
-        .expect("server admits");
-    let kicked = third
+        .expect("join");
+    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("join");
+    wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    client.leave(&room.jid, "Guest").await;
+    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+
+    stranger
+        .join(&room.jid, "Stranger", Some(&room.password))
+        .await
+        .expect("the server admits the stranger: the room has space");
+    let kicked = stranger
         .wait_for_presence(
             &room.jid,
             |p| !p.available && p.status_codes.contains(&307),
             WAIT,
         )
         .await;
-    assert!(
-        kicked.status_codes.contains(&110),
-        "the kick is about the third person"
-    );
-    assert_eq!(kicked.reason.as_deref(), Some("This chat is full."));
-
-    let row = w.store.room(room.id).await.unwrap().unwrap();
-    assert_eq!(row.status, RoomStatus::Chatting);
+    assert!(kicked.status_codes.contains(&110), "{kicked:?}");
+    assert_eq!(kicked.reason.as_deref(), Some("This chat has ended."));
     let kick = common::bot::eventually("the kick event", WAIT, || async {
         let events = w.store.events(room.id).await.map_err(|e| e.to_string())?;
         events
@@ -394,24 +534,49 @@ async fn a_third_person_is_kicked_and_the_chat_goes_on(backend: Backend) {
             .ok_or_else(|| "no kick event yet".to_owned())
     })
     .await;
-    assert_eq!(kick.nick.as_deref(), Some("Extra"));
+    assert_eq!(kick.nick.as_deref(), Some("Stranger"));
     assert_eq!(kick.role, Some(Role::Intruder));
     assert_eq!(
         (kick.from_status, kick.to_status),
-        (Some(RoomStatus::Chatting), RoomStatus::Chatting)
+        (Some(RoomStatus::OneLeft), RoomStatus::OneLeft)
     );
 
-    // The chat goes on and ends normally.
-    client.leave(&room.jid, "Guest").await;
-    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
     staff.leave(&room.jid, "Counsellor").await;
-    wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
     let events = w.events(&room).await;
     assert_eq!(
-        events.iter().filter(|e| e.kind == EventKind::Left).count(),
-        1,
-        "the kicked third person is not counted: {events:?}"
+        history(&events),
+        [
+            (EventKind::Created, None, RoomStatus::Available),
+            (
+                EventKind::Entered,
+                Some(RoomStatus::Available),
+                RoomStatus::StaffWaiting
+            ),
+            (
+                EventKind::Entered,
+                Some(RoomStatus::StaffWaiting),
+                RoomStatus::Chatting
+            ),
+            (
+                EventKind::Left,
+                Some(RoomStatus::Chatting),
+                RoomStatus::OneLeft
+            ),
+            (
+                EventKind::Kicked,
+                Some(RoomStatus::OneLeft),
+                RoomStatus::OneLeft
+            ),
+            (
+                EventKind::Closed,
+                Some(RoomStatus::OneLeft),
+                RoomStatus::Closed
+            ),
+        ]
     );
+    assert_timestamps_ordered(&events);
 }
 
 /// One chat: staff enters, client enters, client leaves, staff leaves, as fast as the
@@ -432,10 +597,11 @@ async fn one_chat(room: &Room, i: usize, mut staff: TestClient, mut client: Test
     // logouts go under load is not what this test is about.
 }
 
-async fn fifty_chats_at_once_end_right_within_the_cap(backend: Backend) {
+async fn fifty_chats_at_once_end_right_within_the_cap(server: ServerKind, backend: Backend) {
     const CHATS: usize = 50;
     const MAX: u64 = 60;
     let w = World::start(
+        server,
         backend,
         BotOptions {
             available: CHATS as u32,
@@ -451,8 +617,8 @@ async fn fifty_chats_at_once_end_right_within_the_cap(backend: Backend) {
     let people: Vec<(TestClient, TestClient)> = futures::stream::iter(0..CHATS)
         .map(|_| async {
             (
-                TestClient::connect(&w.server, "staff", "pw").await,
-                TestClient::connect(&w.server, "client", "pw").await,
+                TestClient::connect(w.server.as_ref(), "staff", "pw").await,
+                TestClient::connect(w.server.as_ref(), "client", "pw").await,
             )
         })
         .buffered(10)

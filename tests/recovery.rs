@@ -302,26 +302,41 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
 
     // "Boom" entering the other room makes that room's actor panic.
     let mut boom = TestClient::connect(&server, "boom", "pw").await;
-    boom.join(&rooms[1].jid, "Boom", Some(&rooms[1].password)).await.expect("join");
+    boom.join(&rooms[1].jid, "Boom", Some(&rooms[1].password))
+        .await
+        .expect("join");
     eventually("the injected panic", WAIT, || async {
         let log = bot.log_text();
-        log.contains("fault injection").then_some(()).ok_or("not yet".to_owned())
+        log.contains("fault injection")
+            .then_some(())
+            .ok_or("not yet".to_owned())
     })
     .await;
 
     // The chat in the first room goes on, tracked as before.
     let chat = &mut chats[0];
-    chat.client.as_mut().unwrap().leave(&chat.room.jid, "Guest0").await;
+    chat.client
+        .as_mut()
+        .unwrap()
+        .leave(&chat.room.jid, "Guest0")
+        .await;
     wait_status(&store, chat.room.id, RoomStatus::OneLeft).await;
 
     // The broken room is restarted from its row: it rejoins and finds Boom inside.
     let row = wait_status(&store, rooms[1].id, RoomStatus::StaffWaiting).await;
     assert_eq!(row.staff_nick.as_deref(), Some("Boom"));
-    assert!(bot.log_text().contains("restarting it from its database row"));
+    assert!(
+        bot.log_text()
+            .contains("restarting it from its database row")
+    );
     assert!(bot.exited().is_none(), "the bot kept running");
     // The pool still works: rooms taken are replaced.
     wait_available(&store, &bot.jid, 2).await;
-    chat.staff.as_mut().unwrap().leave(&chat.room.jid, "Staff0").await;
+    chat.staff
+        .as_mut()
+        .unwrap()
+        .leave(&chat.room.jid, "Staff0")
+        .await;
     wait_status(&store, chat.room.id, RoomStatus::Closed).await;
 }
 
@@ -338,7 +353,12 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
     let mut bot = TestBot::start(
         &server,
         &via_proxy,
-        BotOptions { available: 2, max_rooms: 6, extra: "[timeouts]\nretry_max_secs = 1\none_left_secs = 0".into(), ..Default::default() },
+        BotOptions {
+            available: 2,
+            max_rooms: 6,
+            extra: "[timeouts]\nretry_max_secs = 1\none_left_secs = 0".into(),
+            ..Default::default()
+        },
     );
     let rooms = wait_available(&store, &bot.jid, 2).await;
     let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
@@ -347,14 +367,26 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
     proxy.cut();
     // Transitions while the database is unreachable: the XMPP side goes on.
     let chat = &mut chats[0];
-    chat.client.as_mut().unwrap().leave(&room.jid, "Guest0").await;
-    chat.staff.as_mut().unwrap().leave(&room.jid, "Staff0").await;
+    chat.client
+        .as_mut()
+        .unwrap()
+        .leave(&room.jid, "Guest0")
+        .await;
+    chat.staff
+        .as_mut()
+        .unwrap()
+        .leave(&room.jid, "Staff0")
+        .await;
     // The room is destroyed on the server even though nothing could be written.
     let mut probe = TestClient::connect(&server, "client", "pw").await;
     common::bot::wait_gone_from_server(&mut probe, &room.jid).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let row = store.room(room.id).await.unwrap().unwrap();
-    assert_eq!(row.status, RoomStatus::Chatting, "nothing could be written meanwhile");
+    assert_eq!(
+        row.status,
+        RoomStatus::Chatting,
+        "nothing could be written meanwhile"
+    );
     assert!(bot.exited().is_none(), "the bot stays up during the outage");
 
     let restored_at = chrono::Utc::now();
@@ -362,12 +394,23 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
     let row = wait_status(&store, room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
     let events = store.events(room.id).await.unwrap();
-    let kinds: Vec<_> = events.iter().map(|e| (e.kind, e.from_status, e.to_status)).collect();
+    let kinds: Vec<_> = events
+        .iter()
+        .map(|e| (e.kind, e.from_status, e.to_status))
+        .collect();
     assert_eq!(
         kinds[kinds.len() - 2..],
         [
-            (EventKind::Left, Some(RoomStatus::Chatting), RoomStatus::OneLeft),
-            (EventKind::Closed, Some(RoomStatus::OneLeft), RoomStatus::Closed),
+            (
+                EventKind::Left,
+                Some(RoomStatus::Chatting),
+                RoomStatus::OneLeft
+            ),
+            (
+                EventKind::Closed,
+                Some(RoomStatus::OneLeft),
+                RoomStatus::Closed
+            ),
         ],
         "every pending transition landed, in order"
     );
@@ -383,7 +426,15 @@ async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
     let server = TestProsody::start();
     let db = TestDb::new(Backend::SqliteFile);
     let store = db.store().await;
-    let mut first = TestBot::start(&server, &db.url, BotOptions { available: 2, max_rooms: 4, ..Default::default() });
+    let mut first = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 2,
+            max_rooms: 4,
+            ..Default::default()
+        },
+    );
     let first_rooms = wait_available(&store, &first.jid, 2).await;
 
     // The same config again: refused with a message naming the holder, exit 1.
@@ -398,29 +449,49 @@ async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
     // The first bot and its rooms were not disturbed.
     assert!(first.exited().is_none());
     for room in &first_rooms {
-        assert_eq!(store.room(room.id).await.unwrap().unwrap().status, RoomStatus::Available);
+        assert_eq!(
+            store.room(room.id).await.unwrap().unwrap().status,
+            RoomStatus::Available
+        );
     }
 
     // A bot with another JID shares the database and keeps to its own rooms.
     let mut second = TestBot::start(
         &server,
         &db.url,
-        BotOptions { user: "helpim-bot-2".into(), available: 1, max_rooms: 3, ..Default::default() },
+        BotOptions {
+            user: "helpim-bot-2".into(),
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
     );
     let second_rooms = wait_available(&store, &second.jid, 1).await;
-    assert_eq!(rooms_of(&store, &first.jid).await, first_rooms.iter().map(|r| r.id).collect::<Vec<_>>());
+    assert_eq!(
+        rooms_of(&store, &first.jid).await,
+        first_rooms.iter().map(|r| r.id).collect::<Vec<_>>()
+    );
     // The health check reads the lease: healthy while the bot runs.
     let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
         .args(["health", "--config"])
         .arg(&first.config)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(0), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("healthy"));
     // Stopping the first bot closes only its own unused rooms.
     assert_eq!(first.stop().code(), Some(0));
     let row = store.room(second_rooms[0].id).await.unwrap().unwrap();
-    assert_eq!(row.status, RoomStatus::Available, "the other bot's room is untouched");
+    assert_eq!(
+        row.status,
+        RoomStatus::Available,
+        "the other bot's room is untouched"
+    );
     assert_eq!(second.stop().code(), Some(0));
 
     // The health check reads the lease: unhealthy once nobody holds it.
@@ -429,12 +500,20 @@ async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
         .arg(&first.config)
         .output()
         .unwrap();
-    assert_eq!(output.status.code(), Some(1), "{}", String::from_utf8_lossy(&output.stderr));
+    assert_eq!(
+        output.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
 }
 
 async fn rooms_of(store: &Store, bot: &str) -> Vec<i64> {
     store
-        .rooms(&helpim_bot::store::RoomFilter { status: Some(RoomStatus::Available), bot_jid: Some(bot.into()) })
+        .rooms(&helpim_bot::store::RoomFilter {
+            status: Some(RoomStatus::Available),
+            bot_jid: Some(bot.into()),
+        })
         .await
         .unwrap()
         .iter()

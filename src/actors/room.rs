@@ -222,12 +222,14 @@ impl RoomActor {
 
     /// Turns a presence of an active room into lifecycle events and runs them.
     fn presence_while_active(&mut self, p: RoomPresence, ctx: &mut Context<Self>) {
-        if p.destroyed.is_some() && (p.nick.is_none() || p.is_self()) {
+        let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
+        // ejabberd sends the destroy to the bot from its own nick WITHOUT status 110.
+        if p.destroyed.is_some() && (p.is_from_room() || own) {
             log::warn!(room = self.room(); "room destroyed by somebody else");
             self.run(Event::Vanished, ctx);
             return;
         }
-        if p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str()) {
+        if own {
             if p.kind == PresenceKind::Unavailable {
                 log::warn!(room = self.room(); "the bot was removed from the room");
                 self.run(Event::Vanished, ctx);

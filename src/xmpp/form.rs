@@ -1,10 +1,12 @@
 //! Room configuration (XEP-0045 §10.2, XEP-0004 data forms) for Prosody and ejabberd alike.
 //!
 //! Servers offer different fields: Prosody 0.12 has no `maxusers` and no
-//! `passwordprotectedroom` but protects a room by a non-empty `roomsecret`; ejabberd needs
-//! both and rejects a whole submit that names a field it did not offer. So the bot reads the
-//! form the room offers, submits only offered fields, and then checks the result through
-//! disco#info features rather than trusting the answer.
+//! `passwordprotectedroom` but protects a room by a non-empty `roomsecret`; ejabberd 23.01
+//! needs both, has no `historylength`, calls archiving `mam` (only when mod_mam is loaded)
+//! and rejects a whole submit that names a field it did not offer (`bad-request: Unknown
+//! field`). So the bot reads the form the room offers, submits only offered fields, and then
+//! checks the result through disco#info features rather than trusting the answer: protected,
+//! hidden, temporary, and not archived.
 
 use minidom::Element;
 use minidom::rxml::xml_ncname;
@@ -122,6 +124,8 @@ fn wanted_values(settings: &RoomSettings) -> Vec<(&'static str, String)> {
         ("allow_private_messages_from_visitors", "nobody".into()),
         ("allow_query_users", "0".into()),
         ("allow_visitor_nickchange", "0".into()),
+        // ejabberd's MucSub: subscribers receive a room's messages without being in it.
+        ("allow_subscription", "0".into()),
     ]
 }
 
@@ -170,8 +174,14 @@ pub fn features(info: &Element) -> Vec<String> {
         .collect()
 }
 
+/// The disco#info feature prefix of message archive management (XEP-0313): a room shows
+/// `urn:xmpp:mam:2` (and older versions) while it is archived, on Prosody (mod_muc_mam) and
+/// ejabberd (mod_mam) alike.
+const MAM_FEATURE_PREFIX: &str = "urn:xmpp:mam:";
+
 /// Checks from a room's disco#info answer that it is password-protected, hidden and
-/// temporary (XEP-0045 §15.4 features), naming every property that is wrong.
+/// temporary (XEP-0045 §15.4 features) and not archived (no `urn:xmpp:mam:*` feature),
+/// naming every property that is wrong.
 pub fn verify_features(info: &Element) -> Result<(), FormError> {
     let features = features(info);
     let has = |f: &str| features.iter().any(|x| x == f);
@@ -184,6 +194,9 @@ pub fn verify_features(info: &Element) -> Result<(), FormError> {
         if !has(needed) || has(absent) {
             wrong.push(format!("{needed} missing"));
         }
+    }
+    if let Some(mam) = features.iter().find(|f| f.starts_with(MAM_FEATURE_PREFIX)) {
+        wrong.push(format!("archived ({mam})"));
     }
     if wrong.is_empty() {
         Ok(())
@@ -288,6 +301,99 @@ mod tests {
                 "{expected:?} in {fields:?}"
             );
         }
+    }
+
+    /// The form ejabberd 23.01 (Debian 12) offers the creator of a new room, verbatim, with
+    /// Debian's stock mod_muc settings (mod_mam loaded, `default_room_options: mam: true`):
+    /// the room is already password-protected by the password in the creator's join
+    /// presence, public, moderated, archived.
+    const EJABBERD_FORM: &str = "<query xmlns='http://jabber.org/protocol/muc#owner'><x type='form' xmlns='jabber:x:data'><title>Configuration of room helpim-abc@conference.localhost</title>
+        <field var='FORM_TYPE' type='hidden'><value>http://jabber.org/protocol/muc#roomconfig</value></field>
+        <field var='muc#roomconfig_roomname' type='text-single' label='Room title'/>
+        <field var='muc#roomconfig_roomdesc' type='text-single' label='Room description'/>
+        <field var='muc#roomconfig_lang' type='text-single' label='Natural Language for Room Discussions'><value>en</value></field>
+        <field var='muc#roomconfig_persistentroom' type='boolean' label='Make room persistent'><value>0</value></field>
+        <field var='muc#roomconfig_publicroom' type='boolean' label='Make room public searchable'><value>1</value></field>
+        <field var='public_list' type='boolean' label='Make participants list public'><value>1</value></field>
+        <field var='muc#roomconfig_passwordprotectedroom' type='boolean' label='Make room password protected'><value>1</value></field>
+        <field var='muc#roomconfig_roomsecret' type='text-private' label='Password'><value>s3cret</value></field>
+        <field var='muc#roomconfig_maxusers' type='list-single' label='Maximum Number of Occupants'><value>200</value><option label='5'><value>5</value></option><option label='10'><value>10</value></option><option label='20'><value>20</value></option><option label='30'><value>30</value></option><option label='50'><value>50</value></option><option label='100'><value>100</value></option><option label='200'><value>200</value></option></field>
+        <field var='muc#roomconfig_whois' type='list-single' label='Present real Jabber IDs to'><value>moderators</value><option label='Moderators Only'><value>moderators</value></option><option label='Anyone'><value>anyone</value></option></field>
+        <field var='muc#roomconfig_presencebroadcast' type='list-multi' label='Roles for which Presence is Broadcasted'><value>moderator</value><value>participant</value><value>visitor</value><option label='Moderator'><value>moderator</value></option><option label='Participant'><value>participant</value></option><option label='Visitor'><value>visitor</value></option></field>
+        <field var='muc#roomconfig_membersonly' type='boolean' label='Make room members-only'><value>0</value></field>
+        <field var='muc#roomconfig_moderatedroom' type='boolean' label='Make room moderated'><value>1</value></field>
+        <field var='members_by_default' type='boolean' label='Default users as participants'><value>1</value></field>
+        <field var='muc#roomconfig_changesubject' type='boolean' label='Allow users to change the subject'><value>1</value></field>
+        <field var='allow_private_messages' type='boolean' label='Allow users to send private messages'><value>1</value></field>
+        <field var='allow_private_messages_from_visitors' type='list-single' label='Allow visitors to send private messages to'><value>anyone</value><option label='Nobody'><value>nobody</value></option><option label='Moderators Only'><value>moderators</value></option><option label='Anyone'><value>anyone</value></option></field>
+        <field var='allow_query_users' type='boolean' label='Allow users to query other users'><value>1</value></field>
+        <field var='muc#roomconfig_allowinvites' type='boolean' label='Allow users to send invites'><value>0</value></field>
+        <field var='allow_visitor_status' type='boolean' label='Allow visitors to send status text in presence updates'><value>1</value></field>
+        <field var='allow_visitor_nickchange' type='boolean' label='Allow visitors to change nickname'><value>1</value></field>
+        <field var='allow_voice_requests' type='boolean' label='Allow visitors to send voice requests'><value>1</value></field>
+        <field var='allow_subscription' type='boolean' label='Allow subscription'><value>0</value></field>
+        <field var='voice_request_min_interval' type='text-single' label='Minimum interval between voice requests (in seconds)'><value>1800</value></field>
+        <field var='muc#roomconfig_pubsub' type='text-single' label='XMPP URI of Associated Publish-Subscribe Node'><value/></field>
+        <field var='enable_hats' type='boolean' label='Enable hats'><value>0</value></field>
+        <field var='mam' type='boolean' label='Enable message archiving'><value>1</value></field>
+      </x></query>";
+
+    #[test]
+    fn the_real_ejabberd_form_gets_exactly_the_offered_fields_the_bot_sets() {
+        let form = parse_offered(&EJABBERD_FORM.parse().unwrap()).unwrap();
+        assert_eq!(
+            form.field("muc#roomconfig_maxusers").unwrap().options,
+            ["5", "10", "20", "30", "50", "100", "200"]
+        );
+        let fields = submitted(&submit(&form, &settings()).unwrap());
+        assert_eq!(
+            fields,
+            [
+                ("FORM_TYPE", "http://jabber.org/protocol/muc#roomconfig"),
+                ("muc#roomconfig_roomsecret", "pw"),
+                ("muc#roomconfig_passwordprotectedroom", "1"),
+                ("muc#roomconfig_persistentroom", "0"),
+                ("muc#roomconfig_publicroom", "0"),
+                ("public_list", "0"),
+                ("muc#roomconfig_membersonly", "0"),
+                ("muc#roomconfig_moderatedroom", "0"),
+                ("muc#roomconfig_whois", "moderators"),
+                ("muc#roomconfig_allowinvites", "0"),
+                ("muc#roomconfig_changesubject", "0"),
+                // Not among the options, and accepted by ejabberd all the same (it then
+                // lists 3 among the options).
+                ("muc#roomconfig_maxusers", "3"),
+                ("mam", "0"),
+                ("allow_private_messages", "0"),
+                ("allow_private_messages_from_visitors", "nobody"),
+                ("allow_query_users", "0"),
+                ("allow_visitor_nickchange", "0"),
+                ("allow_subscription", "0"),
+            ]
+            .map(|(var, value)| (var.to_owned(), value.to_owned()))
+        );
+        // Every submitted field was offered: ejabberd refuses the whole submit otherwise.
+        for (var, _) in &fields {
+            assert!(form.field(var).is_some(), "{var} was not offered");
+        }
+    }
+
+    #[test]
+    fn ejabberd_disco_info_before_and_after_configuration() {
+        // Verbatim from ejabberd 23.01 with Debian's stock mod_muc settings, right after
+        // creation: public, moderated and archived.
+        let before: Element = "<query xmlns='http://jabber.org/protocol/disco#info'><identity type='text' category='conference'/><feature var='vcard-temp'/><feature var='http://jabber.org/protocol/muc'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='http://jabber.org/protocol/commands'/><feature var='muc_public'/><feature var='muc_temporary'/><feature var='muc_open'/><feature var='muc_semianonymous'/><feature var='muc_moderated'/><feature var='muc_passwordprotected'/><feature var='urn:xmpp:mam:tmp'/><feature var='urn:xmpp:mam:0'/><feature var='urn:xmpp:mam:1'/><feature var='urn:xmpp:mam:2'/><feature var='urn:xmpp:sid:0'/></query>"
+            .parse()
+            .unwrap();
+        let err = verify_features(&before).unwrap_err().to_string();
+        assert!(err.contains("muc_hidden missing"), "{err}");
+        assert!(err.contains("archived (urn:xmpp:mam:"), "{err}");
+        assert!(!err.contains("muc_passwordprotected"), "{err}");
+        // After the bot's submit (room info form left out).
+        let after: Element = "<query xmlns='http://jabber.org/protocol/disco#info'><identity type='text' category='conference'/><feature var='vcard-temp'/><feature var='http://jabber.org/protocol/muc'/><feature var='http://jabber.org/protocol/disco#info'/><feature var='http://jabber.org/protocol/disco#items'/><feature var='http://jabber.org/protocol/commands'/><feature var='muc_hidden'/><feature var='muc_temporary'/><feature var='muc_open'/><feature var='muc_semianonymous'/><feature var='muc_unmoderated'/><feature var='muc_passwordprotected'/></query>"
+            .parse()
+            .unwrap();
+        assert_eq!(verify_features(&after), Ok(()));
     }
 
     #[test]

@@ -132,6 +132,14 @@ impl RoomPresence {
     pub fn is_self(&self) -> bool {
         self.has(MucStatus::SelfPresence)
     }
+
+    /// Whether the room itself sent this presence (from its bare JID): never an occupant.
+    /// ejabberd sends an available one (entity capabilities only) before the self-presence
+    /// of every join and after every configuration change, and an unavailable one (no
+    /// payload) to whoever leaves and to every occupant of a destroyed room.
+    pub fn is_from_room(&self) -> bool {
+        self.nick.is_none()
+    }
 }
 
 /// A presence that cannot be read as a room presence.
@@ -396,6 +404,129 @@ mod tests {
             PresenceKind::Error {
                 condition: "not-authorized".into()
             }
+        );
+    }
+
+    // Stanzas received by the bot (and by people) from ejabberd 23.01 (Debian 12),
+    // verbatim but for the room name and passwords.
+
+    #[test]
+    fn ejabberd_caps_presence_from_the_bare_room_is_no_occupant() {
+        // Before the self-presence of every join, and after every configuration change.
+        let p = presence(
+            "<presence xmlns='jabber:client' to='bot@localhost/r' from='helpim-abc@conference.localhost' id='9526684525546114059'><c ver='q3DNGyY+efyAk19LXx9L93m+uYU=' node='http://www.process-one.net/en/ejabberd/' hash='sha-1' xmlns='http://jabber.org/protocol/caps'/></presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert!(r.is_from_room());
+        assert_eq!(r.nick, None);
+        assert_eq!(r.kind, PresenceKind::Available);
+        assert!(r.codes.is_empty());
+        assert_eq!(r.item, None);
+        assert_eq!(r.destroyed, None);
+    }
+
+    #[test]
+    fn ejabberd_unavailable_presence_from_the_bare_room_is_no_occupant() {
+        // To whoever leaves, and to every occupant just before a destroy presence.
+        let p = presence(
+            "<presence xmlns='jabber:client' to='bot@localhost/r' from='helpim-abc@conference.localhost' type='unavailable' id='13202377222064323155'/>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert!(r.is_from_room());
+        assert_eq!(r.kind, PresenceKind::Unavailable);
+        assert_eq!(r.destroyed, None);
+        assert!(!r.is_self());
+    }
+
+    #[test]
+    fn ejabberd_creation_self_presence_lists_201_before_110() {
+        let p = presence(
+            "<presence xmlns='jabber:client' xml:lang='en' to='bot@localhost/r' from='helpim-abc@conference.localhost/HelpIM'><x xmlns='http://jabber.org/protocol/muc#user'><item jid='bot@localhost/r' role='moderator' affiliation='owner'/><status code='201'/><status code='110'/></x></presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert!(r.is_self());
+        assert!(r.has(MucStatus::RoomCreated));
+        assert!(!r.is_from_room());
+        assert_eq!(r.item.unwrap().affiliation.as_deref(), Some("owner"));
+    }
+
+    #[test]
+    fn ejabberd_destroy_presence_to_the_bot_has_no_110() {
+        // What the bot receives when its room is destroyed (by itself or anybody else):
+        // from its own nick, with <destroy/>, WITHOUT status 110 (Prosody sends 110).
+        let p = presence(
+            "<presence xmlns='jabber:client' to='bot@localhost/r' from='helpim-abc@conference.localhost/HelpIM' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><destroy><reason>This chat is closed (completed).</reason></destroy><item role='none' affiliation='none'/></x></presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(r.nick.as_deref(), Some("HelpIM"));
+        assert!(!r.is_self());
+        assert_eq!(r.kind, PresenceKind::Unavailable);
+        assert_eq!(
+            r.destroyed,
+            Some(Some("This chat is closed (completed).".to_owned()))
+        );
+        assert!(r.codes.is_empty());
+    }
+
+    #[test]
+    fn ejabberd_full_room_refuses_with_resource_constraint() {
+        // To the person refused (the bot sees nothing): the room's maxusers is reached.
+        let p = presence(
+            "<presence xmlns='jabber:client' xml:lang='en' to='third@localhost/r' from='helpim-abc@conference.localhost/Extra' type='error'><x xmlns='http://jabber.org/protocol/muc'><password>s3cret</password></x><error type='wait'><resource-constraint xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Too many users in this conference</text></error></presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(
+            r.kind,
+            PresenceKind::Error {
+                condition: "resource-constraint".into()
+            }
+        );
+        assert!(r.codes.is_empty());
+        assert_eq!(r.item, None);
+    }
+
+    #[test]
+    fn ejabberd_wrong_password_is_not_authorized() {
+        let p = presence(
+            "<presence xmlns='jabber:client' xml:lang='en' to='staff@localhost/r' from='helpim-abc@conference.localhost/Counsellor' type='error'><x xmlns='http://jabber.org/protocol/muc'><password>wrong</password></x><error type='auth'><not-authorized xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Incorrect password</text></error></presence>",
+        );
+        let r = parse_room_presence(&p).unwrap();
+        assert_eq!(
+            r.kind,
+            PresenceKind::Error {
+                condition: "not-authorized".into()
+            }
+        );
+    }
+
+    #[test]
+    fn ejabberd_occupant_join_nick_change_and_kick_as_the_bot_sees_them() {
+        let joined = parse_room_presence(&presence(
+            "<presence xmlns='jabber:client' xml:lang='en' to='bot@localhost/r' from='helpim-abc@conference.localhost/Counsellor'><x xmlns='http://jabber.org/protocol/muc#user'><item jid='staff@localhost/r' role='participant' affiliation='none'/></x></presence>",
+        ))
+        .unwrap();
+        assert_eq!(joined.nick.as_deref(), Some("Counsellor"));
+        assert_eq!(joined.kind, PresenceKind::Available);
+        assert_eq!(
+            joined.item.unwrap().jid.as_deref(),
+            Some("staff@localhost/r")
+        );
+
+        let renamed = parse_room_presence(&presence(
+            "<presence xmlns='jabber:client' to='bot@localhost/r' from='helpim-abc@conference.localhost/Counsellor' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item nick='Counsellor2' jid='staff@localhost/r' role='participant' affiliation='none'/><status code='303'/></x></presence>",
+        ))
+        .unwrap();
+        assert!(renamed.has(MucStatus::NickChanged));
+        assert_eq!(renamed.item.unwrap().nick.as_deref(), Some("Counsellor2"));
+
+        let kicked = parse_room_presence(&presence(
+            "<presence xmlns='jabber:client' to='bot@localhost/r' from='helpim-abc@conference.localhost/Counsellor2' type='unavailable'><x xmlns='http://jabber.org/protocol/muc#user'><item jid='staff@localhost/r' role='none' affiliation='none'><reason>This chat is full.</reason><actor nick='HelpIM'/></item><status code='307'/></x></presence>",
+        ))
+        .unwrap();
+        assert!(kicked.has(MucStatus::Kicked));
+        assert_eq!(
+            kicked.item.unwrap().reason.as_deref(),
+            Some("This chat is full.")
         );
     }
 

@@ -291,7 +291,9 @@ pub async fn wait_gone_from_server(probe: &mut super::client::TestClient, jid: &
     loop {
         match probe.disco_info(jid).await {
             Err(condition) if condition.contains("item-not-found") => return,
-            other if Instant::now() > deadline => panic!("room {jid} still on the server: {other:?}"),
+            other if Instant::now() > deadline => {
+                panic!("room {jid} still on the server: {other:?}")
+            }
             _ => tokio::time::sleep(Duration::from_millis(100)).await,
         }
     }

@@ -42,7 +42,11 @@ impl CuttableProxy {
                 shared.lock().unwrap().links.push(link);
             }
         });
-        CuttableProxy { port, state, acceptor }
+        CuttableProxy {
+            port,
+            state,
+            acceptor,
+        }
     }
 
     /// Drops every open connection and refuses new ones.

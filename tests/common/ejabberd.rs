@@ -1,0 +1,591 @@
+//! A real ejabberd server on loopback, one per test, configured from the repo's templates
+//! `config/ejabberd/ejabberd.yml.in` and `config/ejabberd/ejabberdctl.cfg.in`.
+//!
+//! Every instance has its own temporary directory (config, Mnesia spool, logs, pid file),
+//! its own c2s port, its own Erlang node name and its own Erlang distribution port (no
+//! shared epmd), so that tests in several threads can each run one at once.
+//!
+//! How it runs (ejabberd 23.01, Debian 12):
+//! - Everything goes through `ejabberdctl --config-dir DIR --spool DIR/db --logs DIR/logs`.
+//!   Run as root, ejabberdctl switches to the `ejabberd` user, so the instance directory is
+//!   created under `/tmp` and handed to that user.
+//! - The server runs as `ejabberdctl … foreground-quiet`, a child of the test: its console
+//!   output (start-up failures such as a port in use) is kept in `console.log`, and the
+//!   harness notices at once when it exits. (`ejabberdctl start` detaches and answers 0 even
+//!   when start-up fails.) Readiness is ejabberd's own log line saying the c2s listener
+//!   accepts connections, plus a TCP connection to the port, within a deadline.
+//! - It is stopped with `ejabberdctl stop` (a clean shutdown: clients see their streams
+//!   closed), falling back to SIGTERM and then SIGKILL of the Erlang VM.
+//! - Accounts are created with `ejabberdctl register`. Each ejabberdctl command boots a
+//!   small Erlang node: about 0.5 s, so register only the accounts a test uses.
+//!
+//! The methods are synchronous: start ~1.5 s, stop ~2.5 s, register ~0.5 s. Calling them
+//! from a `#[tokio::test]` stalls that runtime meanwhile, which is harmless before clients
+//! exist and after they are gone.
+
+use std::fs;
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Once;
+use std::time::{Duration, Instant};
+
+use rand::RngExt;
+
+use super::server::{
+    find_executable, pick_port, pid_alive, read_from, run_with_deadline, signal_pid, tail,
+};
+
+/// Templates shipped in the repository.
+const TEMPLATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/ejabberd/ejabberd.yml.in"
+);
+const CTL_TEMPLATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/ejabberd/ejabberdctl.cfg.in"
+);
+
+const NOT_INSTALLED: &str = "ejabberd is not installed: run `apt-get install -y ejabberd`";
+
+/// The system account ejabberdctl runs the server as.
+const EJABBERD_USER: &str = "ejabberd";
+
+/// How long ejabberd may take to accept connections (about 1.5 s when idle; a loaded
+/// two-core CI machine running several tests at once is slower).
+const START_DEADLINE: Duration = Duration::from_secs(30);
+/// How long a clean stop may take before SIGTERM, and SIGTERM before SIGKILL.
+const STOP_DEADLINE: Duration = Duration::from_secs(15);
+/// How long one `ejabberdctl` command may take.
+const CTL_DEADLINE: Duration = Duration::from_secs(30);
+/// Attempts at finding ports ejabberd can bind (another process may take a free port
+/// between our check and ejabberd's bind).
+const PORT_ATTEMPTS: usize = 8;
+
+/// Set to `debug` to make ejabberd log every stanza to its log file (see `log_tail`).
+const LOG_LEVEL_ENV: &str = "HELPIM_TEST_EJABBERD_LOG";
+
+/// A running (or stopped) ejabberd owned by one test. Dropping it stops the server and
+/// deletes its directory.
+pub struct TestEjabberd {
+    /// c2s port on 127.0.0.1 (plaintext); stays the same across `start_again`.
+    pub port: u16,
+    /// The user host: `"localhost"`.
+    pub domain: String,
+    /// The MUC host: `"conference.localhost"`.
+    pub muc_domain: String,
+    /// Erlang distribution port on 127.0.0.1 (how ejabberdctl reaches the node).
+    dist_port: u16,
+    /// Erlang node name, unique per instance (the Mnesia spool is tied to it).
+    node: String,
+    ctl: PathBuf,
+    log_file: PathBuf,
+    console_file: PathBuf,
+    pid_file: PathBuf,
+    /// `ejabberdctl foreground-quiet` while the server runs.
+    child: Option<Child>,
+    // Last field: removed after `Drop::drop` has stopped the server.
+    dir: tempfile::TempDir,
+}
+
+/// Outcome of waiting for a freshly spawned ejabberd.
+enum Startup {
+    Ready,
+    /// The c2s or the distribution port was taken (ejabberd exits: `eaddrinuse`).
+    PortTaken,
+    Exited(std::process::ExitStatus),
+    TimedOut,
+}
+
+impl TestEjabberd {
+    /// Starts a fresh server with an empty spool on free loopback ports and waits (at most
+    /// 30 s) until it accepts connections.
+    pub fn start() -> TestEjabberd {
+        let ctl = find_executable("ejabberdctl").unwrap_or_else(|| panic!("{NOT_INSTALLED}"));
+        let owner = ejabberd_account();
+        ensure_erlang_cookie(owner);
+        // Under /tmp, not $TMPDIR: every parent directory must be reachable by the
+        // `ejabberd` user, and /tmp always is.
+        let dir = tempfile::Builder::new()
+            .prefix("helpim-ejabberd-")
+            .tempdir_in("/tmp")
+            .expect("cannot create a temporary directory for ejabberd in /tmp");
+        for sub in ["db", "logs"] {
+            fs::create_dir(dir.path().join(sub)).expect("cannot create ejabberd's directories");
+        }
+        let inetrc = fs::read_to_string("/etc/ejabberd/inetrc").unwrap_or_else(|_| {
+            // Debian's file: resolve names from /etc/hosts, localhost is 127.0.0.1.
+            "{lookup,[\"file\",\"native\"]}.\n{host,{127,0,0,1}, [\"localhost\",\"hostalias\"]}.\n{file, resolv, \"/etc/resolv.conf\"}.\n".to_owned()
+        });
+        fs::write(dir.path().join("inetrc"), inetrc).expect("cannot write inetrc");
+        let n: u64 = rand::rng().random();
+        let mut server = TestEjabberd {
+            port: 0,
+            domain: "localhost".to_owned(),
+            muc_domain: "conference.localhost".to_owned(),
+            dist_port: 0,
+            node: format!("helpim-{n:016x}@localhost"),
+            ctl,
+            log_file: dir.path().join("logs").join("ejabberd.log"),
+            console_file: dir.path().join("console.log"),
+            pid_file: dir.path().join("ejabberd.pid"),
+            child: None,
+            dir,
+        };
+        for _ in 0..PORT_ATTEMPTS {
+            server.port = pick_port();
+            server.dist_port = loop {
+                let port = pick_port();
+                if port != server.port {
+                    break port;
+                }
+            };
+            server.write_config(owner);
+            match server.spawn_and_wait() {
+                Startup::Ready => return server,
+                Startup::PortTaken => server.kill_now(),
+                outcome => server.start_failed(outcome),
+            }
+        }
+        panic!(
+            "ejabberd could not bind free ports in {PORT_ATTEMPTS} attempts\n{}",
+            server.log_tail(30)
+        );
+    }
+
+    /// Restarts a stopped server on the same port with the same spool (accounts and
+    /// persistent rooms survive; temporary rooms do not).
+    pub fn start_again(&mut self) {
+        assert!(
+            self.child.is_none(),
+            "start_again() called while ejabberd is still running: call stop() first"
+        );
+        for _ in 0..PORT_ATTEMPTS {
+            match self.spawn_and_wait() {
+                Startup::Ready => return,
+                Startup::PortTaken => {
+                    self.kill_now();
+                    std::thread::sleep(Duration::from_millis(250));
+                }
+                outcome => self.start_failed(outcome),
+            }
+        }
+        panic!(
+            "ejabberd could not bind port {} again after a restart\n{}",
+            self.port,
+            self.log_tail(30)
+        );
+    }
+
+    /// Creates an account (`ejabberdctl register`), or re-creates it if it exists, so that
+    /// afterwards `user` logs in with `password` either way. The server must run.
+    pub fn register(&self, user: &str, password: &str) {
+        let (ok, output) = self.ctl(&["register", user, &self.domain, password]);
+        if ok {
+            return;
+        }
+        if output.contains("already registered") {
+            // `change_password` needs mod_admin_extra; unregistering needs nothing.
+            let (ok, again) = self.ctl(&["unregister", user, &self.domain]);
+            let (ok, again) = if ok {
+                self.ctl(&["register", user, &self.domain, password])
+            } else {
+                (ok, again)
+            };
+            if ok {
+                return;
+            }
+            panic!(
+                "ejabberdctl could not reset the password of {user}@{}:\n{again}",
+                self.domain
+            );
+        }
+        panic!(
+            "ejabberdctl register {user}@{} failed:\n{output}\n{}",
+            self.domain,
+            self.log_tail(20)
+        );
+    }
+
+    /// The bare JID of a user on this server: `user@localhost`.
+    pub fn jid(&self, user: &str) -> String {
+        format!("{user}@{}", self.domain)
+    }
+
+    /// Stops the server cleanly with `ejabberdctl stop` (ejabberd closes every stream and
+    /// exits), then SIGTERM and SIGKILL to the Erlang VM if it has not exited within 15 s
+    /// each. Does nothing if already stopped.
+    pub fn stop(&mut self) {
+        let Some(mut child) = self.child.take() else {
+            return;
+        };
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        let beam = self.beam_pid();
+        let (ok, output) = self.ctl(&["stop"]);
+        if ok && wait_exit(&mut child, STOP_DEADLINE) {
+            return;
+        }
+        eprintln!(
+            "TestEjabberd: `ejabberdctl stop` of the server on port {} did not stop it ({}); sending SIGTERM",
+            self.port,
+            output.trim()
+        );
+        if let Some(pid) = beam {
+            signal_pid(pid, libc::SIGTERM);
+        }
+        if wait_exit(&mut child, STOP_DEADLINE) {
+            return;
+        }
+        eprintln!(
+            "TestEjabberd: ejabberd on port {} ignored SIGTERM for {STOP_DEADLINE:?}; killing it",
+            self.port
+        );
+        if let Some(pid) = beam {
+            signal_pid(pid, libc::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Whether the server is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The last `lines` lines of ejabberd's log file, followed by anything it printed on
+    /// its console (start-up failures such as a port in use appear there).
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = format!(
+            "--- last {lines} lines of {} ---\n",
+            self.log_file.display()
+        );
+        out.push_str(&tail(&self.log_file, lines));
+        let console = tail(&self.console_file, lines);
+        if !console.trim().is_empty() {
+            out.push_str(&format!(
+                "--- ejabberd console ({}) ---\n",
+                self.console_file.display()
+            ));
+            out.push_str(&console);
+        }
+        out
+    }
+
+    /// The instance directory (config, `db/` spool, `logs/`), e.g. to run `ejabberdctl
+    /// --config-dir DIR --spool DIR/db --logs DIR/logs …` by hand.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Runs `ejabberdctl` with this instance's directories; returns whether it succeeded
+    /// and its output. Panics if it does not finish within 30 s.
+    pub fn ctl(&self, args: &[&str]) -> (bool, String) {
+        let mut cmd = self.ctl_command();
+        cmd.args(args);
+        let (status, output) = run_with_deadline(cmd, CTL_DEADLINE, NOT_INSTALLED);
+        match status {
+            Some(status) => (status.success(), output),
+            None => panic!(
+                "ejabberdctl {} did not finish within {CTL_DEADLINE:?}\n{}",
+                args.join(" "),
+                self.log_tail(20)
+            ),
+        }
+    }
+
+    fn ctl_command(&self) -> Command {
+        let dir = self.dir.path();
+        let mut cmd = Command::new(&self.ctl);
+        cmd.arg("--config-dir")
+            .arg(dir)
+            .arg("--spool")
+            .arg(dir.join("db"))
+            .arg("--logs")
+            .arg(dir.join("logs"))
+            // ejabberdctl changes into the spool directory itself; start from somewhere
+            // the `ejabberd` user may be.
+            .current_dir("/");
+        cmd
+    }
+
+    fn write_config(&self, owner: Option<(u32, u32)>) {
+        let log_level = match std::env::var(LOG_LEVEL_ENV).as_deref() {
+            Ok("debug") => "debug",
+            // Readiness detection reads an info line from the log: never go above info.
+            _ => "info",
+        };
+        let config = substitute(
+            TEMPLATE,
+            "#",
+            &[
+                ("@PORT@", self.port.to_string()),
+                ("@LOG_LEVEL@", log_level.to_owned()),
+                ("@MUC_DOMAIN@", self.muc_domain.clone()),
+                ("@DOMAIN@", self.domain.clone()),
+            ],
+        );
+        fs::write(self.dir.path().join("ejabberd.yml"), config).expect("cannot write ejabberd.yml");
+        let ctl_config = substitute(
+            CTL_TEMPLATE,
+            "#",
+            &[
+                ("@ERLANG_NODE@", shell_value(&self.node)),
+                ("@ERL_DIST_PORT@", self.dist_port.to_string()),
+                ("@PID_FILE@", shell_value(path_str(&self.pid_file))),
+            ],
+        );
+        fs::write(self.dir.path().join("ejabberdctl.cfg"), ctl_config)
+            .expect("cannot write ejabberdctl.cfg");
+        if let Some((uid, gid)) = owner {
+            chown_tree(self.dir.path(), uid, gid);
+        }
+    }
+
+    /// Spawns `ejabberdctl foreground-quiet` and waits until the log shows the c2s listener
+    /// accepting on our port and the port accepts a TCP connection.
+    fn spawn_and_wait(&mut self) -> Startup {
+        // Only log lines written after these offsets belong to this start.
+        let log_offset = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0);
+        let console_offset = fs::metadata(&self.console_file)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.console_file)
+            .expect("cannot open ejabberd's console log");
+        let console2 = console.try_clone().expect("cannot dup the console log");
+        let _ = fs::remove_file(&self.pid_file);
+        let mut cmd = self.ctl_command();
+        cmd.arg("foreground-quiet")
+            .stdin(Stdio::null())
+            .stdout(console)
+            .stderr(console2);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                panic!("{NOT_INSTALLED}");
+            }
+            panic!("cannot start {}: {e}", self.ctl.display())
+        });
+        self.child = Some(child);
+
+        let deadline = Instant::now() + START_DEADLINE;
+        let ready_line = format!(
+            "Start accepting TCP connections at 127.0.0.1:{} for ejabberd_c2s",
+            self.port
+        );
+        loop {
+            let exited = match self.child.as_mut() {
+                Some(child) => child.try_wait().ok().flatten(),
+                None => None,
+            };
+            let log = read_from(&self.log_file, log_offset);
+            if let Some(status) = exited {
+                self.child = None;
+                let console = read_from(&self.console_file, console_offset);
+                if log.contains("eaddrinuse") || console.contains("eaddrinuse") {
+                    return Startup::PortTaken;
+                }
+                return Startup::Exited(status);
+            }
+            if log.contains(&ready_line)
+                && TcpStream::connect_timeout(
+                    &SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            {
+                return Startup::Ready;
+            }
+            if Instant::now() >= deadline {
+                return Startup::TimedOut;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn start_failed(&mut self, outcome: Startup) -> ! {
+        let what = match outcome {
+            Startup::Exited(status) => format!("ejabberd exited during start-up ({status})"),
+            Startup::TimedOut => format!(
+                "ejabberd did not accept connections on 127.0.0.1:{} within {START_DEADLINE:?}",
+                self.port
+            ),
+            Startup::Ready | Startup::PortTaken => unreachable!(),
+        };
+        self.kill_now();
+        panic!("{what}\n{}", self.log_tail(40));
+    }
+
+    /// The Erlang VM's pid, from the pid file ejabberd writes at start-up.
+    fn beam_pid(&self) -> Option<u32> {
+        fs::read_to_string(&self.pid_file)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&pid| pid_alive(pid))
+    }
+
+    fn kill_now(&mut self) {
+        if let Some(pid) = self.beam_pid() {
+            signal_pid(pid, libc::SIGKILL);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for TestEjabberd {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            // The test failed: show what the server saw before its directory goes away.
+            eprintln!(
+                "TestEjabberd on port {} (test panicked):\n{}",
+                self.port,
+                self.log_tail(40)
+            );
+        }
+        self.stop();
+        // `dir` (a TempDir) is deleted when the fields are dropped, after this.
+    }
+}
+
+/// Waits at most `deadline` for the child to exit; whether it did.
+fn wait_exit(child: &mut Child, deadline: Duration) -> bool {
+    let deadline = Instant::now() + deadline;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+        }
+    }
+    false
+}
+
+/// The `ejabberd` system account: uid, gid, home directory.
+fn ejabberd_passwd() -> Option<(u32, u32, PathBuf)> {
+    let passwd = fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        if fields.first() != Some(&EJABBERD_USER) || fields.len() < 6 {
+            return None;
+        }
+        Some((
+            fields[2].parse().ok()?,
+            fields[3].parse().ok()?,
+            PathBuf::from(fields[5]),
+        ))
+    })
+}
+
+/// The uid and gid of the `ejabberd` account when the files must be handed to it (the
+/// tests run as root: ejabberdctl then runs the server as `ejabberd`); None when the tests
+/// already run as that user. Panics for any other user: ejabberdctl refuses them.
+fn ejabberd_account() -> Option<(u32, u32)> {
+    let Some((uid, gid, _)) = ejabberd_passwd() else {
+        panic!("{NOT_INSTALLED} (there is no `{EJABBERD_USER}` system user)");
+    };
+    // SAFETY: geteuid has no preconditions.
+    match unsafe { libc::geteuid() } {
+        0 => Some((uid, gid)),
+        euid if euid == uid => None,
+        _ => panic!(
+            "ejabberdctl runs only as root or as the `{EJABBERD_USER}` user: run the tests as one of them"
+        ),
+    }
+}
+
+/// Erlang creates `~ejabberd/.erlang.cookie` on the first start of any node if it is
+/// missing; two instances starting at once on a fresh machine would race to create it (one
+/// fails, or both run with different cookies and ejabberdctl cannot reach one of them). So
+/// the harness creates it once, before the first start, as Erlang would: 20 capital
+/// letters, readable only by its owner.
+fn ensure_erlang_cookie(owner: Option<(u32, u32)>) {
+    static COOKIE: Once = Once::new();
+    COOKIE.call_once(|| {
+        let Some((_, _, home)) = ejabberd_passwd() else {
+            return;
+        };
+        let cookie = home.join(".erlang.cookie");
+        if cookie.exists() || !home.is_dir() {
+            return;
+        }
+        let mut rng = rand::rng();
+        let value: String = (0..20)
+            .map(|_| char::from(b'A' + rng.random_range(0..26u8)))
+            .collect();
+        let tmp = home.join(format!(".erlang.cookie.helpim-{}", std::process::id()));
+        if fs::write(&tmp, value).is_err() {
+            return;
+        }
+        if let Some((uid, gid)) = owner {
+            let _ = std::os::unix::fs::chown(&tmp, Some(uid), Some(gid));
+        }
+        let _ = fs::set_permissions(&tmp, fs::Permissions::from_mode(0o400));
+        // Atomic: no node ever reads a half-written cookie.
+        let _ = fs::rename(&tmp, &cookie);
+    });
+}
+
+fn chown_tree(path: &Path, uid: u32, gid: u32) {
+    std::os::unix::fs::chown(path, Some(uid), Some(gid))
+        .unwrap_or_else(|e| panic!("cannot hand {} to the ejabberd user: {e}", path.display()));
+    if path.is_dir() {
+        for entry in fs::read_dir(path).expect("read the instance directory") {
+            chown_tree(&entry.expect("directory entry").path(), uid, gid);
+        }
+    }
+}
+
+fn path_str(path: &Path) -> &str {
+    path.to_str()
+        .unwrap_or_else(|| panic!("non-UTF-8 path {}", path.display()))
+}
+
+/// Values go inside shell double quotes in ejabberdctl.cfg.
+fn shell_value(value: &str) -> String {
+    assert!(
+        !value.contains(['"', '$', '\\', '`', '\n']),
+        "value unusable in ejabberdctl.cfg: {value}"
+    );
+    value.to_owned()
+}
+
+/// Reads a template and replaces the placeholders on every line that is not a comment
+/// (comments document the placeholders by name); panics on a placeholder left over.
+fn substitute(template: &str, comment: &str, values: &[(&str, String)]) -> String {
+    let text = fs::read_to_string(template)
+        .unwrap_or_else(|e| panic!("cannot read the ejabberd template {template}: {e}"));
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        if line.trim_start().starts_with(comment) {
+            out.push_str(line);
+        } else {
+            let mut line = line.to_owned();
+            for (key, value) in values {
+                line = line.replace(key, value);
+            }
+            let segments: Vec<&str> = line.split('@').collect();
+            let enclosed = segments.get(1..segments.len().saturating_sub(1));
+            let leftover = enclosed
+                .unwrap_or_default()
+                .iter()
+                .find(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+            if let Some(name) = leftover {
+                panic!("unknown placeholder @{name}@ in {template}");
+            }
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+    out
+}
