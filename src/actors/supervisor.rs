@@ -172,7 +172,6 @@ impl SupervisorActor {
             .collect();
         for jid in dead {
             self.rooms.remove(&jid);
-            log::error!(room = jid.as_str(); "the room's actor died; restarting it from its database row");
             let store = self.store.clone();
             let key = jid.to_string();
             let load = async move { store.room_by_jid(&key).await };
@@ -180,6 +179,7 @@ impl SupervisorActor {
                 let room_context = act.room_context.clone().expect("set in started");
                 match row {
                     Ok(Some(row)) if row.status != crate::model::RoomStatus::Closed => {
+                        log::error!(room = jid.as_str(); "the room's actor died; restarting it from its database row");
                         match RoomActor::recover_after_crash(room_context, &row) {
                             Ok(room) => {
                                 act.rooms.insert(jid, room.start());
@@ -187,7 +187,8 @@ impl SupervisorActor {
                             Err(error) => log::error!(room = jid.as_str(); "cannot restart: {error}"),
                         }
                     }
-                    Ok(_) => log::info!(room = jid.as_str(); "the room is closed; nothing to restart"),
+                    // A room that finished normally, seen before its UnregisterRoom arrived.
+                    Ok(_) => {}
                     Err(error) => log::error!(room = jid.as_str(); "cannot read the room to restart it: {error}"),
                 }
             }));
@@ -450,9 +451,4 @@ impl Handler<Shutdown> for SupervisorActor {
             .map(|(), _, ctx| ctx.stop()),
         )
     }
-}
-
-/// Re-export for the app: the bot's own JID as a routing-free helper.
-pub fn bot_jid_of(jid: &Jid) -> BareJid {
-    jid.to_bare()
 }

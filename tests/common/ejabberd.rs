@@ -24,17 +24,17 @@
 //! exist and after they are gone.
 
 use std::fs;
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::sync::Once;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use rand::RngExt;
 
 use super::server::{
-    find_executable, pick_port, pid_alive, read_from, run_with_deadline, signal_pid, tail,
+    PORT_ATTEMPTS, PortInUse, ProcessSpec, ServerProcess, find_executable, log_level, pick_port,
+    run_with_deadline, substitute, wait_exit,
 };
 
 /// Templates shipped in the repository.
@@ -52,19 +52,31 @@ const NOT_INSTALLED: &str = "ejabberd is not installed: run `apt-get install -y 
 /// The system account ejabberdctl runs the server as.
 const EJABBERD_USER: &str = "ejabberd";
 
-/// How long ejabberd may take to accept connections (about 1.5 s when idle; a loaded
-/// two-core CI machine running several tests at once is slower).
-const START_DEADLINE: Duration = Duration::from_secs(30);
 /// How long a clean stop may take before SIGTERM, and SIGTERM before SIGKILL.
 const STOP_DEADLINE: Duration = Duration::from_secs(15);
 /// How long one `ejabberdctl` command may take.
 const CTL_DEADLINE: Duration = Duration::from_secs(30);
-/// Attempts at finding ports ejabberd can bind (another process may take a free port
-/// between our check and ejabberd's bind).
-const PORT_ATTEMPTS: usize = 8;
 
 /// Set to `debug` to make ejabberd log every stanza to its log file (see `log_tail`).
 const LOG_LEVEL_ENV: &str = "HELPIM_TEST_EJABBERD_LOG";
+
+/// How ejabberd runs, starts and stops.
+static PROCESS: ProcessSpec = ProcessSpec {
+    harness: "TestEjabberd",
+    name: "ejabberd",
+    not_installed: NOT_INSTALLED,
+    console_label: "ejabberd console",
+    ready_line: |port| {
+        format!("Start accepting TCP connections at 127.0.0.1:{port} for ejabberd_c2s")
+    },
+    // The c2s or the distribution port was taken.
+    port_in_use: PortInUse::ExitsWith("eaddrinuse"),
+    // About 1.5 s when idle; a loaded two-core CI machine running several tests at once
+    // is slower.
+    start_deadline: Duration::from_secs(30),
+    stop_deadline: STOP_DEADLINE,
+    poll: Duration::from_millis(20),
+};
 
 /// A running (or stopped) ejabberd owned by one test. Dropping it stops the server and
 /// deletes its directory.
@@ -80,22 +92,12 @@ pub struct TestEjabberd {
     /// Erlang node name, unique per instance (the Mnesia spool is tied to it).
     node: String,
     ctl: PathBuf,
-    log_file: PathBuf,
-    console_file: PathBuf,
     pid_file: PathBuf,
-    /// `ejabberdctl foreground-quiet` while the server runs.
-    child: Option<Child>,
+    /// `ejabberdctl foreground-quiet` while the server runs, its log and console files, and
+    /// the pid file of the Erlang VM it runs.
+    process: ServerProcess,
     // Last field: removed after `Drop::drop` has stopped the server.
     dir: tempfile::TempDir,
-}
-
-/// Outcome of waiting for a freshly spawned ejabberd.
-enum Startup {
-    Ready,
-    /// The c2s or the distribution port was taken (ejabberd exits: `eaddrinuse`).
-    PortTaken,
-    Exited(std::process::ExitStatus),
-    TimedOut,
 }
 
 impl TestEjabberd {
@@ -120,6 +122,7 @@ impl TestEjabberd {
         });
         fs::write(dir.path().join("inetrc"), inetrc).expect("cannot write inetrc");
         let n: u64 = rand::rng().random();
+        let pid_file = dir.path().join("ejabberd.pid");
         let mut server = TestEjabberd {
             port: 0,
             domain: "localhost".to_owned(),
@@ -127,10 +130,13 @@ impl TestEjabberd {
             dist_port: 0,
             node: format!("helpim-{n:016x}@localhost"),
             ctl,
-            log_file: dir.path().join("logs").join("ejabberd.log"),
-            console_file: dir.path().join("console.log"),
-            pid_file: dir.path().join("ejabberd.pid"),
-            child: None,
+            process: ServerProcess::new(
+                &PROCESS,
+                dir.path().join("logs").join("ejabberd.log"),
+                dir.path().join("console.log"),
+                Some(pid_file.clone()),
+            ),
+            pid_file,
             dir,
         };
         for _ in 0..PORT_ATTEMPTS {
@@ -142,10 +148,8 @@ impl TestEjabberd {
                 }
             };
             server.write_config(owner);
-            match server.spawn_and_wait() {
-                Startup::Ready => return server,
-                Startup::PortTaken => server.kill_now(),
-                outcome => server.start_failed(outcome),
+            if server.process.start(&mut server.command(), server.port) {
+                return server;
             }
         }
         panic!(
@@ -157,25 +161,7 @@ impl TestEjabberd {
     /// Restarts a stopped server on the same port with the same spool (accounts and
     /// persistent rooms survive; temporary rooms do not).
     pub fn start_again(&mut self) {
-        assert!(
-            self.child.is_none(),
-            "start_again() called while ejabberd is still running: call stop() first"
-        );
-        for _ in 0..PORT_ATTEMPTS {
-            match self.spawn_and_wait() {
-                Startup::Ready => return,
-                Startup::PortTaken => {
-                    self.kill_now();
-                    std::thread::sleep(Duration::from_millis(250));
-                }
-                outcome => self.start_failed(outcome),
-            }
-        }
-        panic!(
-            "ejabberd could not bind port {} again after a restart\n{}",
-            self.port,
-            self.log_tail(30)
-        );
+        self.process.start_again(self.command(), self.port);
     }
 
     /// Creates an account (`ejabberdctl register`), or re-creates it if it exists, so that
@@ -217,15 +203,13 @@ impl TestEjabberd {
     /// exits), then SIGTERM and SIGKILL to the Erlang VM if it has not exited within 15 s
     /// each. Does nothing if already stopped.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(mut child) = self.process.take_running() else {
             return;
         };
-        if let Ok(Some(_)) = child.try_wait() {
-            return;
-        }
-        let beam = self.beam_pid();
+        // The Erlang VM's pid, from the pid file ejabberd writes at start-up.
+        let beam = self.process.server_pid();
         let (ok, output) = self.ctl(&["stop"]);
-        if ok && wait_exit(&mut child, STOP_DEADLINE) {
+        if ok && wait_exit(&mut child, STOP_DEADLINE, PROCESS.poll) {
             return;
         }
         eprintln!(
@@ -233,48 +217,18 @@ impl TestEjabberd {
             self.port,
             output.trim()
         );
-        if let Some(pid) = beam {
-            signal_pid(pid, libc::SIGTERM);
-        }
-        if wait_exit(&mut child, STOP_DEADLINE) {
-            return;
-        }
-        eprintln!(
-            "TestEjabberd: ejabberd on port {} ignored SIGTERM for {STOP_DEADLINE:?}; killing it",
-            self.port
-        );
-        if let Some(pid) = beam {
-            signal_pid(pid, libc::SIGKILL);
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        self.process.terminate(child, beam, self.port);
     }
 
     /// Whether the server is running.
     pub fn is_running(&mut self) -> bool {
-        match self.child.as_mut() {
-            Some(child) => matches!(child.try_wait(), Ok(None)),
-            None => false,
-        }
+        self.process.is_running()
     }
 
     /// The last `lines` lines of ejabberd's log file, followed by anything it printed on
     /// its console (start-up failures such as a port in use appear there).
     pub fn log_tail(&self, lines: usize) -> String {
-        let mut out = format!(
-            "--- last {lines} lines of {} ---\n",
-            self.log_file.display()
-        );
-        out.push_str(&tail(&self.log_file, lines));
-        let console = tail(&self.console_file, lines);
-        if !console.trim().is_empty() {
-            out.push_str(&format!(
-                "--- ejabberd console ({}) ---\n",
-                self.console_file.display()
-            ));
-            out.push_str(&console);
-        }
-        out
+        self.process.log_tail(lines)
     }
 
     /// The instance directory (config, `db/` spool, `logs/`), e.g. to run `ejabberdctl
@@ -315,17 +269,13 @@ impl TestEjabberd {
     }
 
     fn write_config(&self, owner: Option<(u32, u32)>) {
-        let log_level = match std::env::var(LOG_LEVEL_ENV).as_deref() {
-            Ok("debug") => "debug",
-            // Readiness detection reads an info line from the log: never go above info.
-            _ => "info",
-        };
         let config = substitute(
             TEMPLATE,
+            "ejabberd",
             "#",
             &[
                 ("@PORT@", self.port.to_string()),
-                ("@LOG_LEVEL@", log_level.to_owned()),
+                ("@LOG_LEVEL@", log_level(LOG_LEVEL_ENV).to_owned()),
                 ("@MUC_DOMAIN@", self.muc_domain.clone()),
                 ("@DOMAIN@", self.domain.clone()),
             ],
@@ -333,6 +283,7 @@ impl TestEjabberd {
         fs::write(self.dir.path().join("ejabberd.yml"), config).expect("cannot write ejabberd.yml");
         let ctl_config = substitute(
             CTL_TEMPLATE,
+            "ejabberd",
             "#",
             &[
                 ("@ERLANG_NODE@", shell_value(&self.node)),
@@ -347,128 +298,20 @@ impl TestEjabberd {
         }
     }
 
-    /// Spawns `ejabberdctl foreground-quiet` and waits until the log shows the c2s listener
-    /// accepting on our port and the port accepts a TCP connection.
-    fn spawn_and_wait(&mut self) -> Startup {
-        // Only log lines written after these offsets belong to this start.
-        let log_offset = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0);
-        let console_offset = fs::metadata(&self.console_file)
-            .map(|m| m.len())
-            .unwrap_or(0);
-        let console = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.console_file)
-            .expect("cannot open ejabberd's console log");
-        let console2 = console.try_clone().expect("cannot dup the console log");
-        let _ = fs::remove_file(&self.pid_file);
+    /// `ejabberdctl foreground-quiet`: the server as a child of the test.
+    fn command(&self) -> Command {
         let mut cmd = self.ctl_command();
-        cmd.arg("foreground-quiet")
-            .stdin(Stdio::null())
-            .stdout(console)
-            .stderr(console2);
-        let child = cmd.spawn().unwrap_or_else(|e| {
-            if e.kind() == std::io::ErrorKind::NotFound {
-                panic!("{NOT_INSTALLED}");
-            }
-            panic!("cannot start {}: {e}", self.ctl.display())
-        });
-        self.child = Some(child);
-
-        let deadline = Instant::now() + START_DEADLINE;
-        let ready_line = format!(
-            "Start accepting TCP connections at 127.0.0.1:{} for ejabberd_c2s",
-            self.port
-        );
-        loop {
-            let exited = match self.child.as_mut() {
-                Some(child) => child.try_wait().ok().flatten(),
-                None => None,
-            };
-            let log = read_from(&self.log_file, log_offset);
-            if let Some(status) = exited {
-                self.child = None;
-                let console = read_from(&self.console_file, console_offset);
-                if log.contains("eaddrinuse") || console.contains("eaddrinuse") {
-                    return Startup::PortTaken;
-                }
-                return Startup::Exited(status);
-            }
-            if log.contains(&ready_line)
-                && TcpStream::connect_timeout(
-                    &SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)),
-                    Duration::from_secs(1),
-                )
-                .is_ok()
-            {
-                return Startup::Ready;
-            }
-            if Instant::now() >= deadline {
-                return Startup::TimedOut;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn start_failed(&mut self, outcome: Startup) -> ! {
-        let what = match outcome {
-            Startup::Exited(status) => format!("ejabberd exited during start-up ({status})"),
-            Startup::TimedOut => format!(
-                "ejabberd did not accept connections on 127.0.0.1:{} within {START_DEADLINE:?}",
-                self.port
-            ),
-            Startup::Ready | Startup::PortTaken => unreachable!(),
-        };
-        self.kill_now();
-        panic!("{what}\n{}", self.log_tail(40));
-    }
-
-    /// The Erlang VM's pid, from the pid file ejabberd writes at start-up.
-    fn beam_pid(&self) -> Option<u32> {
-        fs::read_to_string(&self.pid_file)
-            .ok()?
-            .trim()
-            .parse()
-            .ok()
-            .filter(|&pid| pid_alive(pid))
-    }
-
-    fn kill_now(&mut self) {
-        if let Some(pid) = self.beam_pid() {
-            signal_pid(pid, libc::SIGKILL);
-        }
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
+        cmd.arg("foreground-quiet");
+        cmd
     }
 }
 
 impl Drop for TestEjabberd {
     fn drop(&mut self) {
-        if std::thread::panicking() {
-            // The test failed: show what the server saw before its directory goes away.
-            eprintln!(
-                "TestEjabberd on port {} (test panicked):\n{}",
-                self.port,
-                self.log_tail(40)
-            );
-        }
+        self.process.report_panic(self.port);
         self.stop();
         // `dir` (a TempDir) is deleted when the fields are dropped, after this.
     }
-}
-
-/// Waits at most `deadline` for the child to exit; whether it did.
-fn wait_exit(child: &mut Child, deadline: Duration) -> bool {
-    let deadline = Instant::now() + deadline;
-    while Instant::now() < deadline {
-        match child.try_wait() {
-            Ok(Some(_)) | Err(_) => return true,
-            Ok(None) => std::thread::sleep(Duration::from_millis(20)),
-        }
-    }
-    false
 }
 
 /// The `ejabberd` system account: uid, gid, home directory.
@@ -558,34 +401,4 @@ fn shell_value(value: &str) -> String {
         "value unusable in ejabberdctl.cfg: {value}"
     );
     value.to_owned()
-}
-
-/// Reads a template and replaces the placeholders on every line that is not a comment
-/// (comments document the placeholders by name); panics on a placeholder left over.
-fn substitute(template: &str, comment: &str, values: &[(&str, String)]) -> String {
-    let text = fs::read_to_string(template)
-        .unwrap_or_else(|e| panic!("cannot read the ejabberd template {template}: {e}"));
-    let mut out = String::with_capacity(text.len() + 256);
-    for line in text.lines() {
-        if line.trim_start().starts_with(comment) {
-            out.push_str(line);
-        } else {
-            let mut line = line.to_owned();
-            for (key, value) in values {
-                line = line.replace(key, value);
-            }
-            let segments: Vec<&str> = line.split('@').collect();
-            let enclosed = segments.get(1..segments.len().saturating_sub(1));
-            let leftover = enclosed
-                .unwrap_or_default()
-                .iter()
-                .find(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
-            if let Some(name) = leftover {
-                panic!("unknown placeholder @{name}@ in {template}");
-            }
-            out.push_str(&line);
-        }
-        out.push('\n');
-    }
-    out
 }

@@ -5,11 +5,11 @@
 
 use std::fs;
 use std::io::{Read, Seek, SeekFrom};
-use std::net::{Ipv4Addr, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::mpsc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use rand::RngExt;
 
@@ -142,6 +142,10 @@ impl XmppServer for super::ejabberd::TestEjabberd {
 
 // ---------- Helpers for server harnesses ----------
 
+/// Attempts at finding ports a server can bind (another process may take a free port
+/// between our check and the server's bind).
+pub const PORT_ATTEMPTS: usize = 8;
+
 /// A loopback port that is free now, chosen at random BELOW the kernel's ephemeral range,
 /// so that outgoing connections (test clients, the bot) can never be given it — which
 /// matters for `start_again()`, which must bind the same port after a stop. Falls back to a
@@ -252,4 +256,360 @@ pub fn tail(path: &Path, lines: usize) -> String {
     let mut out = all[all.len().saturating_sub(lines)..].join("\n");
     out.push('\n');
     out
+}
+
+/// The log level a harness configures its server with: `debug` (every stanza logged) when
+/// the environment variable `env` says `debug`, else `info`.
+pub fn log_level(env: &str) -> &'static str {
+    match std::env::var(env).as_deref() {
+        Ok("debug") => "debug",
+        // Readiness detection reads an info line from the log: never go above info.
+        _ => "info",
+    }
+}
+
+/// Reads the `server`'s template file and replaces the placeholders on every line that is
+/// not a comment (a line starting with `comment`: comments document the placeholders by
+/// name); panics on a placeholder left over.
+pub fn substitute(
+    template: &str,
+    server: &str,
+    comment: &str,
+    values: &[(&str, String)],
+) -> String {
+    let text = fs::read_to_string(template)
+        .unwrap_or_else(|e| panic!("cannot read the {server} template {template}: {e}"));
+    let mut out = String::with_capacity(text.len() + 256);
+    for line in text.lines() {
+        if line.trim_start().starts_with(comment) {
+            out.push_str(line);
+        } else {
+            let mut line = line.to_owned();
+            for (key, value) in values {
+                line = line.replace(key, value);
+            }
+            // Segments enclosed by two '@' that look like a placeholder name.
+            let segments: Vec<&str> = line.split('@').collect();
+            let enclosed = segments.get(1..segments.len().saturating_sub(1));
+            let leftover = enclosed
+                .unwrap_or_default()
+                .iter()
+                .find(|p| !p.is_empty() && p.chars().all(|c| c.is_ascii_uppercase() || c == '_'));
+            if let Some(name) = leftover {
+                panic!("unknown placeholder @{name}@ in {template}");
+            }
+            out.push_str(&line);
+        }
+        out.push('\n');
+    }
+    out
+}
+
+/// Waits at most `deadline` for the child to exit, checking every `poll`; whether it did.
+pub fn wait_exit(child: &mut Child, deadline: Duration, poll: Duration) -> bool {
+    let deadline = Instant::now() + deadline;
+    while Instant::now() < deadline {
+        match child.try_wait() {
+            Ok(Some(_)) | Err(_) => return true,
+            Ok(None) => std::thread::sleep(poll),
+        }
+    }
+    false
+}
+
+/// What sets one server's process apart, for [`ServerProcess`].
+pub struct ProcessSpec {
+    /// The harness, for messages: `TestProsody`.
+    pub harness: &'static str,
+    /// The server, for messages: `Prosody`.
+    pub name: &'static str,
+    /// What to say when the server's program is missing.
+    pub not_installed: &'static str,
+    /// The heading of the console's part of the log tail.
+    pub console_label: &'static str,
+    /// The log line that says the server accepts connections on this c2s port.
+    pub ready_line: fn(u16) -> String,
+    /// How the server tells that a port it must bind is taken.
+    pub port_in_use: PortInUse,
+    /// How long the server may take to accept connections.
+    pub start_deadline: Duration,
+    /// How long the server may take to exit after SIGTERM before it gets SIGKILL.
+    pub stop_deadline: Duration,
+    /// How often the harness looks whether the server has started or exited.
+    pub poll: Duration,
+}
+
+/// How a server tells that a port it must bind is taken.
+pub enum PortInUse {
+    /// It writes this to its log and keeps running (Prosody).
+    Logged(&'static str),
+    /// It exits with this in its log or on its console (ejabberd: `eaddrinuse`).
+    ExitsWith(&'static str),
+}
+
+/// Outcome of waiting for a freshly spawned server.
+enum Startup {
+    Ready,
+    /// The server could not bind a port (see [`PortInUse`]).
+    PortTaken,
+    Exited(ExitStatus),
+    TimedOut,
+}
+
+/// A test server's process and the files it writes: what every harness does with it
+/// (start with retries, wait until ready, stop, kill, show its log), told apart by its
+/// [`ProcessSpec`].
+pub struct ServerProcess {
+    spec: &'static ProcessSpec,
+    log_file: PathBuf,
+    /// The server's stdout and stderr (start-up failures often appear only there).
+    console_file: PathBuf,
+    /// The pid file of the server when the child only wraps it (ejabberdctl runs the
+    /// Erlang VM): signals for the server go to that pid.
+    pid_file: Option<PathBuf>,
+    /// The spawned command while the server runs.
+    child: Option<Child>,
+}
+
+impl ServerProcess {
+    pub fn new(
+        spec: &'static ProcessSpec,
+        log_file: PathBuf,
+        console_file: PathBuf,
+        pid_file: Option<PathBuf>,
+    ) -> ServerProcess {
+        ServerProcess {
+            spec,
+            log_file,
+            console_file,
+            pid_file,
+            child: None,
+        }
+    }
+
+    /// The server's log file.
+    pub fn log_file(&self) -> &Path {
+        &self.log_file
+    }
+
+    /// Spawns `cmd` (the server in the foreground) and waits until it accepts connections
+    /// on `port`. True when it does; false when a port was taken (the server is killed:
+    /// pick other ports, or wait, and call again); panics with the log on any other failure.
+    pub fn start(&mut self, cmd: &mut Command, port: u16) -> bool {
+        match self.spawn_and_wait(cmd, port) {
+            Startup::Ready => true,
+            Startup::PortTaken => {
+                self.kill();
+                false
+            }
+            outcome => self.start_failed(outcome, port),
+        }
+    }
+
+    /// Starts the stopped server again with `cmd` on the same `port`.
+    pub fn start_again(&mut self, mut cmd: Command, port: u16) {
+        let name = self.spec.name;
+        assert!(
+            self.child.is_none(),
+            "start_again() called while {name} is still running: call stop() first"
+        );
+        // The port is below the ephemeral range (see pick_port), so no outgoing
+        // connection can take it meanwhile; still allow for a slow release.
+        for _ in 0..PORT_ATTEMPTS {
+            if self.start(&mut cmd, port) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        panic!(
+            "{name} could not bind port {port} again after a restart\n{}",
+            self.log_tail(30)
+        );
+    }
+
+    /// Whether the server is running.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// Takes the child out to stop it (so that a panic while stopping leaves nothing to
+    /// stop twice): None if there is none or it has exited.
+    pub fn take_running(&mut self) -> Option<Child> {
+        let mut child = self.child.take()?;
+        match child.try_wait() {
+            Ok(Some(_)) => None,
+            _ => Some(child),
+        }
+    }
+
+    /// Sends SIGTERM to `pid` (the server), waits for the child to exit and kills both if
+    /// it has not within the stop deadline.
+    pub fn terminate(&self, mut child: Child, pid: Option<u32>, port: u16) {
+        let ProcessSpec {
+            harness,
+            name,
+            stop_deadline,
+            poll,
+            ..
+        } = *self.spec;
+        if let Some(pid) = pid {
+            signal_pid(pid, libc::SIGTERM);
+        }
+        if wait_exit(&mut child, stop_deadline, poll) {
+            return;
+        }
+        eprintln!(
+            "{harness}: {name} on port {port} ignored SIGTERM for {stop_deadline:?}; killing it"
+        );
+        if let Some(pid) = pid {
+            signal_pid(pid, libc::SIGKILL);
+        }
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Kills the server at once (SIGKILL).
+    pub fn kill(&mut self) {
+        if let Some(pid) = self.server_pid() {
+            signal_pid(pid, libc::SIGKILL);
+        }
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// The pid of the server a wrapper runs, from its pid file, while it runs.
+    pub fn server_pid(&self) -> Option<u32> {
+        fs::read_to_string(self.pid_file.as_ref()?)
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+            .filter(|&pid| pid_alive(pid))
+    }
+
+    /// The last `lines` lines of the server's log file, followed by anything it printed on
+    /// its console.
+    pub fn log_tail(&self, lines: usize) -> String {
+        let mut out = format!(
+            "--- last {lines} lines of {} ---\n",
+            self.log_file.display()
+        );
+        out.push_str(&tail(&self.log_file, lines));
+        let console = tail(&self.console_file, lines);
+        if !console.trim().is_empty() {
+            out.push_str(&format!(
+                "--- {} ({}) ---\n",
+                self.spec.console_label,
+                self.console_file.display()
+            ));
+            out.push_str(&console);
+        }
+        out
+    }
+
+    /// When the test has failed, shows what the server saw before its directory goes away.
+    pub fn report_panic(&self, port: u16) {
+        if std::thread::panicking() {
+            eprintln!(
+                "{} on port {port} (test panicked):\n{}",
+                self.spec.harness,
+                self.log_tail(40)
+            );
+        }
+    }
+
+    /// Spawns `cmd` with its output appended to the console file and waits until the log
+    /// shows the ready line for `port` and the port accepts a TCP connection.
+    fn spawn_and_wait(&mut self, cmd: &mut Command, port: u16) -> Startup {
+        let spec = self.spec;
+        // Only what is written after these offsets belongs to this start.
+        let log_offset = fs::metadata(&self.log_file).map(|m| m.len()).unwrap_or(0);
+        let console_offset = fs::metadata(&self.console_file)
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let console = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.console_file)
+            .unwrap_or_else(|e| panic!("cannot open {}'s console log: {e:?}", spec.name));
+        let console2 = console.try_clone().expect("cannot dup the console log");
+        if let Some(pid_file) = &self.pid_file {
+            let _ = fs::remove_file(pid_file);
+        }
+        cmd.stdin(Stdio::null()).stdout(console).stderr(console2);
+        let child = cmd.spawn().unwrap_or_else(|e| {
+            if e.kind() == std::io::ErrorKind::NotFound {
+                panic!("{}", spec.not_installed);
+            }
+            panic!(
+                "cannot start {}: {e}",
+                Path::new(cmd.get_program()).display()
+            )
+        });
+        self.child = Some(child);
+
+        let deadline = Instant::now() + spec.start_deadline;
+        let ready_line = (spec.ready_line)(port);
+        loop {
+            let exited = match self.child.as_mut() {
+                Some(child) => child.try_wait().ok().flatten(),
+                None => None,
+            };
+            let log = read_from(&self.log_file, log_offset);
+            let port_taken = match spec.port_in_use {
+                PortInUse::Logged(line) => exited.is_none() && log.contains(line),
+                PortInUse::ExitsWith(word) => {
+                    exited.is_some()
+                        && (log.contains(word)
+                            || read_from(&self.console_file, console_offset).contains(word))
+                }
+            };
+            if let Some(status) = exited {
+                self.child = None;
+                return if port_taken {
+                    Startup::PortTaken
+                } else {
+                    Startup::Exited(status)
+                };
+            }
+            if port_taken {
+                return Startup::PortTaken;
+            }
+            if log.contains(&ready_line)
+                && TcpStream::connect_timeout(
+                    &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+                    Duration::from_secs(1),
+                )
+                .is_ok()
+            {
+                return Startup::Ready;
+            }
+            if Instant::now() >= deadline {
+                return Startup::TimedOut;
+            }
+            std::thread::sleep(spec.poll);
+        }
+    }
+
+    fn start_failed(&mut self, outcome: Startup, port: u16) -> ! {
+        let ProcessSpec {
+            name,
+            start_deadline,
+            ..
+        } = *self.spec;
+        let what = match outcome {
+            Startup::Exited(status) => format!("{name} exited during start-up ({status})"),
+            Startup::TimedOut => format!(
+                "{name} did not accept connections on 127.0.0.1:{port} within {start_deadline:?}"
+            ),
+            Startup::Ready | Startup::PortTaken => unreachable!(),
+        };
+        self.kill();
+        panic!("{what}\n{}", self.log_tail(40));
+    }
 }
