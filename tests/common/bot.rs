@@ -180,6 +180,11 @@ lease_secs = 3
         }
     }
 
+    /// The process id while it runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// Sends a signal (`"INT"`, `"TERM"`, ...) without waiting.
     pub fn signal(&self, name: &str) {
         let child = self.child.as_ref().expect("the bot is running");
