@@ -12,10 +12,11 @@ use helpim_bot::claims::{self, Claim, ClaimError};
 use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
 use helpim_bot::store::{NewRoom, RoomChange, Store};
 
-use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
+use common::bot::{BotOptions, eventually, wait_available, wait_status};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
-use common::server::{ServerKind, XmppServer};
+use common::server::ServerKind;
+use common::world::World;
 
 const WAIT: Duration = Duration::from_secs(10);
 
@@ -216,43 +217,13 @@ on_every_server!(
     one_left_too_long_ends_the_chat_with_a_notice,
 );
 
-/// One test world; dropped in field order: the bot stops before the server and database.
-struct World {
-    bot: TestBot,
-    store: Store,
-    _db: TestDb,
-    server: Box<dyn XmppServer>,
-}
-
-impl World {
-    async fn start(kind: ServerKind, options: BotOptions) -> World {
-        let server = common::server::start(kind);
-        let db = TestDb::new(Backend::SqliteFile);
-        let store = db.store().await;
-        let bot = TestBot::start(
-            server.as_ref(),
-            &db.url,
-            BotOptions {
-                require_claims: true,
-                ..options
-            },
-        );
-        World {
-            bot,
-            store,
-            _db: db,
-            server,
-        }
-    }
-
-    async fn person(&self, user: &str) -> TestClient {
-        self.server.register(user, "pw");
-        TestClient::connect(self.server.as_ref(), user, "pw").await
-    }
-
-    async fn events_of(&self, room_id: i64) -> Vec<helpim_bot::store::RoomEvent> {
-        self.store.events(room_id).await.unwrap()
-    }
+/// A world on `kind` and SQLite whose bot requires claims.
+async fn world(kind: ServerKind, options: BotOptions) -> World {
+    let options = BotOptions {
+        require_claims: true,
+        ..options
+    };
+    World::start(kind, Backend::SqliteFile, options).await
 }
 
 fn timeouts(lines: &str) -> BotOptions {
@@ -263,7 +234,7 @@ fn timeouts(lines: &str) -> BotOptions {
 }
 
 async fn three_clients_get_rooms_in_the_order_staff_entered(kind: ServerKind) {
-    let w = World::start(
+    let w = world(
         kind,
         BotOptions {
             available: 3,
@@ -313,7 +284,7 @@ async fn three_clients_get_rooms_in_the_order_staff_entered(kind: ServerKind) {
 }
 
 async fn an_unclaimed_intruder_is_kicked_and_the_state_holds(kind: ServerKind) {
-    let w = World::start(
+    let w = world(
         kind,
         BotOptions {
             available: 1,
@@ -341,7 +312,7 @@ async fn an_unclaimed_intruder_is_kicked_and_the_state_holds(kind: ServerKind) {
         Some("This room has not been assigned to you.")
     );
     let kick = eventually("the kick event", WAIT, || async {
-        let events = w.events_of(room.id).await;
+        let events = w.events(room.id).await;
         events
             .into_iter()
             .find(|e| e.kind == EventKind::Kicked)
@@ -384,7 +355,7 @@ async fn an_unclaimed_intruder_is_kicked_and_the_state_holds(kind: ServerKind) {
 }
 
 async fn claims_nobody_uses_expire_and_each_release_is_an_event(kind: ServerKind) {
-    let w = World::start(
+    let w = world(
         kind,
         BotOptions {
             available: 1,
@@ -412,7 +383,7 @@ async fn claims_nobody_uses_expire_and_each_release_is_an_event(kind: ServerKind
             .ok_or("still claimed".to_owned())
     })
     .await;
-    let events = w.events_of(room.id).await;
+    let events = w.events(room.id).await;
     let expired: Vec<_> = events
         .iter()
         .filter(|e| e.kind == EventKind::ClaimExpired)
@@ -445,7 +416,7 @@ async fn claims_nobody_uses_expire_and_each_release_is_an_event(kind: ServerKind
             .ok_or("still claimed".to_owned())
     })
     .await;
-    let events = w.events_of(claim.room_id).await;
+    let events = w.events(claim.room_id).await;
     assert!(
         events
             .iter()
@@ -499,7 +470,7 @@ async fn chatting(w: &World) -> (Claim, TestClient, TestClient) {
 }
 
 async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person(kind: ServerKind) {
-    let w = World::start(
+    let w = world(
         kind,
         BotOptions {
             available: 1,
@@ -518,7 +489,7 @@ async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person(kind: Serve
         .expect("rejoin");
     let row = wait_status(&w.store, claim.room_id, RoomStatus::Chatting).await;
     assert_eq!(row.client_nick.as_deref(), Some("Guest"));
-    let events = w.events_of(claim.room_id).await;
+    let events = w.events(claim.room_id).await;
     let last = events.last().unwrap();
     assert_eq!(
         (last.kind, last.role),
@@ -528,7 +499,7 @@ async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person(kind: Serve
 }
 
 async fn after_the_grace_a_returning_person_is_turned_away(kind: ServerKind) {
-    let w = World::start(
+    let w = world(
         kind,
         BotOptions {
             available: 1,
@@ -560,7 +531,7 @@ async fn after_the_grace_a_returning_person_is_turned_away(kind: ServerKind) {
 }
 
 async fn one_left_too_long_ends_the_chat_with_a_notice(kind: ServerKind) {
-    let w = World::start(
+    let w = world(
         kind,
         BotOptions {
             available: 1,
@@ -590,7 +561,7 @@ async fn one_left_too_long_ends_the_chat_with_a_notice(kind: ServerKind) {
     assert!(gone.status_codes.contains(&110) || gone.from_nick.as_deref() == Some("Staff"));
     let row = wait_status(&w.store, claim.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Timeout));
-    let events = w.events_of(claim.room_id).await;
+    let events = w.events(claim.room_id).await;
     assert_eq!(
         events.last().unwrap().close_reason,
         Some(CloseReason::Timeout)

@@ -14,52 +14,15 @@ use std::time::Duration;
 use futures::StreamExt;
 
 use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
-use helpim_bot::store::{Room, Store};
+use helpim_bot::store::Room;
 
-use common::bot::{BotOptions, TestBot, rooms_with, wait_available, wait_status};
+use common::bot::{BotOptions, rooms_with, wait_status};
 use common::client::{JoinError, TestClient};
-use common::db::{Backend, TestDb};
-use common::server::{ServerKind, XmppServer};
+use common::db::Backend;
+use common::server::ServerKind;
+use common::world::World;
 
 const WAIT: Duration = Duration::from_secs(10);
-
-/// One test world: a server, a database, the bot. Dropped in field order: the bot stops
-/// before the server and the database go.
-struct World {
-    bot: TestBot,
-    store: Store,
-    _db: TestDb,
-    server: Box<dyn XmppServer>,
-}
-
-impl World {
-    async fn start(server: ServerKind, backend: Backend, options: BotOptions) -> World {
-        let server = common::server::start(server);
-        let db = TestDb::new(backend);
-        let store = db.store().await;
-        let bot = TestBot::start(server.as_ref(), &db.url, options);
-        World {
-            bot,
-            store,
-            _db: db,
-            server,
-        }
-    }
-
-    /// A connected test user (registered on the fly).
-    async fn person(&self, user: &str) -> TestClient {
-        self.server.register(user, "pw");
-        TestClient::connect(self.server.as_ref(), user, "pw").await
-    }
-
-    async fn available(&self, n: usize) -> Vec<Room> {
-        wait_available(&self.store, &self.bot.jid, n).await
-    }
-
-    async fn events(&self, room: &Room) -> Vec<helpim_bot::store::RoomEvent> {
-        self.store.events(room.id).await.expect("events")
-    }
-}
 
 /// The (kind, from, to) of a room's history.
 fn history(
@@ -163,7 +126,7 @@ async fn start_fills_the_pool_with_protected_hidden_temporary_rooms(
                 room.jid
             );
         }
-        let events = w.events(room).await;
+        let events = w.events(room.id).await;
         assert_eq!(
             history(&events),
             [(EventKind::Created, None, RoomStatus::Available)]
@@ -230,7 +193,7 @@ async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
     let closed_at = row.closed_at.expect("closed_at set");
 
-    let events = w.events(&room).await;
+    let events = w.events(room.id).await;
     assert_eq!(
         history(&events),
         [
@@ -318,7 +281,7 @@ async fn staff_leaving_before_a_client_closes_with_no_client(server: ServerKind,
     let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::NoClient));
     assert_eq!(row.client_nick, None);
-    let events = w.events(&room).await;
+    let events = w.events(room.id).await;
     assert_eq!(
         history(&events).last(),
         Some(&(
@@ -363,7 +326,7 @@ async fn staff_leaving_first_then_the_client_closes_completed(
     client.leave(&room.jid, "Guest").await;
     let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = w.events(&room).await;
+    let events = w.events(room.id).await;
     assert_eq!(events[3].role, Some(Role::Staff), "{events:?}");
     assert_eq!(events[4].role, Some(Role::Client), "{events:?}");
     assert_timestamps_ordered(&events);
@@ -462,7 +425,7 @@ async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind,
     staff.leave(&room.jid, "Counsellor").await;
     let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = w.events(&room).await;
+    let events = w.events(room.id).await;
     assert_eq!(
         events.iter().filter(|e| e.kind == EventKind::Left).count(),
         1,
@@ -544,7 +507,7 @@ async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backen
     staff.leave(&room.jid, "Counsellor").await;
     let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = w.events(&room).await;
+    let events = w.events(room.id).await;
     assert_eq!(
         history(&events),
         [
@@ -650,7 +613,7 @@ async fn fifty_chats_at_once_end_right_within_the_cap(server: ServerKind, backen
     assert!(max_open <= MAX, "{max_open} rooms open at once, cap {MAX}");
 
     for (i, room) in rooms.iter().enumerate() {
-        let events = w.events(room).await;
+        let events = w.events(room.id).await;
         assert_eq!(
             history(&events),
             [

@@ -552,25 +552,7 @@ async fn create(
         ctx.xmpp.send(muc::leave(&jid, &ctx.nick));
         return Err(CreateError::NameTaken);
     }
-    let room = Jid::from(jid.clone());
-    let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
-    let offered = form::parse_offered(&offered.ok_or(CreateError::NoForm)?)?;
-    let settings = RoomSettings {
-        password: password.clone(),
-        history_length: ctx.history_length,
-        max_users: ctx.max_chatters + 1,
-    };
-    ctx.xmpp
-        .set(room.clone(), form::submit(&offered, &settings)?)
-        .await?;
-    let info = ctx
-        .xmpp
-        .get(
-            room,
-            minidom::Element::builder("query", form::NS_DISCO_INFO).build(),
-        )
-        .await?;
-    form::verify_features(&info.ok_or(CreateError::NoForm)?)?;
+    configure(&ctx, &jid, &password).await?;
     let row = ctx
         .store
         .create_room(&NewRoom {

@@ -10,3 +10,4 @@ pub mod ejabberd;
 pub mod prosody;
 pub mod proxy;
 pub mod server;
+pub mod world;
