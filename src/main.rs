@@ -145,8 +145,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 } else {
                     String::new()
                 };
+                // Who the room was claimed for, when the web application claimed it.
+                let claims: String = [
+                    ("staff", &room.staff_claimed_by),
+                    ("client", &room.client_claimed_by),
+                ]
+                .iter()
+                .filter_map(|(role, by)| by.as_deref().map(|by| format!(" {role}_claim={by}")))
+                .collect();
                 println!(
-                    "{:>6} {:<13} {} staff={} client={} since={}{pw}",
+                    "{:>6} {:<13} {} staff={} client={} since={}{claims}{pw}",
                     room.id,
                     room.status,
                     room.jid,
