@@ -270,3 +270,52 @@ async fn claim_prints_json_and_exits_3_when_nothing_is_left() {
         );
     }
 }
+
+#[tokio::test]
+async fn starttls_with_a_trusted_certificate_works_and_an_untrusted_one_is_refused() {
+    let server = TestProsody::start_with_tls();
+    let ca = server
+        .ca_file()
+        .expect("TLS server")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    // Trusting the test CA: the bot logs in over STARTTLS and fills its pool.
+    let mut bot = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 1,
+            tls_required: true,
+            env: vec![("SSL_CERT_FILE".into(), ca)],
+            ..Default::default()
+        },
+    );
+    wait_available(&store, &bot.jid, 1).await;
+    assert_eq!(bot.stop().code(), Some(0));
+
+    // Without it (the system's roots only): the certificate is refused, clearly, in time.
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("bot.toml");
+    let config = std::fs::read_to_string(&bot.config)
+        .unwrap()
+        .replace("connect_secs", "unused_key_never_written")
+        .replace("lease_secs = 3", "lease_secs = 3\nconnect_secs = 3");
+    std::fs::write(&path, config).unwrap();
+    let started = Instant::now();
+    let output = helpim_bot(&["--config", path.to_str().unwrap()]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}",
+        started.elapsed()
+    );
+    let err = stderr(&output);
+    assert!(err.contains("could not reach the XMPP server"), "{err}");
+    assert!(
+        err.to_lowercase().contains("certificate"),
+        "the cause is named: {err}"
+    );
+}

@@ -24,6 +24,8 @@ pub struct BotOptions {
     pub max_rooms: u32,
     /// `muc.max_chatters`.
     pub max_chatters: u32,
+    /// `xmpp.tls = "required"` (STARTTLS) instead of `"none"`.
+    pub tls_required: bool,
     /// `muc.require_claims`. Off by default: the lifecycle scenarios send people to rooms
     /// directly; tests/claims.rs exercises claims.
     pub require_claims: bool,
@@ -41,6 +43,7 @@ impl Default for BotOptions {
             available: 3,
             max_rooms: 10,
             max_chatters: 2,
+            tls_required: false,
             require_claims: false,
             extra: String::new(),
             env: Vec::new(),
@@ -84,7 +87,7 @@ jid = "{jid}"
 password = "{password}"
 host = "127.0.0.1"
 port = {port}
-tls = "none"
+tls = "{tls}"
 
 [muc]
 service = "{muc}"
@@ -111,6 +114,11 @@ lease_secs = 3
                 port = server.port(),
                 muc = server.muc_domain(),
                 max_chatters = options.max_chatters,
+                tls = if options.tls_required {
+                    "required"
+                } else {
+                    "none"
+                },
                 require_claims = options.require_claims,
                 available = options.available,
                 max_rooms = options.max_rooms,

@@ -61,6 +61,8 @@ pub struct TestProsody {
     config_file: PathBuf,
     /// `prosody -F` while the server runs, its log and console files.
     process: ServerProcess,
+    /// With TLS: the test CA that signed the server's certificate (STARTTLS required).
+    ca_file: Option<PathBuf>,
     // Last field: removed after `Drop::drop` has stopped the process.
     dir: tempfile::TempDir,
 }
@@ -69,6 +71,22 @@ impl TestProsody {
     /// Starts a fresh server with an empty data directory on a free loopback port and
     /// waits (at most 10 s) until it accepts connections.
     pub fn start() -> TestProsody {
+        Self::start_inner(false)
+    }
+
+    /// Like [`start`](Self::start), but with STARTTLS required on c2s, using a certificate
+    /// for `localhost` signed by a throwaway test CA ([`ca_file`](Self::ca_file)); a client
+    /// trusts it with `SSL_CERT_FILE=<ca_file>`.
+    pub fn start_with_tls() -> TestProsody {
+        Self::start_inner(true)
+    }
+
+    /// The test CA's certificate, when the server runs with TLS.
+    pub fn ca_file(&self) -> Option<&Path> {
+        self.ca_file.as_deref()
+    }
+
+    fn start_inner(tls: bool) -> TestProsody {
         let prosody = find_executable("prosody").unwrap_or_else(|| panic!("{NOT_INSTALLED}"));
         let dir = tempfile::Builder::new()
             .prefix("helpim-prosody-")
@@ -88,8 +106,12 @@ impl TestProsody {
                 dir.path().join("console.log"),
                 None,
             ),
+            ca_file: None,
             dir,
         };
+        if tls {
+            server.ca_file = Some(make_certificates(&data_dir, &server.domain));
+        }
         for _ in 0..PORT_ATTEMPTS {
             server.port = pick_port();
             server.write_config(&data_dir);
@@ -170,7 +192,19 @@ impl TestProsody {
             ("@MUC_DOMAIN@", self.muc_domain.clone()),
             ("@DOMAIN@", self.domain.clone()),
         ];
-        let config = substitute(TEMPLATE, "Prosody", "--", &values);
+        let mut config = substitute(TEMPLATE, "Prosody", "--", &values);
+        if self.ca_file.is_some() {
+            // TLS on: load the tls module (its certificate is found in the certificates
+            // directory, the data dir) and refuse plaintext logins.
+            // (Removed from modules_disabled, and listed: it is not loaded by default.)
+            config = config
+                .replacen("\t\"tls\";\n", "", 1)
+                .replacen("\t\"saslauth\";", "\t\"tls\";\n\t\"saslauth\";", 1)
+                .replace(
+                    "c2s_require_encryption = false",
+                    "c2s_require_encryption = true",
+                );
+        }
         fs::write(&self.config_file, config).expect("cannot write the Prosody config");
     }
 
@@ -190,6 +224,68 @@ impl Drop for TestProsody {
         self.stop();
         // `dir` (a TempDir) is deleted when the fields are dropped, after this.
     }
+}
+
+/// A throwaway CA and a certificate for `domain` signed by it, written where Prosody looks
+/// for them (`<dir>/<domain>.crt` and `.key`); returns the CA certificate's path.
+fn make_certificates(dir: &Path, domain: &str) -> PathBuf {
+    let run = |args: &[&str]| {
+        let output = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("openssl is needed for TLS tests: apt-get install -y openssl");
+        assert!(
+            output.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    };
+    let subject = format!("/CN={domain}");
+    fs::write(
+        dir.join("leaf.ext"),
+        format!("subjectAltName=DNS:{domain}\nextendedKeyUsage=serverAuth\n"),
+    )
+    .expect("write the certificate extensions");
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        "ca.key",
+        "-out",
+        "ca.crt",
+        "-days",
+        "2",
+        "-subj",
+        "/CN=helpim-test-ca",
+    ]);
+    let key = format!("{domain}.key");
+    let crt = format!("{domain}.crt");
+    run(&[
+        "req", "-newkey", "rsa:2048", "-nodes", "-keyout", &key, "-out", "leaf.csr", "-subj",
+        &subject,
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "leaf.csr",
+        "-CA",
+        "ca.crt",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        &crt,
+        "-days",
+        "2",
+        "-extfile",
+        "leaf.ext",
+    ]);
+    dir.join("ca.crt")
 }
 
 /// Paths go inside Lua double-quoted strings.
