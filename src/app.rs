@@ -209,7 +209,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
 
 /// Keeps the lease renewed. When it expires because the database is unreachable, the bot
 /// stays in its rooms (their writes wait in order) and keeps trying; once a renewal works
-/// again nothing was lost. Only a lease another process took over ends the bot.
+/// again nothing was lost. Only a lease another process took over ends the bot. The cost: in
+/// a network partition where only this process cannot reach the database, another instance
+/// may take the JID over while this one still acts on XMPP, until it learns of the takeover.
 async fn hold_lease(lease: &lease::Lease) -> LeaseError {
     loop {
         match lease.keep_alive().await {
