@@ -14,6 +14,8 @@ use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
+use common::server::{ServerKind, XmppServer};
+use common::world::World;
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -24,7 +26,7 @@ struct Chat {
     client: Option<TestClient>,
 }
 
-async fn start_chats(server: &TestProsody, store: &Store, rooms: Vec<Room>) -> Vec<Chat> {
+async fn start_chats(server: &dyn XmppServer, store: &Store, rooms: Vec<Room>) -> Vec<Chat> {
     let mut chats = Vec::new();
     for (i, room) in rooms.into_iter().enumerate() {
         let mut staff = TestClient::connect(server, "staff", "pw").await;
@@ -49,6 +51,14 @@ async fn start_chats(server: &TestProsody, store: &Store, rooms: Vec<Room>) -> V
     chats
 }
 
+/// A Prosody and SQLite world with the accounts `staff` and `client`, and borrows of its parts.
+async fn chat_world(options: BotOptions) -> World {
+    let w = World::start(ServerKind::Prosody, Backend::SqliteFile, options).await;
+    w.server.register("staff", "pw");
+    w.server.register("client", "pw");
+    w
+}
+
 fn status_counts(rooms: &[Room]) -> BTreeMap<RoomStatus, usize> {
     let mut counts = BTreeMap::new();
     for room in rooms {
@@ -60,23 +70,16 @@ fn status_counts(rooms: &[Room]) -> BTreeMap<RoomStatus, usize> {
 #[tokio::test]
 async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
     const CHATS: usize = 20;
-    let server = TestProsody::start();
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    let db = TestDb::new(Backend::SqliteFile);
-    let store = db.store().await;
-    let mut bot = TestBot::start(
-        &server,
-        &db.url,
-        BotOptions {
-            available: CHATS as u32,
-            max_rooms: 40,
-            extra: "[timeouts]\none_left_secs = 0".into(),
-            ..Default::default()
-        },
-    );
-    let rooms = wait_available(&store, &bot.jid, CHATS).await;
-    let mut chats = start_chats(&server, &store, rooms).await;
+    let mut w = chat_world(BotOptions {
+        available: CHATS as u32,
+        max_rooms: 40,
+        extra: "[timeouts]\none_left_secs = 0".into(),
+        ..Default::default()
+    })
+    .await;
+    let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
+    let rooms = wait_available(store, &bot.jid, CHATS).await;
+    let mut chats = start_chats(server.as_ref(), store, rooms).await;
 
     bot.kill(); // kill -9: no goodbye, nothing flushed
     // While the bot is down: in chats 0-4 the client leaves; in 5-7 both leave.
@@ -125,7 +128,7 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
         }
     }
     // The pool is full again, and the unused rooms of before were found lost.
-    wait_available(&store, &bot.jid, CHATS).await;
+    wait_available(store, &bot.jid, CHATS).await;
 
     // The chats go on and are tracked to closed.
     for (n, chat) in chats.iter_mut().enumerate() {
@@ -149,7 +152,7 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
         }
     }
     for (n, chat) in chats.iter().enumerate() {
-        let row = wait_status(&store, chat.room.id, RoomStatus::Closed).await;
+        let row = wait_status(store, chat.room.id, RoomStatus::Closed).await;
         if !(5..8).contains(&n) {
             assert_eq!(row.close_reason, Some(CloseReason::Completed), "room {n}");
         }
@@ -173,22 +176,15 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
 
 #[tokio::test]
 async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
-    let mut server = TestProsody::start();
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    let db = TestDb::new(Backend::SqliteFile);
-    let store = db.store().await;
-    let mut bot = TestBot::start(
-        &server,
-        &db.url,
-        BotOptions {
-            available: 3,
-            max_rooms: 10,
-            ..Default::default()
-        },
-    );
-    let rooms = wait_available(&store, &bot.jid, 3).await;
-    let chats = start_chats(&server, &store, rooms[..2].to_vec()).await;
+    let mut w = chat_world(BotOptions {
+        available: 3,
+        max_rooms: 10,
+        ..Default::default()
+    })
+    .await;
+    let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
+    let rooms = wait_available(store, &bot.jid, 3).await;
+    let chats = start_chats(server.as_ref(), store, rooms[..2].to_vec()).await;
     let before: Vec<i64> = store
         .open_rooms(&bot.jid)
         .await
@@ -206,7 +202,7 @@ async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
     // leave while the server went down (Prosody ends their sessions first, with ordinary
     // unavailable presences): then, as far as anyone can tell, the chat completed.
     for id in &before {
-        let row = wait_status(&store, *id, RoomStatus::Closed).await;
+        let row = wait_status(store, *id, RoomStatus::Closed).await;
         let chat = rooms[..2].iter().any(|r| r.id == *id);
         match row.close_reason {
             Some(CloseReason::Lost) => {}
@@ -214,7 +210,7 @@ async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
             other => panic!("room {id} (chat: {chat}) closed with {other:?}"),
         }
     }
-    let fresh = wait_available(&store, &bot.jid, 3).await;
+    let fresh = wait_available(store, &bot.jid, 3).await;
     assert!(fresh.iter().all(|r| !before.contains(&r.id)));
     assert!(
         bot.exited().is_none(),
@@ -223,34 +219,27 @@ async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
     );
 
     // And the new rooms work.
-    let mut staff = TestClient::connect(&server, "staff", "pw").await;
+    let mut staff = TestClient::connect(server.as_ref(), "staff", "pw").await;
     staff
         .join(&fresh[0].jid, "Staff", Some(&fresh[0].password))
         .await
         .expect("join");
-    wait_status(&store, fresh[0].id, RoomStatus::StaffWaiting).await;
+    wait_status(store, fresh[0].id, RoomStatus::StaffWaiting).await;
     let events = store.events(before[0]).await.unwrap();
     assert_eq!(events.last().unwrap().kind, EventKind::Closed);
 }
 
 #[tokio::test]
 async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
-    let server = TestProsody::start();
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    let db = TestDb::new(Backend::SqliteFile);
-    let store = db.store().await;
-    let mut bot = TestBot::start(
-        &server,
-        &db.url,
-        BotOptions {
-            available: 2,
-            max_rooms: 6,
-            ..Default::default()
-        },
-    );
-    let rooms = wait_available(&store, &bot.jid, 2).await;
-    let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
+    let mut w = chat_world(BotOptions {
+        available: 2,
+        max_rooms: 6,
+        ..Default::default()
+    })
+    .await;
+    let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
+    let rooms = wait_available(store, &bot.jid, 2).await;
+    let mut chats = start_chats(server.as_ref(), store, rooms[..1].to_vec()).await;
 
     assert_eq!(bot.stop().code(), Some(0));
     // The unused room was closed for the shutdown; the chat's room was left running.
@@ -262,46 +251,39 @@ async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
     );
 
     bot.spawn();
-    wait_available(&store, &bot.jid, 2).await;
+    wait_available(store, &bot.jid, 2).await;
     let chat = &mut chats[0];
     chat.client
         .as_mut()
         .unwrap()
         .leave(&chat.room.jid, "Guest0")
         .await;
-    wait_status(&store, chat.room.id, RoomStatus::OneLeft).await;
+    wait_status(store, chat.room.id, RoomStatus::OneLeft).await;
     chat.staff
         .as_mut()
         .unwrap()
         .leave(&chat.room.jid, "Staff0")
         .await;
-    let row = wait_status(&store, chat.room.id, RoomStatus::Closed).await;
+    let row = wait_status(store, chat.room.id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
 }
 
 #[tokio::test]
 async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
-    let server = TestProsody::start();
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    server.register("boom", "pw");
-    let db = TestDb::new(Backend::SqliteFile);
-    let store = db.store().await;
-    let mut bot = TestBot::start(
-        &server,
-        &db.url,
-        BotOptions {
-            available: 2,
-            max_rooms: 6,
-            env: vec![("HELPIM_FAULT_PANIC_ON_NICK".into(), "Boom".into())],
-            ..Default::default()
-        },
-    );
-    let rooms = wait_available(&store, &bot.jid, 2).await;
-    let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
+    let mut w = chat_world(BotOptions {
+        available: 2,
+        max_rooms: 6,
+        env: vec![("HELPIM_FAULT_PANIC_ON_NICK".into(), "Boom".into())],
+        ..Default::default()
+    })
+    .await;
+    w.server.register("boom", "pw");
+    let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
+    let rooms = wait_available(store, &bot.jid, 2).await;
+    let mut chats = start_chats(server.as_ref(), store, rooms[..1].to_vec()).await;
 
     // "Boom" entering the other room makes that room's actor panic.
-    let mut boom = TestClient::connect(&server, "boom", "pw").await;
+    let mut boom = TestClient::connect(server.as_ref(), "boom", "pw").await;
     boom.join(&rooms[1].jid, "Boom", Some(&rooms[1].password))
         .await
         .expect("join");
@@ -320,10 +302,10 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
         .unwrap()
         .leave(&chat.room.jid, "Guest0")
         .await;
-    wait_status(&store, chat.room.id, RoomStatus::OneLeft).await;
+    wait_status(store, chat.room.id, RoomStatus::OneLeft).await;
 
     // The broken room is restarted from its row: it rejoins and finds Boom inside.
-    let row = wait_status(&store, rooms[1].id, RoomStatus::StaffWaiting).await;
+    let row = wait_status(store, rooms[1].id, RoomStatus::StaffWaiting).await;
     assert_eq!(row.staff_nick.as_deref(), Some("Boom"));
     assert!(
         bot.log_text()
@@ -331,13 +313,13 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
     );
     assert!(bot.exited().is_none(), "the bot kept running");
     // The pool still works: rooms taken are replaced.
-    wait_available(&store, &bot.jid, 2).await;
+    wait_available(store, &bot.jid, 2).await;
     chat.staff
         .as_mut()
         .unwrap()
         .leave(&chat.room.jid, "Staff0")
         .await;
-    wait_status(&store, chat.room.id, RoomStatus::Closed).await;
+    wait_status(store, chat.room.id, RoomStatus::Closed).await;
 }
 
 #[tokio::test]
