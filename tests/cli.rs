@@ -5,26 +5,13 @@
 
 mod common;
 
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use common::bot::{BotOptions, TestBot, wait_available};
+use common::bot::{BotOptions, TestBot, helpim_bot, stderr, wait_available};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
-
-fn helpim_bot(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
-        .args(args)
-        .env_remove("HELPIM_XMPP_PASSWORD")
-        .env_remove("HELPIM_DATABASE_URL")
-        .output()
-        .expect("run helpim-bot")
-}
-
-fn stderr(output: &Output) -> String {
-    String::from_utf8_lossy(&output.stderr).into_owned()
-}
 
 /// A config for `server` (or a dead port), with this password.
 fn write_config(

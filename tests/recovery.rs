@@ -10,7 +10,7 @@ use std::time::Duration;
 use helpim_bot::model::{CloseReason, EventKind, RoomStatus};
 use helpim_bot::store::{Room, Store};
 
-use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
+use common::bot::{BotOptions, TestBot, eventually, stderr, wait_available, wait_status};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
@@ -420,13 +420,9 @@ async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
     let first_rooms = wait_available(&store, &first.jid, 2).await;
 
     // The same config again: refused with a message naming the holder, exit 1.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
-        .arg("--config")
-        .arg(&first.config)
-        .output()
-        .unwrap();
+    let output = first.cli(&[]);
     assert_eq!(output.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&output.stderr);
+    let err = stderr(&output);
     assert!(err.contains("already managed by pid"), "{err}");
     // The first bot and its rooms were not disturbed.
     assert!(first.exited().is_none());
@@ -454,17 +450,8 @@ async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
         first_rooms.iter().map(|r| r.id).collect::<Vec<_>>()
     );
     // The health check reads the lease: healthy while the bot runs.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
-        .args(["health", "--config"])
-        .arg(&first.config)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(0),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = first.cli(&["health"]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
     assert!(String::from_utf8_lossy(&output.stdout).starts_with("healthy"));
     // Stopping the first bot closes only its own unused rooms.
     assert_eq!(first.stop().code(), Some(0));
@@ -477,17 +464,8 @@ async fn one_process_per_bot_jid_and_bots_with_other_jids_share_the_database() {
     assert_eq!(second.stop().code(), Some(0));
 
     // The health check reads the lease: unhealthy once nobody holds it.
-    let output = std::process::Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
-        .args(["health", "--config"])
-        .arg(&first.config)
-        .output()
-        .unwrap();
-    assert_eq!(
-        output.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
+    let output = first.cli(&["health"]);
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
 }
 
 async fn rooms_of(store: &Store, bot: &str) -> Vec<i64> {

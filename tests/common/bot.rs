@@ -5,7 +5,7 @@
 
 use std::fs;
 use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use helpim_bot::model::RoomStatus;
@@ -49,6 +49,22 @@ impl Default for BotOptions {
             env: Vec::new(),
         }
     }
+}
+
+/// Runs the `helpim-bot` binary once with `args` (no secrets from the environment) and
+/// returns its exit status and output.
+pub fn helpim_bot(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
+        .args(args)
+        .env_remove("HELPIM_XMPP_PASSWORD")
+        .env_remove("HELPIM_DATABASE_URL")
+        .output()
+        .expect("run helpim-bot")
+}
+
+/// A command's standard error as text.
+pub fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
 }
 
 /// A running bot process; stopped (SIGKILL) on drop if still running.
@@ -186,6 +202,13 @@ lease_secs = 3
             }
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+
+    /// Runs another `helpim-bot` command (`health`, `rooms`, or the bot itself again) with
+    /// this bot's config.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        let config = self.config.to_str().expect("UTF-8 path");
+        helpim_bot(&[args, &["--config", config]].concat())
     }
 
     /// The process id while it runs.
