@@ -59,6 +59,9 @@ pub struct PoolActor {
     /// A room became ready while a check was counting: that count may predate the room's
     /// row while `creating` no longer includes it, so the check's result is discarded.
     stale: bool,
+    /// When expired claims were last released: once per `check` interval is enough, not on
+    /// every recount that a room's write triggers.
+    last_sweep: Option<std::time::Instant>,
     /// Shutting down: create nothing more.
     stopping: bool,
     /// Rooms are created only once the supervisor has accounted for the recorded rooms.
@@ -109,6 +112,7 @@ impl PoolActor {
             checking: false,
             again: false,
             stale: false,
+            last_sweep: None,
             stopping: false,
             started: false,
         }
@@ -243,9 +247,18 @@ impl Handler<Replenish> for PoolActor {
             ttl(self.settings.staff_claim),
             ttl(self.settings.client_claim),
         );
+        let now = std::time::Instant::now();
+        let sweep = self
+            .last_sweep
+            .is_none_or(|last| now - last >= self.settings.check);
+        if sweep {
+            self.last_sweep = Some(now);
+        }
         let check = async move {
             // Released claims make rooms ready again before they are counted.
-            crate::claims::release_expired(&store, &bot, staff_ttl, client_ttl).await?;
+            if sweep {
+                crate::claims::release_expired(&store, &bot, staff_ttl, client_ttl).await?;
+            }
             store.pool_counts(&bot).await
         };
         ctx.spawn(check.into_actor(self).map(|counts, act, ctx| {
