@@ -973,6 +973,8 @@ p50/p90: nearest-rank percentiles; durations rounded to the second.
             detail: String::new(),
             set_staff_nick: None,
             set_client_nick: None,
+            set_staff_jid: None,
+            set_client_jid: None,
             close_reason: (to == RoomStatus::Closed).then_some(CloseReason::Completed),
         };
         use RoomStatus as S;

@@ -119,6 +119,10 @@ pub struct RoomChange {
     pub set_staff_nick: Option<String>,
     /// Record this as the room's client nick.
     pub set_client_nick: Option<String>,
+    /// Record this as the real bare JID of the room's staff member.
+    pub set_staff_jid: Option<String>,
+    /// Record this as the real bare JID of the room's client.
+    pub set_client_jid: Option<String>,
     /// Why the room closed; stored only when the change closes the room.
     pub close_reason: Option<CloseReason>,
 }
@@ -148,6 +152,22 @@ pub struct Room {
     pub client_claimed_at: Option<DateTime<Utc>>,
     /// Who claimed the room for a client.
     pub client_claimed_by: Option<String>,
+    /// The real bare JID of the staff member who entered (personal data).
+    pub staff_jid: Option<String>,
+    /// The real bare JID of the client who entered (personal data).
+    pub client_jid: Option<String>,
+    /// The only bare JID the staff claim admits, when the web application bound it.
+    pub staff_claimed_jid: Option<String>,
+    /// The only bare JID the client claim admits, when the web application bound it.
+    pub client_claimed_jid: Option<String>,
+    /// When one extra seat of a chat in progress was claimed (and not used yet).
+    pub extra_claimed_at: Option<DateTime<Utc>>,
+    /// Who claimed the extra seat.
+    pub extra_claimed_by: Option<String>,
+    /// The only bare JID the extra claim admits, when bound.
+    pub extra_claimed_jid: Option<String>,
+    /// When the server confirmed the room destroyed (or gone).
+    pub destroyed_at: Option<DateTime<Utc>>,
     /// When the room was recorded.
     pub created_at: DateTime<Utc>,
     /// When the status last changed.
@@ -248,6 +268,14 @@ impl TryFrom<room::Model> for Room {
             staff_claimed_by: row.staff_claimed_by,
             client_claimed_at: row.client_claimed_at,
             client_claimed_by: row.client_claimed_by,
+            staff_jid: row.staff_jid,
+            client_jid: row.client_jid,
+            staff_claimed_jid: row.staff_claimed_jid,
+            client_claimed_jid: row.client_claimed_jid,
+            extra_claimed_at: row.extra_claimed_at,
+            extra_claimed_by: row.extra_claimed_by,
+            extra_claimed_jid: row.extra_claimed_jid,
+            destroyed_at: row.destroyed_at,
             created_at: row.created_at,
             status_changed_at: row.status_changed_at,
             closed_at: row.closed_at,
@@ -394,6 +422,12 @@ impl Store {
         }
         if let Some(nick) = &change.set_client_nick {
             update.client_nick = Set(Some(nick.clone()));
+        }
+        if let Some(jid) = &change.set_staff_jid {
+            update.staff_jid = Set(Some(jid.clone()));
+        }
+        if let Some(jid) = &change.set_client_jid {
+            update.client_jid = Set(Some(jid.clone()));
         }
 
         let txn = self.db.begin().await?;
@@ -557,6 +591,14 @@ mod tests {
             staff_claimed_by: None,
             client_claimed_at: None,
             client_claimed_by: None,
+            staff_jid: None,
+            client_jid: None,
+            staff_claimed_jid: None,
+            client_claimed_jid: None,
+            extra_claimed_at: None,
+            extra_claimed_by: None,
+            extra_claimed_jid: None,
+            destroyed_at: None,
             created_at: at,
             status_changed_at: at,
             closed_at: None,

@@ -50,6 +50,8 @@ async fn seed_rooms(store: &Store, available: usize, waiting: usize) {
                     detail: "staff entered".into(),
                     set_staff_nick: Some(format!("staff{i}")),
                     set_client_nick: None,
+                    set_staff_jid: None,
+                    set_client_jid: None,
                     close_reason: None,
                 })
                 .await

@@ -76,6 +76,8 @@ impl<'a> Room<'a> {
                 detail: format!("{kind} at {when}"),
                 set_staff_nick: None,
                 set_client_nick: None,
+                set_staff_jid: None,
+                set_client_jid: None,
                 close_reason,
             };
             self.store

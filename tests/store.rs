@@ -58,6 +58,8 @@ fn change(
         detail: format!("{kind} at step {step}"),
         set_staff_nick: None,
         set_client_nick: None,
+        set_staff_jid: None,
+        set_client_jid: None,
         close_reason: None,
     }
 }
@@ -122,6 +124,14 @@ async fn exercise(backend: Backend) {
         staff_claimed_by: None,
         client_claimed_at: None,
         client_claimed_by: None,
+        staff_jid: None,
+        client_jid: None,
+        staff_claimed_jid: None,
+        client_claimed_jid: None,
+        extra_claimed_at: None,
+        extra_claimed_by: None,
+        extra_claimed_jid: None,
+        destroyed_at: None,
         created_at: at(0),
         status_changed_at: at(0),
         closed_at: None,
@@ -155,6 +165,8 @@ async fn exercise(backend: Backend) {
             nick: Some("client1".to_owned()),
             role: Some(Role::Client),
             set_client_nick: Some("client1".to_owned()),
+            set_staff_jid: None,
+            set_client_jid: None,
             ..change(id, K::Entered, S::StaffWaiting, S::Chatting, 2)
         },
         // Same status: status_changed_at stays; a close reason is ignored when not closing.
@@ -162,6 +174,8 @@ async fn exercise(backend: Backend) {
             nick: Some("client2".to_owned()),
             role: Some(Role::Client),
             set_client_nick: Some("client2".to_owned()),
+            set_staff_jid: None,
+            set_client_jid: None,
             close_reason: Some(CloseReason::Error),
             ..change(id, K::NickChanged, S::Chatting, S::Chatting, 3)
         },

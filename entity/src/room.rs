@@ -39,6 +39,31 @@ pub struct Model {
     pub closed_at: Option<DateTimeUtc>,
     /// Why the room was closed (`completed`, `no_client`, ...).
     pub close_reason: Option<String>,
+    /// The real bare JID of the person who entered as staff (personal data).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub staff_jid: Option<String>,
+    /// The real bare JID of the person who entered as client (personal data).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub client_jid: Option<String>,
+    /// Written by the web application's staff claim, optionally: only this bare JID may
+    /// enter as staff.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub staff_claimed_jid: Option<String>,
+    /// Written by the web application's client claim, optionally: only this bare JID may
+    /// enter as client.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub client_claimed_jid: Option<String>,
+    /// When the web application claimed one extra seat in a chat in progress
+    /// (`muc.max_chatters` above 2); cleared when the person it admits enters.
+    pub extra_claimed_at: Option<DateTimeUtc>,
+    /// Who claimed the extra seat.
+    pub extra_claimed_by: Option<String>,
+    /// The only bare JID the extra claim admits, when bound.
+    #[sea_orm(column_type = "Text", nullable)]
+    pub extra_claimed_jid: Option<String>,
+    /// When the server confirmed that the room is destroyed (or gone); a `closed` row
+    /// without it is a room the bot must still destroy.
+    pub destroyed_at: Option<DateTimeUtc>,
 }
 
 /// A room has a history of events.

@@ -338,6 +338,8 @@ impl RoomActor {
                             detail: r.detail,
                             set_staff_nick: r.set_staff_nick,
                             set_client_nick: r.set_client_nick,
+                            set_staff_jid: None,
+                            set_client_jid: None,
                             close_reason: r.close_reason,
                         });
                     }
