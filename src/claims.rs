@@ -16,9 +16,10 @@ use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, Transact
 use crate::model::{EventKind, Role, RoomStatus};
 use crate::store::{self, Store, StoreError};
 
-/// PostgreSQL: take the oldest unclaimed available room for staff ($1 = now, $2 = claimer).
+/// PostgreSQL: take the oldest unclaimed available room for staff ($1 = now, $2 = claimer,
+/// $3 = the only bare JID the claim admits, or NULL for anybody with the password).
 pub const POSTGRES_CLAIM_STAFF: &str =
-    "UPDATE room SET staff_claimed_at = $1, staff_claimed_by = $2
+    "UPDATE room SET staff_claimed_at = $1, staff_claimed_by = $2, staff_claimed_jid = $3
 WHERE id = (SELECT id FROM room
             WHERE status = 'available' AND staff_claimed_at IS NULL
             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
@@ -26,10 +27,16 @@ RETURNING id, jid, password";
 
 /// PostgreSQL: take the room whose staff has waited longest, for a client.
 pub const POSTGRES_CLAIM_CLIENT: &str =
-    "UPDATE room SET client_claimed_at = $1, client_claimed_by = $2
+    "UPDATE room SET client_claimed_at = $1, client_claimed_by = $2, client_claimed_jid = $3
 WHERE id = (SELECT id FROM room
             WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
             ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
+RETURNING id, jid, password";
+
+/// PostgreSQL: claim one extra seat in chat `$4` (`muc.max_chatters` above 2).
+pub const POSTGRES_CLAIM_EXTRA: &str =
+    "UPDATE room SET extra_claimed_at = $1, extra_claimed_by = $2, extra_claimed_jid = $3
+WHERE id = $4 AND status = 'chatting' AND extra_claimed_at IS NULL
 RETURNING id, jid, password";
 
 /// PostgreSQL: the claim's event ($1 = room id, $2 = kind, $3 = status, $4 = now,
@@ -39,8 +46,10 @@ pub const POSTGRES_CLAIM_EVENT: &str =
 VALUES ($1, $2, $3, $3, $4, $5, $6)";
 
 /// SQLite (3.35 or later): take the oldest unclaimed available room for staff
-/// (?1 = now, ?2 = claimer). SQLite has one writer at a time: the statement is atomic.
-pub const SQLITE_CLAIM_STAFF: &str = "UPDATE room SET staff_claimed_at = ?1, staff_claimed_by = ?2
+/// (?1 = now, ?2 = claimer, ?3 = bound JID or NULL). SQLite has one writer at a time: the
+/// statement is atomic.
+pub const SQLITE_CLAIM_STAFF: &str =
+    "UPDATE room SET staff_claimed_at = ?1, staff_claimed_by = ?2, staff_claimed_jid = ?3
 WHERE id = (SELECT id FROM room
             WHERE status = 'available' AND staff_claimed_at IS NULL
             ORDER BY id LIMIT 1)
@@ -48,10 +57,16 @@ RETURNING id, jid, password";
 
 /// SQLite: take the room whose staff has waited longest, for a client.
 pub const SQLITE_CLAIM_CLIENT: &str =
-    "UPDATE room SET client_claimed_at = ?1, client_claimed_by = ?2
+    "UPDATE room SET client_claimed_at = ?1, client_claimed_by = ?2, client_claimed_jid = ?3
 WHERE id = (SELECT id FROM room
             WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
             ORDER BY status_changed_at, id LIMIT 1)
+RETURNING id, jid, password";
+
+/// SQLite: claim one extra seat in chat ?4.
+pub const SQLITE_CLAIM_EXTRA: &str =
+    "UPDATE room SET extra_claimed_at = ?1, extra_claimed_by = ?2, extra_claimed_jid = ?3
+WHERE id = ?4 AND status = 'chatting' AND extra_claimed_at IS NULL
 RETURNING id, jid, password";
 
 /// SQLite: the claim's event.
@@ -70,13 +85,19 @@ pub const MYSQL_FIND_CLIENT_ROOM: &str = "SELECT id, jid, password FROM room
 WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
 ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
-/// MySQL/MariaDB: write the staff claim (now, claimer, id).
-pub const MYSQL_SET_STAFF_CLAIM: &str =
-    "UPDATE room SET staff_claimed_at = ?, staff_claimed_by = ? WHERE id = ?";
+/// MySQL/MariaDB: lock chat `?` if its extra seat is free; then [`MYSQL_SET_EXTRA_CLAIM`].
+pub const MYSQL_FIND_EXTRA_ROOM: &str = "SELECT id, jid, password FROM room
+WHERE id = ? AND status = 'chatting' AND extra_claimed_at IS NULL
+FOR UPDATE";
 
-/// MySQL/MariaDB: write the client claim (now, claimer, id).
-pub const MYSQL_SET_CLIENT_CLAIM: &str =
-    "UPDATE room SET client_claimed_at = ?, client_claimed_by = ? WHERE id = ?";
+/// MySQL/MariaDB: write the staff claim (now, claimer, bound JID or NULL, id).
+pub const MYSQL_SET_STAFF_CLAIM: &str = "UPDATE room SET staff_claimed_at = ?, staff_claimed_by = ?, staff_claimed_jid = ? WHERE id = ?";
+
+/// MySQL/MariaDB: write the client claim (now, claimer, bound JID or NULL, id).
+pub const MYSQL_SET_CLIENT_CLAIM: &str = "UPDATE room SET client_claimed_at = ?, client_claimed_by = ?, client_claimed_jid = ? WHERE id = ?";
+
+/// MySQL/MariaDB: write the extra-seat claim (now, claimer, bound JID or NULL, id).
+pub const MYSQL_SET_EXTRA_CLAIM: &str = "UPDATE room SET extra_claimed_at = ?, extra_claimed_by = ?, extra_claimed_jid = ? WHERE id = ?";
 
 /// MySQL/MariaDB: the claim's event (room id, kind, status, status, now, role, detail).
 pub const MYSQL_CLAIM_EVENT: &str =
@@ -96,6 +117,8 @@ pub struct Claim {
     pub role: &'static str,
     /// When (UTC, RFC 3339).
     pub claimed_at: String,
+    /// The only bare JID the claim admits, if it is bound.
+    pub bound_jid: Option<String>,
 }
 
 /// Why a claim gave no room.
@@ -104,6 +127,12 @@ pub enum ClaimError {
     /// Nothing to claim for this role right now (a normal answer, not a failure).
     #[error("no {0} room can be claimed right now")]
     NoneAvailable(Role),
+    /// The JID a claim was to be bound to is not a valid bare JID.
+    #[error("{jid:?} is not a bare JID (user@domain) to bind the claim to")]
+    BadJid {
+        /// What was given.
+        jid: String,
+    },
     /// The database failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -115,48 +144,91 @@ impl From<sea_orm::DbErr> for ClaimError {
     }
 }
 
-/// Claims a room for a staff member; `by` is recorded as `staff_claimed_by`.
+/// Claims a room for a staff member; `by` is recorded as `staff_claimed_by`. Anybody with
+/// the password may enter on it.
 pub async fn claim_staff(store: &Store, by: &str) -> Result<Claim, ClaimError> {
-    claim(store, Role::Staff, by).await
+    claim(store, Role::Staff, by, None, None).await
 }
 
 /// Claims the longest-waiting staff member's room for a client; `by` is recorded as
 /// `client_claimed_by`.
 pub async fn claim_client(store: &Store, by: &str) -> Result<Claim, ClaimError> {
-    claim(store, Role::Client, by).await
+    claim(store, Role::Client, by, None, None).await
 }
 
-async fn claim(store: &Store, role: Role, by: &str) -> Result<Claim, ClaimError> {
+/// Claims a room for `role` (staff or client) that only the real bare JID `jid` may enter
+/// in that role: anybody else, password or not, is kicked.
+pub async fn claim_bound(
+    store: &Store,
+    role: Role,
+    by: &str,
+    jid: &str,
+) -> Result<Claim, ClaimError> {
+    claim(store, role, by, Some(jid), None).await
+}
+
+/// Claims one extra seat in chat `room_id` (`muc.max_chatters` above 2): the next person to
+/// enter it (only `jid`, when given) is admitted, and the claim is used up.
+pub async fn claim_extra(
+    store: &Store,
+    room_id: i64,
+    by: &str,
+    jid: Option<&str>,
+) -> Result<Claim, ClaimError> {
+    claim(store, Role::Extra, by, jid, Some(room_id)).await
+}
+
+/// `jid` as the normalised bare JID the server will report, or [`ClaimError::BadJid`].
+pub fn normalise_jid(jid: &str) -> Result<String, ClaimError> {
+    match jid::BareJid::new(jid.trim()) {
+        Ok(bare) if bare.node().is_some() => Ok(bare.to_string()),
+        _ => Err(ClaimError::BadJid {
+            jid: jid.to_owned(),
+        }),
+    }
+}
+
+async fn claim(
+    store: &Store,
+    role: Role,
+    by: &str,
+    jid: Option<&str>,
+    room_id: Option<i64>,
+) -> Result<Claim, ClaimError> {
+    let jid = jid.map(normalise_jid).transpose()?;
     let db = store.connection();
     let backend = db.get_database_backend();
     let at = store::now();
     let (status, kind) = match role {
         Role::Client => (RoomStatus::StaffWaiting, EventKind::ClientClaimed),
+        Role::Extra => (RoomStatus::Chatting, EventKind::ExtraClaimed),
         _ => (RoomStatus::Available, EventKind::StaffClaimed),
     };
-    let detail = format!("claimed by {by}");
+    let detail = match &jid {
+        Some(jid) => format!("claimed by {by} for {jid}"),
+        None => format!("claimed by {by}"),
+    };
+    let bound: Value = jid.clone().into();
+    let room: Value = room_id.into();
     let txn = db.begin().await?;
     let row = match backend {
         DatabaseBackend::MySql => {
-            let find = if role == Role::Client {
-                MYSQL_FIND_CLIENT_ROOM
-            } else {
-                MYSQL_FIND_STAFF_ROOM
+            let (find, set) = match role {
+                Role::Client => (MYSQL_FIND_CLIENT_ROOM, MYSQL_SET_CLIENT_CLAIM),
+                Role::Extra => (MYSQL_FIND_EXTRA_ROOM, MYSQL_SET_EXTRA_CLAIM),
+                _ => (MYSQL_FIND_STAFF_ROOM, MYSQL_SET_STAFF_CLAIM),
             };
-            let found = txn
-                .query_one_raw(Statement::from_string(backend, find))
-                .await?;
+            let find = match role {
+                Role::Extra => Statement::from_sql_and_values(backend, find, [room]),
+                _ => Statement::from_string(backend, find),
+            };
+            let found = txn.query_one_raw(find).await?;
             if let Some(found) = &found {
-                let set = if role == Role::Client {
-                    MYSQL_SET_CLIENT_CLAIM
-                } else {
-                    MYSQL_SET_STAFF_CLAIM
-                };
                 let id: i64 = found.try_get("", "id")?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     backend,
                     set,
-                    [at.into(), by.into(), id.into()],
+                    [at.into(), by.into(), bound, id.into()],
                 ))
                 .await?;
             }
@@ -165,23 +237,26 @@ async fn claim(store: &Store, role: Role, by: &str) -> Result<Claim, ClaimError>
         _ => {
             let sql = match (backend, role) {
                 (DatabaseBackend::Postgres, Role::Client) => POSTGRES_CLAIM_CLIENT,
+                (DatabaseBackend::Postgres, Role::Extra) => POSTGRES_CLAIM_EXTRA,
                 (DatabaseBackend::Postgres, _) => POSTGRES_CLAIM_STAFF,
                 (_, Role::Client) => SQLITE_CLAIM_CLIENT,
+                (_, Role::Extra) => SQLITE_CLAIM_EXTRA,
                 _ => SQLITE_CLAIM_STAFF,
             };
-            txn.query_one_raw(Statement::from_sql_and_values(
-                backend,
-                sql,
-                [at.into(), by.into()],
-            ))
-            .await?
+            let mut values = vec![at.into(), by.into(), bound];
+            if role == Role::Extra {
+                values.push(room);
+            }
+            txn.query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
         }
     };
     let Some(row) = row else {
         txn.rollback().await?;
         return Err(ClaimError::NoneAvailable(role));
     };
-    let claim = claim_of(&row, role, at)?;
+    let mut claim = claim_of(&row, role, at)?;
+    claim.bound_jid = jid;
     insert_event(
         &txn,
         backend,
@@ -204,6 +279,7 @@ fn claim_of(row: &QueryResult, role: Role, at: DateTime<Utc>) -> Result<Claim, s
         password: row.try_get("", "password")?,
         role: role.as_str(),
         claimed_at: at.to_rfc3339(),
+        bound_jid: None,
     })
 }
 
@@ -242,91 +318,247 @@ async fn insert_event<C: ConnectionTrait>(
     Ok(())
 }
 
-/// Releases the claims of `bot_jid`'s rooms that nobody used in time: a staff claim on a
-/// room still `available` after `staff_ttl`, a client claim on a room still `staff_waiting`
-/// after `client_ttl`. Each release clears the claim columns and appends a `claim_expired`
-/// event, in one transaction; returns how many were released.
-pub async fn release_expired(
+/// How long each kind of claim stays open without being used.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClaimTtls {
+    /// `timeouts.staff_claim_secs`.
+    pub staff: std::time::Duration,
+    /// `timeouts.client_claim_secs` (extra seats too).
+    pub client: std::time::Duration,
+}
+
+impl ClaimTtls {
+    /// The time-to-live of a claim for `role`.
+    pub fn of(&self, role: Role) -> std::time::Duration {
+        match role {
+            Role::Staff => self.staff,
+            _ => self.client,
+        }
+    }
+}
+
+/// The status a room must have for a claim of `role` to be in use (or still open).
+fn claimed_status(role: Role) -> RoomStatus {
+    match role {
+        Role::Staff => RoomStatus::Available,
+        Role::Client => RoomStatus::StaffWaiting,
+        _ => RoomStatus::Chatting,
+    }
+}
+
+/// Whether a claim made at `at` is still open at `now` (an unparseable or future time counts
+/// as open: it is the web application's, and expiring it early would refuse a person).
+fn is_open(at: Option<DateTime<Utc>>, now: DateTime<Utc>, ttl: std::time::Duration) -> bool {
+    let ttl = chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX);
+    at.is_some_and(|at| now - at < ttl)
+}
+
+/// The claims on `row`'s seats at `now`, as the lifecycle's admission rules read them: a
+/// claim past its time-to-live is [`Claim::Missing`] even before the bot released it, so that
+/// a person who comes too late is refused.
+///
+/// [`Claim::Missing`]: crate::lifecycle::Claim::Missing
+pub fn seats(row: &store::Room, now: DateTime<Utc>, ttls: &ClaimTtls) -> crate::lifecycle::Claims {
+    use crate::lifecycle::Claim;
+    let seat = |at: Option<DateTime<Utc>>, jid: &Option<String>, role: Role| {
+        if !is_open(at, now, ttls.of(role)) {
+            return Claim::Missing;
+        }
+        let bound = jid.as_deref().map(|jid| {
+            // A JID the web application wrote in another spelling still binds that person;
+            // one that is no JID at all binds nobody.
+            normalise_jid(jid).unwrap_or_else(|_| {
+                log::error!(room = row.jid.as_str(); "the {role} claim is bound to {jid:?}, which is not a bare JID: nobody can enter on it");
+                String::new()
+            })
+        });
+        Claim::Open { bound }
+    };
+    crate::lifecycle::Claims {
+        staff: seat(row.staff_claimed_at, &row.staff_claimed_jid, Role::Staff),
+        client: seat(row.client_claimed_at, &row.client_claimed_jid, Role::Client),
+        extra: seat(row.extra_claimed_at, &row.extra_claimed_jid, Role::Extra),
+    }
+}
+
+/// A claim that nobody used within its time-to-live.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredClaim {
+    /// The room's row id.
+    pub room_id: i64,
+    /// The room's bare JID (to find its actor).
+    pub jid: String,
+    /// The seat that was claimed.
+    pub role: Role,
+    /// Who claimed it.
+    pub by: Option<String>,
+    /// The time-to-live it outlived.
+    pub ttl: std::time::Duration,
+}
+
+/// The claims of `bot_jid`'s rooms that nobody used in time: a staff claim on a room still
+/// `available`, a client claim on a room still `staff_waiting`, an extra-seat claim on a room
+/// still `chatting`. Only reads; the room's actor releases each (see [`release`]).
+pub async fn expired_claims(
     store: &Store,
     bot_jid: &str,
-    staff_ttl: chrono::Duration,
-    client_ttl: chrono::Duration,
-) -> Result<u64, StoreError> {
+    ttls: &ClaimTtls,
+) -> Result<Vec<ExpiredClaim>, StoreError> {
+    use entity::room;
+    use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
+
+    let now = store::now();
+    let rows = room::Entity::find()
+        .filter(room::Column::BotJid.eq(bot_jid))
+        .filter(
+            Condition::any()
+                .add(
+                    Condition::all()
+                        .add(room::Column::Status.eq(RoomStatus::Available.as_str()))
+                        .add(room::Column::StaffClaimedAt.is_not_null()),
+                )
+                .add(
+                    Condition::all()
+                        .add(room::Column::Status.eq(RoomStatus::StaffWaiting.as_str()))
+                        .add(room::Column::ClientClaimedAt.is_not_null()),
+                )
+                .add(
+                    Condition::all()
+                        .add(room::Column::Status.eq(RoomStatus::Chatting.as_str()))
+                        .add(room::Column::ExtraClaimedAt.is_not_null()),
+                ),
+        )
+        .all(store.connection())
+        .await?;
+    let mut expired = Vec::new();
+    for row in rows {
+        let row = store::Room::try_from(row)?;
+        let (role, at, by) = match row.status {
+            RoomStatus::Available => (Role::Staff, row.staff_claimed_at, &row.staff_claimed_by),
+            RoomStatus::StaffWaiting => {
+                (Role::Client, row.client_claimed_at, &row.client_claimed_by)
+            }
+            _ => (Role::Extra, row.extra_claimed_at, &row.extra_claimed_by),
+        };
+        // Compared here rather than in SQL: SQLite stores timestamps as text, and a web
+        // application may write another (valid) text format than the bot's.
+        if !is_open(at, now, ttls.of(role)) {
+            expired.push(ExpiredClaim {
+                room_id: row.id,
+                jid: row.jid.clone(),
+                role,
+                by: by.clone(),
+                ttl: ttls.of(role),
+            });
+        }
+    }
+    Ok(expired)
+}
+
+/// The claim-column conditions of `role`: (claimed_at, claimed_by, claimed_jid).
+fn claim_columns(role: Role) -> [entity::room::Column; 3] {
+    use entity::room::Column;
+    match role {
+        Role::Staff => [
+            Column::StaffClaimedAt,
+            Column::StaffClaimedBy,
+            Column::StaffClaimedJid,
+        ],
+        Role::Client => [
+            Column::ClientClaimedAt,
+            Column::ClientClaimedBy,
+            Column::ClientClaimedJid,
+        ],
+        _ => [
+            Column::ExtraClaimedAt,
+            Column::ExtraClaimedBy,
+            Column::ExtraClaimedJid,
+        ],
+    }
+}
+
+/// Writes a new password into a room whose `role` claim is still set, so that the row never
+/// offers a password the server does not have: the claim keeps the room from being claimed
+/// until [`release`] clears it, after the server has the new password too. `false` when the
+/// claim is no longer there (used or released meanwhile).
+pub async fn set_password_while_claimed(
+    store: &Store,
+    room_id: i64,
+    role: Role,
+    password: &str,
+) -> Result<bool, StoreError> {
     use entity::room;
     use sea_orm::{ActiveValue::Set, ColumnTrait, EntityTrait, QueryFilter};
+
+    let [claimed_at, ..] = claim_columns(role);
+    let updated = room::Entity::update_many()
+        .set(room::ActiveModel {
+            password: Set(password.to_owned()),
+            ..Default::default()
+        })
+        .filter(room::Column::Id.eq(room_id))
+        .filter(room::Column::Status.eq(claimed_status(role).as_str()))
+        .filter(claimed_at.is_not_null())
+        .exec(store.connection())
+        .await?
+        .rows_affected;
+    Ok(updated == 1)
+}
+
+/// Releases an expired claim: clears its columns and appends a `claim_expired` event, in one
+/// transaction, if the room still has that claim in the status it needs. Returns whether it
+/// did.
+pub async fn release(
+    store: &Store,
+    expired: &ExpiredClaim,
+    password_changed: bool,
+) -> Result<bool, StoreError> {
+    use entity::room;
+    use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 
     let db = store.connection();
     let backend = db.get_database_backend();
     let now = store::now();
-    let mut released = 0;
-    for (role, status, ttl) in [
-        (Role::Staff, RoomStatus::Available, staff_ttl),
-        (Role::Client, RoomStatus::StaffWaiting, client_ttl),
-    ] {
-        let claimed_at = match role {
-            Role::Client => room::Column::ClientClaimedAt,
-            _ => room::Column::StaffClaimedAt,
-        };
-        let candidates = room::Entity::find()
-            .filter(room::Column::BotJid.eq(bot_jid))
-            .filter(room::Column::Status.eq(status.as_str()))
-            .filter(claimed_at.is_not_null())
-            .all(db)
-            .await?;
-        for row in candidates {
-            let (at, by) = match role {
-                Role::Client => (row.client_claimed_at, row.client_claimed_by.clone()),
-                _ => (row.staff_claimed_at, row.staff_claimed_by.clone()),
-            };
-            // Compared here rather than in SQL: SQLite stores timestamps as text, and a web
-            // application may write another (valid) text format than the bot's.
-            if at.is_none_or(|at| now - at < ttl) {
-                continue;
+    let status = claimed_status(expired.role);
+    let [claimed_at, claimed_by, claimed_jid] = claim_columns(expired.role);
+    let txn = db.begin().await?;
+    let updated = room::Entity::update_many()
+        .col_expr(claimed_at, Expr::value(Option::<DateTime<Utc>>::None))
+        .col_expr(claimed_by, Expr::value(Option::<String>::None))
+        .col_expr(claimed_jid, Expr::value(Option::<String>::None))
+        .filter(room::Column::Id.eq(expired.room_id))
+        .filter(room::Column::Status.eq(status.as_str()))
+        .filter(claimed_at.is_not_null())
+        .exec(&txn)
+        .await?
+        .rows_affected;
+    if updated == 1 {
+        let detail = format!(
+            "{} claim by {} not used within {} s{}",
+            expired.role,
+            expired.by.as_deref().unwrap_or("?"),
+            expired.ttl.as_secs(),
+            if password_changed {
+                "; password changed"
+            } else {
+                ""
             }
-            let mut clear = room::ActiveModel::default();
-            match role {
-                Role::Client => {
-                    clear.client_claimed_at = Set(None);
-                    clear.client_claimed_by = Set(None);
-                }
-                _ => {
-                    clear.staff_claimed_at = Set(None);
-                    clear.staff_claimed_by = Set(None);
-                }
-            }
-            let txn = db.begin().await?;
-            let updated = room::Entity::update_many()
-                .set(clear)
-                .filter(room::Column::Id.eq(row.id))
-                .filter(room::Column::Status.eq(status.as_str()))
-                .filter(claimed_at.is_not_null())
-                .exec(&txn)
-                .await?
-                .rows_affected;
-            if updated == 1 {
-                let detail = format!(
-                    "{role} claim by {} not used within {} s",
-                    by.as_deref().unwrap_or("?"),
-                    ttl.num_seconds()
-                );
-                insert_event(
-                    &txn,
-                    backend,
-                    row.id,
-                    EventKind::ClaimExpired,
-                    status,
-                    now,
-                    role,
-                    &detail,
-                )
-                .await?;
-                released += 1;
-                log::info!(room = row.jid.as_str(); "{detail}: released");
-            }
-            txn.commit().await?;
-        }
+        );
+        insert_event(
+            &txn,
+            backend,
+            expired.room_id,
+            EventKind::ClaimExpired,
+            status,
+            now,
+            expired.role,
+            &detail,
+        )
+        .await?;
+        log::info!(room = expired.jid.as_str(); "{detail}: released");
     }
-    Ok(released)
+    txn.commit().await?;
+    Ok(updated == 1)
 }
 
 #[cfg(test)]
@@ -343,6 +575,10 @@ mod tests {
             ("POSTGRES_CLAIM_EVENT", POSTGRES_CLAIM_EVENT),
             ("SQLITE_CLAIM_STAFF", SQLITE_CLAIM_STAFF),
             ("SQLITE_CLAIM_CLIENT", SQLITE_CLAIM_CLIENT),
+            ("SQLITE_CLAIM_EXTRA", SQLITE_CLAIM_EXTRA),
+            ("POSTGRES_CLAIM_EXTRA", POSTGRES_CLAIM_EXTRA),
+            ("MYSQL_FIND_EXTRA_ROOM", MYSQL_FIND_EXTRA_ROOM),
+            ("MYSQL_SET_EXTRA_CLAIM", MYSQL_SET_EXTRA_CLAIM),
             ("SQLITE_CLAIM_EVENT", SQLITE_CLAIM_EVENT),
             ("MYSQL_FIND_STAFF_ROOM", MYSQL_FIND_STAFF_ROOM),
             ("MYSQL_FIND_CLIENT_ROOM", MYSQL_FIND_CLIENT_ROOM),

@@ -1,38 +1,59 @@
 //! The room lifecycle: one pure state machine, `(state, event) → (state, actions)`.
 //!
-//! This module knows nothing of actix, XMPP or SQL, so that a room's whole life can be
-//! checked against the protocol text (`shared/seed`) and unit-tested without a server or a
-//! database. The actors feed it [`Event`]s built from presences and carry out the
-//! [`Action`]s it returns, in order.
+//! This module knows nothing of actix, XMPP or SQL, so that a room's whole life, and who may
+//! enter it, can be checked against the protocol text (`shared/seed`) and unit-tested without
+//! a server or a database. The actors gather plain facts (a nick, the real bare JID the bot
+//! sees as owner of a semi-anonymous room, the web application's claims) into [`Event`]s and
+//! carry out the [`Action`]s returned, in order.
 //!
 //! ```text
+//! WHO MAY ENTER (a newcomer: not inside, not being kicked)
+//! state          the newcomer                                    → decision
+//! ─────────────  ──────────────────────────────────────────────  ───────────────────────────
+//! available      staff claim open, and bound to nobody or to     admit as staff
+//!                their JID
+//! staff_waiting  client claim open, bound as above; nobody       admit as client
+//!                being kicked is still inside
+//! chatting,      the staff's or client's JID, within grace       admit back (rejoined)
+//!  one_left
+//! chatting       below max_chatters, extra-seat claim open,      admit as extra (uses up
+//!                bound as above                                  the claim)
+//! any            the claim that decides cannot be checked        hold: not counted, not
+//!                (database down), or an intruder is still inside kicked, checked again
+//! any            anything else (no claim, expired, bound to      kick, record kicked; the
+//!                another JID, full, chat over, grace over)       kick must be confirmed
+//!
+//! WHAT HAPPENS TO THE ROOM
 //! state          event                               → state          actions
 //! ─────────────  ──────────────────────────────────  ─────────────  ───────────────────────────
-//! available      claimed person enters               staff_waiting  record (staff = nick)
-//! staff_waiting  another claimed person enters       chatting       record (client = nick)
+//! available      staff admitted                      staff_waiting  record (staff nick + JID)
+//! staff_waiting  client admitted                     chatting       record (client nick + JID)
 //! staff_waiting  staff leaves                        closed         record no_client, destroy
-//! chatting       one leaves, one stays               one_left       record, start rejoin grace
-//!                                                                   and one_left timer
-//! one_left       the one who left, within grace      chatting       record rejoined
+//! chatting       one leaves, one stays               one_left       record, grace for that
+//!                                                                   role, one_left timer
+//! one_left       the one who left comes back         chatting       record rejoined
 //! one_left       the last person leaves              closed         record completed, destroy
 //!                (removed by a server shutdown: 332)                record lost, destroy
 //! one_left       one_left timer runs out             closed         notice, record timeout,
 //!                                                                   destroy
-//! available,     somebody enters without a claim     (same)         kick, record kicked
+//! available,     a kicked intruder cannot be removed closed         record error, destroy
 //!  staff_waiting
-//! open           somebody enters over max_chatters   (same)         kick, record kicked
-//! one_left       a stranger (or grace is over)       (same)         kick, record kicked
+//! chatting,      a kicked intruder cannot be removed (same)         notice, record kick_failed
+//!  one_left                                                         (the actor keeps trying)
 //! open           a present person changes nick       (same)         record nick_changed
 //! available      bot shuts down                      closed         record shutdown, destroy
-//! open           room vanished from the server       closed         record lost
+//! open           the room is unusable (re-created,   closed         record lost/error, destroy
+//!                removed the bot, cannot be set up)
+//! open           the room was destroyed by others    closed         record lost
 //! closed         anything                            closed         nothing
 //! ```
-//! "open" means any status but `closed`. Presence updates of people already inside and
-//! departures of people who were never counted (the kicked, the bot) change nothing.
-//! "Claimed" means the web application claimed the room for that role (or claims are not
-//! required by the configuration): the actor looks it up before feeding the event.
+//! "open" means any status but `closed`. A role belongs to the real bare JID that entered in
+//! it: a nick change keeps it, and somebody else with the same nick is a stranger. Presence
+//! updates of people already inside and departures of people never counted (the kicked, the
+//! held, the bot) change no status. After a restart or reconnect, [`Room::reconcile`] applies
+//! the same rules to whoever the bot finds inside.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::model::{CloseReason, EventKind, Role, RoomStatus};
 
@@ -70,17 +91,85 @@ impl Departure {
     }
 }
 
+/// A person in the room as the bot sees them: the room nick, and the real bare JID (the bot
+/// is owner of a semi-anonymous room, so the server shows it the JID; participants do not
+/// see each other's).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Person {
+    /// The room nick.
+    pub nick: String,
+    /// The real bare JID; `None` when the server did not show it (then nobody can prove to
+    /// be this person again, see [`Room::is_holder`]).
+    pub jid: Option<String>,
+}
+
+impl Person {
+    /// A person with this nick and real bare JID.
+    pub fn new(nick: impl Into<String>, jid: Option<String>) -> Person {
+        Person {
+            nick: nick.into(),
+            jid,
+        }
+    }
+}
+
+/// The web application's claim on one seat of the room, as the actor found it in the row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// Claimed and not expired; `bound` is the only bare JID it admits, when the web
+    /// application named one.
+    Open {
+        /// The JID the claim is bound to.
+        bound: Option<String>,
+    },
+    /// Not claimed, released, or expired.
+    Missing,
+    /// The database could not be asked: nobody is admitted on this claim until it can be.
+    Unknown,
+}
+
+/// The claims on a room's seats: what decides whether a newcomer may take one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claims {
+    /// The staff seat (decides in `available`).
+    pub staff: Claim,
+    /// The client seat (decides in `staff_waiting`).
+    pub client: Claim,
+    /// One extra seat of a chat in progress (decides in `chatting`).
+    pub extra: Claim,
+}
+
+impl Claims {
+    /// Every seat open to anybody: `muc.require_claims = false`.
+    pub fn not_required() -> Claims {
+        let open = Claim::Open { bound: None };
+        Claims {
+            staff: open.clone(),
+            client: open.clone(),
+            extra: open,
+        }
+    }
+
+    /// Nothing could be checked (the database is unreachable).
+    pub fn unknown() -> Claims {
+        Claims {
+            staff: Claim::Unknown,
+            client: Claim::Unknown,
+            extra: Claim::Unknown,
+        }
+    }
+}
+
 /// Something that happened to a room, as the lifecycle sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Event {
-    /// A person other than the bot is present in the room with this nick (a join or a
-    /// presence update; the machine tells them apart).
+    /// A person other than the bot is present in the room (a join or a presence update; the
+    /// machine tells them apart), with the claims the actor found.
     Entered {
-        /// The person's room nick.
-        nick: String,
-        /// Whether the role this person would take (staff in an `available` room, client
-        /// in a `staff_waiting` room) has an open claim, or claims are not required.
-        claimed: bool,
+        /// Who.
+        person: Person,
+        /// The room's claims at this moment.
+        claims: Claims,
     },
     /// A person other than the bot left the room.
     Left {
@@ -96,15 +185,29 @@ pub enum Event {
         /// The nick after.
         new: String,
     },
+    /// Somebody the machine asked to kick is still inside after the actor's attempts.
+    KickFailed {
+        /// Who.
+        nick: String,
+    },
     /// The bot is shutting down: unused rooms are closed, rooms with people stay.
     Shutdown,
-    /// The room no longer exists on the server (lost on a server restart, destroyed by
-    /// somebody else).
+    /// The room was destroyed on the server by somebody else: nothing left to destroy.
     Vanished,
-    /// The rejoin grace of a person who left ran out: they may no longer come back.
+    /// The room cannot be used any more (re-created by a rejoin, the bot removed from it, it
+    /// cannot be joined or configured): closed and destroyed.
+    Unusable {
+        /// `lost` or `error`.
+        reason: CloseReason,
+        /// Why, for people reading the history.
+        detail: String,
+    },
+    /// The rejoin grace of a role whose holder left ran out.
     GraceExpired {
-        /// Who left.
-        nick: String,
+        /// The role.
+        role: Role,
+        /// Which grace this was (a later leave starts a new one: stale timers are ignored).
+        epoch: u32,
     },
     /// The `one_left` timer started on the room's `epoch`-th entry into `one_left` ran out.
     OneLeftTimeout {
@@ -118,8 +221,10 @@ pub enum Event {
 pub enum Timer {
     /// `timeouts.rejoin_grace_secs`, then [`Event::GraceExpired`].
     RejoinGrace {
-        /// Who left.
-        nick: String,
+        /// The role whose holder left.
+        role: Role,
+        /// The grace this timer belongs to.
+        epoch: u32,
     },
     /// `timeouts.one_left_secs` (unless 0), then [`Event::OneLeftTimeout`].
     OneLeft {
@@ -148,6 +253,12 @@ pub struct Record {
     pub set_staff_nick: Option<String>,
     /// A new `client_nick` for the row.
     pub set_client_nick: Option<String>,
+    /// The staff member's real bare JID, on their first entry.
+    pub set_staff_jid: Option<String>,
+    /// The client's real bare JID, on their first entry.
+    pub set_client_jid: Option<String>,
+    /// The extra-seat claim was used up by this entry: clear it.
+    pub use_extra_claim: bool,
     /// Set when `to` is `closed`.
     pub close_reason: Option<CloseReason>,
 }
@@ -157,12 +268,21 @@ pub struct Record {
 pub enum Action {
     /// Persist a transition or an event.
     Record(Record),
-    /// Remove a person from the room (MUC role `none`) with this reason.
+    /// Remove a person from the room (MUC role `none`) with this reason, until the server
+    /// confirms it (their unavailable presence); [`Event::KickFailed`] if it cannot.
     Kick {
         /// Who.
         nick: String,
         /// The reason the person is shown.
         reason: String,
+    },
+    /// Neither admit nor kick this person yet: feed their [`Event::Entered`] again once the
+    /// facts may have changed (the database answers, the intruder is gone).
+    Hold {
+        /// Who.
+        person: Person,
+        /// Why, for the log.
+        why: &'static str,
     },
     /// Start a timer.
     Schedule(Timer),
@@ -171,11 +291,24 @@ pub enum Action {
         /// The text.
         text: String,
     },
-    /// Destroy the room on the server; the room is closed.
+    /// Destroy the room on the server (until the server confirms); the room is closed.
     Destroy {
         /// Why (also given to anybody still inside).
         reason: CloseReason,
     },
+}
+
+/// What the admission rules decide for a newcomer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Admission {
+    /// Takes this seat for the first time.
+    Seat(Role),
+    /// The holder of this role, back within grace.
+    Back(Role),
+    /// Not yet decidable.
+    Hold(&'static str),
+    /// Not allowed in, with the reason they are shown.
+    Kick(&'static str),
 }
 
 /// The state of one room: its status and who is in it.
@@ -183,16 +316,23 @@ pub enum Action {
 pub struct Room {
     /// The status, as stored in the database.
     pub status: RoomStatus,
-    /// The staff member's nick, once somebody entered.
-    pub staff: Option<String>,
-    /// The client's nick, once a second person entered.
-    pub client: Option<String>,
-    /// Nicks of the people inside now (never the bot, never somebody being kicked).
-    pub present: BTreeSet<String>,
+    /// The staff member, once somebody entered as staff.
+    pub staff: Option<Person>,
+    /// The client, once somebody entered as client.
+    pub client: Option<Person>,
+    /// The people counted inside now, nick → real JID (never the bot, the kicked or the
+    /// held).
+    pub present: BTreeMap<String, Option<String>>,
+    /// People inside but neither admitted nor kicked yet, nick → real JID.
+    pub held: BTreeMap<String, Option<String>>,
+    /// People being kicked who have not left yet.
+    pub intruders: BTreeSet<String>,
     /// The most people allowed inside at once (the bot not counted).
     pub max_chatters: usize,
-    /// Participants who left and may still come back (their rejoin grace runs).
-    pub departed: BTreeSet<String>,
+    /// Roles whose holder left and may still come back, with the grace's epoch.
+    pub departed: BTreeMap<Role, u32>,
+    /// How many graces were started (tells stale grace timers apart).
+    pub grace_epoch: u32,
     /// How many times the room entered `one_left` (tells stale timers apart).
     pub one_left_epoch: u32,
 }
@@ -204,9 +344,12 @@ impl Room {
             status: RoomStatus::Available,
             staff: None,
             client: None,
-            present: BTreeSet::new(),
+            present: BTreeMap::new(),
+            held: BTreeMap::new(),
+            intruders: BTreeSet::new(),
             max_chatters,
-            departed: BTreeSet::new(),
+            departed: BTreeMap::new(),
+            grace_epoch: 0,
             one_left_epoch: 0,
         }
     }
@@ -215,40 +358,73 @@ impl Room {
     /// status implies are taken as present until [`Room::reconcile`] says who really is.
     pub fn restore(
         status: RoomStatus,
-        staff: Option<String>,
-        client: Option<String>,
+        staff: Option<Person>,
+        client: Option<Person>,
         max_chatters: usize,
     ) -> Room {
         let mut room = Room::new(max_chatters);
         room.status = status;
-        if status != RoomStatus::Available && status != RoomStatus::Closed {
-            room.present.extend(staff.clone());
+        let open = status != RoomStatus::Available && status != RoomStatus::Closed;
+        if let Some(staff) = staff.as_ref().filter(|_| open) {
+            room.present.insert(staff.nick.clone(), staff.jid.clone());
         }
-        if matches!(status, RoomStatus::Chatting | RoomStatus::OneLeft) {
-            room.present.extend(client.clone());
+        let with_client = matches!(status, RoomStatus::Chatting | RoomStatus::OneLeft);
+        if let Some(client) = client.as_ref().filter(|_| with_client) {
+            room.present.insert(client.nick.clone(), client.jid.clone());
         }
         room.staff = staff;
         room.client = client;
         room
     }
 
-    /// Brings the machine in line with the people actually in the room (seen when the bot
-    /// rejoined it): those it believed present but who are gone leave, newcomers enter (they
-    /// had the password, so they count as claimed). A `one_left` room gets fresh timers.
-    pub fn reconcile(&mut self, actual: &BTreeSet<String>) -> Vec<Action> {
-        let gone: Vec<String> = self.present.difference(actual).cloned().collect();
-        let new: Vec<String> = actual.difference(&self.present).cloned().collect();
+    /// Whether the machine wants the room's claims to decide about `person`: they are a
+    /// newcomer, and not the holder of a role coming back. Others are decided without them.
+    pub fn needs_claims(&self, person: &Person) -> bool {
+        !self.present.contains_key(&person.nick)
+            && !self.intruders.contains(&person.nick)
+            && self.returning_role(person).is_none()
+    }
+
+    /// Whether `nick` is being kicked and has not left yet.
+    pub fn is_intruder(&self, nick: &str) -> bool {
+        self.intruders.contains(nick)
+    }
+
+    /// Brings the machine in line with the people actually in the room, seen when the bot
+    /// rejoined it, by the same rules as a live room: recorded people who are not inside
+    /// (by JID) leave; anybody else inside is a newcomer, admitted on a claim or kicked. A
+    /// `one_left` room gets fresh timers.
+    pub fn reconcile(&mut self, actual: &[Person], claims: &Claims) -> Vec<Action> {
+        // Whatever was held or being kicked is looked at anew.
+        self.held.clear();
+        self.intruders.clear();
         let mut actions = Vec::new();
-        for nick in gone {
-            actions.extend(self.step(Event::Left {
-                nick,
-                how: Departure::GoneWhileAway,
-            }));
+        let mut unmatched: Vec<&Person> = actual.iter().collect();
+        let believed: Vec<(String, Option<String>)> = self
+            .present
+            .iter()
+            .map(|(n, j)| (n.clone(), j.clone()))
+            .collect();
+        for (nick, jid) in believed {
+            let found = unmatched
+                .iter()
+                .position(|p| same_person(&nick, jid.as_deref(), p));
+            match found.map(|i| unmatched.remove(i)) {
+                Some(p) if p.nick != nick => actions.extend(self.step(Event::NickChanged {
+                    old: nick,
+                    new: p.nick.clone(),
+                })),
+                Some(_) => {}
+                None => actions.extend(self.step(Event::Left {
+                    nick,
+                    how: Departure::GoneWhileAway,
+                })),
+            }
         }
-        for nick in new {
+        for person in unmatched {
             actions.extend(self.step(Event::Entered {
-                nick,
-                claimed: true,
+                person: person.clone(),
+                claims: claims.clone(),
             }));
         }
         if self.status == RoomStatus::OneLeft
@@ -256,12 +432,12 @@ impl Room {
                 .iter()
                 .any(|a| matches!(a, Action::Schedule(Timer::OneLeft { .. })))
         {
-            for nick in [self.staff.clone(), self.client.clone()]
-                .into_iter()
-                .flatten()
-            {
-                if !self.present.contains(&nick) && self.departed.insert(nick.clone()) {
-                    actions.push(Action::Schedule(Timer::RejoinGrace { nick }));
+            for role in [Role::Staff, Role::Client] {
+                let away = self
+                    .holder(role)
+                    .is_some_and(|h| !self.present.contains_key(&h.nick));
+                if away && !self.departed.contains_key(&role) {
+                    actions.push(self.start_grace(role));
                 }
             }
             self.one_left_epoch += 1;
@@ -272,12 +448,14 @@ impl Room {
         actions
     }
 
-    /// The role a nick plays in this room, if it is the staff's or the client's.
+    /// The role a present nick plays in this room, if it is the staff's or the client's.
     pub fn role_of(&self, nick: &str) -> Option<Role> {
-        if self.staff.as_deref() == Some(nick) {
+        if self.staff.as_ref().is_some_and(|p| p.nick == nick) {
             Some(Role::Staff)
-        } else if self.client.as_deref() == Some(nick) {
+        } else if self.client.as_ref().is_some_and(|p| p.nick == nick) {
             Some(Role::Client)
+        } else if self.present.contains_key(nick) {
+            Some(Role::Extra)
         } else {
             None
         }
@@ -290,62 +468,34 @@ impl Room {
             return Vec::new();
         }
         match event {
-            Event::Entered { nick, claimed } => {
-                if self.present.contains(&nick) {
-                    return Vec::new(); // a presence update of somebody already inside
-                }
-                match self.status {
-                    Available | StaffWaiting if !claimed => {
-                        self.kick(nick, "This room has not been assigned to you.")
-                    }
-                    Available => {
-                        self.present.insert(nick.clone());
-                        self.staff = Some(nick.clone());
-                        vec![self.record(EventKind::Entered, StaffWaiting, &nick, "staff entered")]
-                    }
-                    StaffWaiting => {
-                        self.present.insert(nick.clone());
-                        self.client = Some(nick.clone());
-                        vec![self.record(EventKind::Entered, Chatting, &nick, "client entered")]
-                    }
-                    OneLeft if self.departed.contains(&nick) => {
-                        self.departed.remove(&nick);
-                        self.present.insert(nick.clone());
-                        let to = self.status_for_count();
-                        vec![self.record(EventKind::Rejoined, to, &nick, "came back")]
-                    }
-                    OneLeft => self.kick(nick, "This chat has ended."),
-                    Chatting if self.present.len() < self.max_chatters => {
-                        self.present.insert(nick.clone());
-                        vec![self.record(EventKind::Entered, Chatting, &nick, "entered")]
-                    }
-                    Chatting => self.kick(nick, "This chat is full."),
-                    Closed => unreachable!("closed rooms return early"),
-                }
-            }
+            Event::Entered { person, claims } => self.entered(person, &claims),
             Event::Left { nick, how } => {
-                if !self.present.remove(&nick) {
-                    return Vec::new(); // never counted: a kicked intruder, an unknown nick
+                if self.intruders.remove(&nick) || self.held.remove(&nick).is_some() {
+                    return Vec::new(); // a kick confirmed, or a held person gone
+                }
+                let role = self.role_of(&nick);
+                if self.present.remove(&nick).is_none() {
+                    return Vec::new(); // never counted: the bot, an unknown nick
                 }
                 let detail = how.describe();
                 match self.status {
                     // The server shutting down emptied the room: the chat was cut off.
                     _ if self.present.is_empty() && how == Departure::ServiceShutdown => {
-                        self.close(EventKind::Closed, &nick, detail, CloseReason::Lost)
+                        self.close(&nick, role, detail, CloseReason::Lost)
                     }
                     StaffWaiting if self.present.is_empty() => {
-                        self.close(EventKind::Closed, &nick, detail, CloseReason::NoClient)
+                        self.close(&nick, role, detail, CloseReason::NoClient)
                     }
                     _ if self.present.is_empty() => {
-                        self.close(EventKind::Closed, &nick, detail, CloseReason::Completed)
+                        self.close(&nick, role, detail, CloseReason::Completed)
                     }
                     Chatting => {
                         let to = self.status_for_count();
-                        self.departed.insert(nick.clone());
-                        let mut actions = vec![
-                            self.record(EventKind::Left, to, &nick, detail),
-                            Action::Schedule(Timer::RejoinGrace { nick: nick.clone() }),
-                        ];
+                        let mut actions =
+                            vec![self.record(EventKind::Left, to, &nick, role, detail)];
+                        if let Some(role @ (Role::Staff | Role::Client)) = role {
+                            actions.push(self.start_grace(role));
+                        }
                         if to == OneLeft {
                             self.one_left_epoch += 1;
                             let epoch = self.one_left_epoch;
@@ -353,11 +503,13 @@ impl Room {
                         }
                         actions
                     }
-                    _ => vec![self.record(EventKind::Left, self.status, &nick, detail)],
+                    _ => vec![self.record(EventKind::Left, self.status, &nick, role, detail)],
                 }
             }
-            Event::GraceExpired { nick } => {
-                self.departed.remove(&nick);
+            Event::GraceExpired { role, epoch } => {
+                if self.departed.get(&role) == Some(&epoch) {
+                    self.departed.remove(&role);
+                }
                 Vec::new()
             }
             Event::OneLeftTimeout { epoch }
@@ -366,48 +518,221 @@ impl Room {
                 let mut actions = vec![Action::Notify {
                     text: "This chat has ended: the other person left.".to_owned(),
                 }];
-                actions.extend(
-                    self.close_without_person(
-                        "alone in the room for too long",
-                        CloseReason::Timeout,
-                    ),
-                );
+                actions.extend(self.close_without_person(
+                    "alone in the room for too long",
+                    CloseReason::Timeout,
+                    true,
+                ));
                 actions
             }
             Event::OneLeftTimeout { .. } => Vec::new(),
-            Event::NickChanged { old, new } => {
-                if !self.present.remove(&old) {
-                    return Vec::new();
+            Event::NickChanged { old, new } => self.nick_changed(old, new),
+            Event::KickFailed { nick } if self.intruders.contains(&nick) => match self.status {
+                Available | StaffWaiting => self.close_without_person(
+                    &format!("{nick} could not be removed before a client came"),
+                    CloseReason::Error,
+                    true,
+                ),
+                _ => vec![
+                    Action::Notify {
+                        text: "Somebody who does not belong in this chat could not be \
+                               removed yet. Please do not share anything personal until \
+                               they are gone."
+                            .to_owned(),
+                    },
+                    self.event(
+                        EventKind::KickFailed,
+                        Some(&nick),
+                        Some(Role::Intruder),
+                        "the server has not removed the intruder; still trying",
+                    ),
+                ],
+            },
+            Event::KickFailed { .. } => Vec::new(),
+            Event::Shutdown if self.status == Available => {
+                self.close_without_person("bot shut down", CloseReason::Shutdown, true)
+            }
+            Event::Shutdown => Vec::new(),
+            Event::Vanished => self.close_without_person(
+                "room destroyed on the server by somebody else",
+                CloseReason::Lost,
+                false,
+            ),
+            Event::Unusable { reason, detail } => self.close_without_person(&detail, reason, true),
+        }
+    }
+
+    /// A person is inside: a presence update of somebody counted, or a newcomer to decide.
+    fn entered(&mut self, person: Person, claims: &Claims) -> Vec<Action> {
+        if self.present.contains_key(&person.nick) || self.intruders.contains(&person.nick) {
+            return Vec::new(); // a presence update of somebody already inside or being kicked
+        }
+        self.held.remove(&person.nick);
+        let nick = person.nick.clone();
+        match self.admission(&person, claims) {
+            Admission::Hold(why) => {
+                self.held.insert(nick, person.jid.clone());
+                vec![Action::Hold { person, why }]
+            }
+            Admission::Kick(reason) => {
+                self.intruders.insert(nick.clone());
+                vec![
+                    Action::Kick {
+                        nick: nick.clone(),
+                        reason: reason.to_owned(),
+                    },
+                    self.event(EventKind::Kicked, Some(&nick), Some(Role::Intruder), reason),
+                ]
+            }
+            Admission::Back(role) => {
+                self.departed.remove(&role);
+                let holder = self.holder_mut(role).expect("a departed role has a holder");
+                let renamed = holder.nick != nick;
+                holder.nick = nick.clone();
+                self.present.insert(nick.clone(), person.jid);
+                let to = self.status_for_count();
+                let mut actions =
+                    vec![self.record(EventKind::Rejoined, to, &nick, Some(role), "came back")];
+                if renamed && let Some(Action::Record(r)) = actions.first_mut() {
+                    match role {
+                        Role::Staff => r.set_staff_nick = Some(nick),
+                        _ => r.set_client_nick = Some(nick),
+                    }
                 }
-                self.present.insert(new.clone());
-                let detail = format!("changed nick from {old}");
+                actions
+            }
+            Admission::Seat(role) => {
+                self.present.insert(nick.clone(), person.jid.clone());
+                let (to, detail) = match role {
+                    Role::Staff => (RoomStatus::StaffWaiting, "staff entered"),
+                    Role::Client => (RoomStatus::Chatting, "client entered"),
+                    _ => (self.status, "entered on an extra-seat claim"),
+                };
+                match role {
+                    Role::Staff => self.staff = Some(person.clone()),
+                    Role::Client => self.client = Some(person.clone()),
+                    _ => {}
+                }
                 let Action::Record(mut record) =
-                    self.record(EventKind::NickChanged, self.status, &new, &detail)
+                    self.record(EventKind::Entered, to, &nick, Some(role), detail)
                 else {
                     unreachable!("record() builds a Record")
                 };
-                if self.staff.as_deref() == Some(old.as_str()) {
-                    self.staff = Some(new.clone());
-                    record.set_staff_nick = Some(new);
-                    record.role = Some(Role::Staff);
-                } else if self.client.as_deref() == Some(old.as_str()) {
-                    self.client = Some(new.clone());
-                    record.set_client_nick = Some(new);
-                    record.role = Some(Role::Client);
+                match role {
+                    Role::Staff => {
+                        record.set_staff_nick = Some(nick);
+                        record.set_staff_jid = person.jid;
+                    }
+                    Role::Client => {
+                        record.set_client_nick = Some(nick);
+                        record.set_client_jid = person.jid;
+                    }
+                    _ => record.use_extra_claim = true,
                 }
                 vec![Action::Record(record)]
             }
-            Event::Shutdown if self.status == Available => {
-                self.close_without_person("bot shut down", CloseReason::Shutdown)
-            }
-            Event::Shutdown => Vec::new(),
-            Event::Vanished => {
-                let mut actions =
-                    self.close_without_person("room vanished from the server", CloseReason::Lost);
-                actions.retain(|a| !matches!(a, Action::Destroy { .. })); // nothing to destroy
-                actions
-            }
         }
+    }
+
+    /// The admission rules (the first table at the top of this module).
+    fn admission(&self, person: &Person, claims: &Claims) -> Admission {
+        use RoomStatus::*;
+        if let Some(role) = self.returning_role(person) {
+            return Admission::Back(role);
+        }
+        match self.status {
+            Available => seat(Role::Staff, &claims.staff, person),
+            StaffWaiting if !self.intruders.is_empty() => {
+                Admission::Hold("somebody who was kicked is still inside")
+            }
+            StaffWaiting => seat(Role::Client, &claims.client, person),
+            Chatting if self.present.len() >= self.max_chatters => {
+                Admission::Kick("This chat is full.")
+            }
+            Chatting => seat(Role::Extra, &claims.extra, person),
+            OneLeft | Closed => Admission::Kick("This chat has ended."),
+        }
+    }
+
+    /// The role `person` holds and may come back to now (its holder left, grace runs).
+    fn returning_role(&self, person: &Person) -> Option<Role> {
+        self.departed
+            .keys()
+            .copied()
+            .find(|&role| self.is_holder(role, person))
+    }
+
+    /// Whether `person` is the one who holds `role`: the same real JID when the holder's is
+    /// known (a different JID with the same nick is a stranger), else the same nick.
+    pub fn is_holder(&self, role: Role, person: &Person) -> bool {
+        self.holder(role)
+            .is_some_and(|h| same_person(&h.nick, h.jid.as_deref(), person))
+    }
+
+    fn holder(&self, role: Role) -> Option<&Person> {
+        match role {
+            Role::Staff => self.staff.as_ref(),
+            Role::Client => self.client.as_ref(),
+            _ => None,
+        }
+    }
+
+    fn holder_mut(&mut self, role: Role) -> Option<&mut Person> {
+        match role {
+            Role::Staff => self.staff.as_mut(),
+            Role::Client => self.client.as_mut(),
+            _ => None,
+        }
+    }
+
+    /// Starts a new rejoin grace for `role`; an older one's timer becomes stale.
+    fn start_grace(&mut self, role: Role) -> Action {
+        self.grace_epoch += 1;
+        let epoch = self.grace_epoch;
+        self.departed.insert(role, epoch);
+        Action::Schedule(Timer::RejoinGrace { role, epoch })
+    }
+
+    fn nick_changed(&mut self, old: String, new: String) -> Vec<Action> {
+        if self.intruders.remove(&old) {
+            // Still to be removed, under the new nick.
+            self.intruders.insert(new.clone());
+            return vec![Action::Kick {
+                nick: new,
+                reason: "You may not stay in this room.".to_owned(),
+            }];
+        }
+        if let Some(jid) = self.held.remove(&old) {
+            self.held.insert(new, jid);
+            return Vec::new();
+        }
+        let Some(jid) = self.present.remove(&old) else {
+            return Vec::new();
+        };
+        self.present.insert(new.clone(), jid);
+        let role = self.role_of(&old).or(Some(Role::Extra));
+        let detail = format!("changed nick from {old}");
+        let Action::Record(mut record) =
+            self.record(EventKind::NickChanged, self.status, &new, role, &detail)
+        else {
+            unreachable!("record() builds a Record")
+        };
+        match role {
+            Some(Role::Staff) => {
+                record.set_staff_nick = Some(new.clone());
+                if let Some(staff) = &mut self.staff {
+                    staff.nick = new;
+                }
+            }
+            Some(Role::Client) => {
+                record.set_client_nick = Some(new.clone());
+                if let Some(client) = &mut self.client {
+                    client.nick = new;
+                }
+            }
+            _ => {}
+        }
+        vec![Action::Record(record)]
     }
 
     /// `chatting` while two or more people are inside after a client came, else `one_left`.
@@ -419,82 +744,130 @@ impl Room {
         }
     }
 
-    /// Moves to `to` and builds the record naming `nick`, with the row's nick columns set
-    /// when this is the staff's or client's first entry.
-    fn record(&mut self, kind: EventKind, to: RoomStatus, nick: &str, detail: &str) -> Action {
+    /// Moves to `to` and builds the record naming `nick` in `role`.
+    fn record(
+        &mut self,
+        kind: EventKind,
+        to: RoomStatus,
+        nick: &str,
+        role: Option<Role>,
+        detail: &str,
+    ) -> Action {
         let from = self.status;
         self.status = to;
-        let first_entry = kind == EventKind::Entered;
-        let role = self.role_of(nick);
         Action::Record(Record {
-            kind,
             from,
             to,
-            nick: Some(nick.to_owned()),
-            role,
-            detail: detail.to_owned(),
-            set_staff_nick: (first_entry && role == Some(Role::Staff)).then(|| nick.to_owned()),
-            set_client_nick: (first_entry && role == Some(Role::Client)).then(|| nick.to_owned()),
-            close_reason: None,
+            ..self.bare_record(kind, Some(nick), role, detail)
         })
     }
 
-    /// Kicks a newcomer without counting them; the status stays.
-    fn kick(&self, nick: String, reason: &str) -> Vec<Action> {
-        vec![
-            Action::Kick {
-                nick: nick.clone(),
-                reason: reason.to_owned(),
-            },
-            Action::Record(Record {
-                kind: EventKind::Kicked,
-                from: self.status,
-                to: self.status,
-                nick: Some(nick),
-                role: Some(Role::Intruder),
-                detail: reason.to_owned(),
-                set_staff_nick: None,
-                set_client_nick: None,
-                close_reason: None,
-            }),
-        ]
+    /// An event that changes no status.
+    fn event(
+        &self,
+        kind: EventKind,
+        nick: Option<&str>,
+        role: Option<Role>,
+        detail: &str,
+    ) -> Action {
+        Action::Record(self.bare_record(kind, nick, role, detail))
     }
 
-    /// Closes the room because `nick` was the last to leave.
+    fn bare_record(
+        &self,
+        kind: EventKind,
+        nick: Option<&str>,
+        role: Option<Role>,
+        detail: &str,
+    ) -> Record {
+        Record {
+            kind,
+            from: self.status,
+            to: self.status,
+            nick: nick.map(str::to_owned),
+            role,
+            detail: detail.to_owned(),
+            set_staff_nick: None,
+            set_client_nick: None,
+            set_staff_jid: None,
+            set_client_jid: None,
+            use_extra_claim: false,
+            close_reason: None,
+        }
+    }
+
+    /// Closes the room because `nick` (in `role`) was the last to leave.
     fn close(
         &mut self,
-        kind: EventKind,
         nick: &str,
+        role: Option<Role>,
         detail: &str,
         reason: CloseReason,
     ) -> Vec<Action> {
-        let Action::Record(mut record) = self.record(kind, RoomStatus::Closed, nick, detail) else {
-            unreachable!("record() builds a Record")
+        let from = self.status;
+        self.status = RoomStatus::Closed;
+        self.clear_people();
+        let record = Record {
+            from,
+            to: RoomStatus::Closed,
+            close_reason: Some(reason),
+            ..self.bare_record(EventKind::Closed, Some(nick), role, detail)
         };
-        record.close_reason = Some(reason);
         vec![Action::Record(record), Action::Destroy { reason }]
     }
 
-    /// Closes the room with nobody involved (shutdown, vanished).
-    fn close_without_person(&mut self, detail: &str, reason: CloseReason) -> Vec<Action> {
+    /// Closes the room with nobody involved; `destroy`: the room may still be on the server.
+    fn close_without_person(
+        &mut self,
+        detail: &str,
+        reason: CloseReason,
+        destroy: bool,
+    ) -> Vec<Action> {
         let from = self.status;
         self.status = RoomStatus::Closed;
+        self.clear_people();
+        let record = Record {
+            from,
+            to: RoomStatus::Closed,
+            close_reason: Some(reason),
+            ..self.bare_record(EventKind::Closed, None, None, detail)
+        };
+        let mut actions = vec![Action::Record(record)];
+        if destroy {
+            actions.push(Action::Destroy { reason });
+        }
+        actions
+    }
+
+    fn clear_people(&mut self) {
         self.present.clear();
+        self.held.clear();
+        self.intruders.clear();
         self.departed.clear();
-        vec![
-            Action::Record(Record {
-                kind: EventKind::Closed,
-                from,
-                to: RoomStatus::Closed,
-                nick: None,
-                role: None,
-                detail: detail.to_owned(),
-                set_staff_nick: None,
-                set_client_nick: None,
-                close_reason: Some(reason),
-            }),
-            Action::Destroy { reason },
-        ]
+    }
+}
+
+/// Whether `person` is the one recorded as `nick`/`jid`: by JID when it is known, else by
+/// nick.
+fn same_person(nick: &str, jid: Option<&str>, person: &Person) -> bool {
+    match jid {
+        Some(jid) => person.jid.as_deref() == Some(jid),
+        None => person.nick == nick,
+    }
+}
+
+/// Whether `claim` lets `person` take the seat of `role`.
+fn seat(role: Role, claim: &Claim, person: &Person) -> Admission {
+    match claim {
+        Claim::Open { bound: None } => Admission::Seat(role),
+        Claim::Open { bound: Some(bound) } if person.jid.as_deref() == Some(bound.as_str()) => {
+            Admission::Seat(role)
+        }
+        Claim::Open { bound: Some(_) } => {
+            Admission::Kick("This room was assigned to somebody else.")
+        }
+        Claim::Missing => Admission::Kick("This room has not been assigned to you."),
+        Claim::Unknown => Admission::Hold("the claim cannot be checked (database unreachable)"),
     }
 }
 
@@ -503,10 +876,42 @@ mod tests {
     use super::*;
     use RoomStatus::*;
 
+    /// A person whose JID is derived from the nick (`alice` → `alice@example.org`).
+    fn who(nick: &str) -> Person {
+        Person::new(nick, Some(format!("{nick}@example.org")))
+    }
+
+    /// `who(nick)` enters with every seat claimed for anybody.
     fn enter(nick: &str) -> Event {
-        Event::Entered {
+        enter_as(who(nick), Claims::not_required())
+    }
+
+    fn enter_as(person: Person, claims: Claims) -> Event {
+        Event::Entered { person, claims }
+    }
+
+    fn leave(nick: &str) -> Event {
+        Event::Left {
             nick: nick.into(),
-            claimed: true,
+            how: Departure::Left,
+        }
+    }
+
+    fn claims(staff: Claim, client: Claim, extra: Claim) -> Claims {
+        Claims {
+            staff,
+            client,
+            extra,
+        }
+    }
+
+    fn open() -> Claim {
+        Claim::Open { bound: None }
+    }
+
+    fn bound(jid: &str) -> Claim {
+        Claim::Open {
+            bound: Some(jid.into()),
         }
     }
 
@@ -518,13 +923,6 @@ mod tests {
                 _ => None,
             })
             .collect()
-    }
-
-    fn leave(nick: &str) -> Event {
-        Event::Left {
-            nick: nick.into(),
-            how: Departure::Left,
-        }
     }
 
     /// The (from, to, kind) of every record in `actions`.
@@ -565,8 +963,39 @@ mod tests {
             .collect()
     }
 
+    fn holds(actions: &[Action]) -> Vec<&str> {
+        actions
+            .iter()
+            .filter_map(|a| match a {
+                Action::Hold { person, .. } => Some(person.nick.as_str()),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// A chat of alice (staff) and bob (client).
+    fn chat() -> Room {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        room.step(enter("bob"));
+        room
+    }
+
+    /// The grace timer started by `actions` for `role`.
+    fn grace(actions: &[Action], role: Role) -> u32 {
+        timers(actions)
+            .into_iter()
+            .find_map(|t| match t {
+                Timer::RejoinGrace { role: r, epoch } if *r == role => Some(*epoch),
+                _ => None,
+            })
+            .expect("a grace timer")
+    }
+
+    // ── who may enter ───────────────────────────────────────────────────────────────────
+
     #[test]
-    fn first_person_in_is_staff() {
+    fn the_first_person_in_on_a_staff_claim_is_staff_with_their_jid() {
         let mut room = Room::new(2);
         let actions = room.step(enter("alice"));
         assert_eq!(
@@ -576,12 +1005,12 @@ mod tests {
         let r = record(&actions);
         assert_eq!(r.role, Some(Role::Staff));
         assert_eq!(r.set_staff_nick.as_deref(), Some("alice"));
-        assert_eq!(r.set_client_nick, None);
-        assert_eq!(room.status, StaffWaiting);
+        assert_eq!(r.set_staff_jid.as_deref(), Some("alice@example.org"));
+        assert_eq!((&r.set_client_nick, &r.set_client_jid), (&None, &None));
     }
 
     #[test]
-    fn second_person_in_is_the_client() {
+    fn the_second_person_in_on_a_client_claim_is_the_client_with_their_jid() {
         let mut room = Room::new(2);
         room.step(enter("alice"));
         let actions = room.step(enter("bob"));
@@ -591,30 +1020,303 @@ mod tests {
         );
         let r = record(&actions);
         assert_eq!(r.role, Some(Role::Client));
-        assert_eq!(r.set_client_nick.as_deref(), Some("bob"));
-        assert_eq!(room.client.as_deref(), Some("bob"));
+        assert_eq!(r.set_client_jid.as_deref(), Some("bob@example.org"));
+        assert_eq!(room.client, Some(who("bob")));
     }
 
     #[test]
-    fn a_full_chat_walks_every_status_and_ends_destroyed() {
+    fn nobody_enters_without_an_open_claim_for_their_seat() {
         let mut room = Room::new(2);
+        let none = claims(Claim::Missing, Claim::Missing, Claim::Missing);
+        let actions = room.step(enter_as(who("mallory"), none.clone()));
+        assert_eq!(kicks(&actions), ["mallory"]);
+        assert_eq!(
+            records(&actions),
+            [(Available, Available, EventKind::Kicked)]
+        );
+        assert_eq!(record(&actions).role, Some(Role::Intruder));
+        room.step(leave("mallory")); // the kick confirmed
+        // The staff claim does not let anybody in as client.
+        room.step(enter_as(
+            who("alice"),
+            claims(open(), Claim::Missing, Claim::Missing),
+        ));
+        let actions = room.step(enter_as(who("eve"), claims(open(), Claim::Missing, open())));
+        assert_eq!(kicks(&actions), ["eve"]);
+        assert_eq!(room.status, StaffWaiting);
+        assert_eq!(
+            room.client, None,
+            "an intruder is never taken for the client"
+        );
+    }
+
+    #[test]
+    fn a_bound_claim_admits_only_its_jid() {
+        let mut room = Room::new(2);
+        let staff_for_alice = claims(bound("alice@example.org"), Claim::Missing, Claim::Missing);
+        let actions = room.step(enter_as(who("mallory"), staff_for_alice.clone()));
+        assert_eq!(kicks(&actions), ["mallory"]);
+        room.step(leave("mallory"));
+        let actions = room.step(enter_as(who("alice"), staff_for_alice));
+        assert_eq!(
+            records(&actions),
+            [(Available, StaffWaiting, EventKind::Entered)]
+        );
+        let client_for_bob = claims(open(), bound("bob@example.org"), Claim::Missing);
+        // Bob's nick without bob's JID is not bob.
+        let impostor = Person::new("bob", Some("eve@example.org".into()));
+        assert_eq!(
+            kicks(&room.step(enter_as(impostor, client_for_bob.clone()))),
+            ["bob"]
+        );
+        room.step(leave("bob")); // the kick confirmed
+        let actions = room.step(enter_as(who("bob"), client_for_bob));
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Chatting, EventKind::Entered)]
+        );
+    }
+
+    #[test]
+    fn a_person_whose_claim_cannot_be_checked_is_held_then_decided() {
+        let mut room = Room::new(2);
+        let actions = room.step(enter_as(who("alice"), Claims::unknown()));
+        assert_eq!(holds(&actions), ["alice"]);
+        assert!(records(&actions).is_empty(), "held: not counted");
+        assert!(kicks(&actions).is_empty(), "held: not kicked");
+        assert_eq!(room.status, Available);
+        // A presence update while held changes nothing but is decided anew when asked again.
+        let actions = room.step(enter_as(
+            who("alice"),
+            claims(open(), Claim::Missing, Claim::Missing),
+        ));
+        assert_eq!(
+            records(&actions),
+            [(Available, StaffWaiting, EventKind::Entered)]
+        );
+        // A held person who leaves is forgotten.
+        room.step(enter_as(who("bob"), Claims::unknown()));
+        assert!(room.step(leave("bob")).is_empty());
+        assert!(room.held.is_empty());
+    }
+
+    #[test]
+    fn with_more_than_two_chatters_every_extra_person_needs_an_extra_seat_claim() {
+        let mut room = Room::new(3);
         room.step(enter("alice"));
         room.step(enter("bob"));
+        let actions = room.step(enter_as(
+            who("carol"),
+            claims(open(), open(), Claim::Missing),
+        ));
+        assert_eq!(kicks(&actions), ["carol"]);
+        room.step(leave("carol"));
+        let actions = room.step(enter_as(who("carol"), claims(open(), open(), open())));
+        assert_eq!(
+            records(&actions),
+            [(Chatting, Chatting, EventKind::Entered)]
+        );
+        let r = record(&actions);
+        assert_eq!(r.role, Some(Role::Extra));
+        assert!(r.use_extra_claim, "the claim is used up");
+        // Full now, claim or not.
+        assert_eq!(kicks(&room.step(enter("dave"))), ["dave"]);
+        // One of three leaves: still two inside, still chatting.
+        let actions = room.step(leave("carol"));
+        assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Left)]);
+    }
+
+    #[test]
+    fn a_third_person_is_kicked_and_the_status_holds() {
+        let mut room = chat();
+        let actions = room.step(enter("mallory"));
+        assert_eq!(kicks(&actions), ["mallory"]);
+        assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Kicked)]);
+        // The kick comes back as mallory's unavailable presence: not counted.
+        assert!(room.step(leave("mallory")).is_empty());
+        assert_eq!(room.status, Chatting);
+        assert_eq!(room.present.len(), 2);
+    }
+
+    #[test]
+    fn a_role_comes_back_only_with_the_same_jid_within_grace() {
+        let mut room = chat();
+        room.step(Event::Left {
+            nick: "bob".into(),
+            how: Departure::ConnectionLost,
+        });
+        // A stranger, and a stranger with bob's nick, are kicked.
+        assert_eq!(kicks(&room.step(enter("eve"))), ["eve"]);
+        let impostor = Person::new("bob", Some("eve@example.org".into()));
+        assert_eq!(
+            kicks(&room.step(enter_as(impostor, Claims::not_required()))),
+            ["bob"]
+        );
+        room.step(leave("bob"));
+        assert_eq!(room.status, OneLeft);
+        // Bob himself, even under another nick, is back.
+        let actions = room.step(enter_as(
+            Person::new("bobby", Some("bob@example.org".into())),
+            Claims::unknown(),
+        ));
+        assert_eq!(
+            records(&actions),
+            [(OneLeft, Chatting, EventKind::Rejoined)]
+        );
+        let r = record(&actions);
+        assert_eq!(r.role, Some(Role::Client));
+        assert_eq!(r.set_client_nick.as_deref(), Some("bobby"));
+        assert_eq!(r.set_client_jid, None, "the client's JID never changes");
+    }
+
+    #[test]
+    fn a_returning_person_needs_no_claim_and_a_newcomer_does() {
+        let mut room = chat();
+        room.step(leave("bob"));
+        assert!(!room.needs_claims(&who("bob")));
+        assert!(room.needs_claims(&who("eve")));
+        assert!(!room.needs_claims(&who("alice")), "alice is inside");
+    }
+
+    #[test]
+    fn leave_rejoin_leave_runs_the_second_grace_in_full() {
+        let mut room = chat();
+        let first = grace(&room.step(leave("bob")), Role::Client);
+        room.step(enter("bob"));
+        let second = grace(&room.step(leave("bob")), Role::Client);
+        assert_ne!(first, second);
+        // The first grace's timer runs out: stale, bob may still come back.
+        assert!(
+            room.step(Event::GraceExpired {
+                role: Role::Client,
+                epoch: first
+            })
+            .is_empty()
+        );
+        assert_eq!(
+            records(&room.step(enter("bob"))),
+            [(OneLeft, Chatting, EventKind::Rejoined)]
+        );
+        // Once the current grace is over, he may not.
+        let third = grace(&room.step(leave("bob")), Role::Client);
+        room.step(Event::GraceExpired {
+            role: Role::Client,
+            epoch: third,
+        });
+        assert_eq!(kicks(&room.step(enter("bob"))), ["bob"]);
+        assert_eq!(room.status, OneLeft);
+    }
+
+    #[test]
+    fn a_nick_change_keeps_the_role_with_the_jid() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        let actions = room.step(Event::NickChanged {
+            old: "alice".into(),
+            new: "alice2".into(),
+        });
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, StaffWaiting, EventKind::NickChanged)]
+        );
+        assert_eq!(record(&actions).set_staff_nick.as_deref(), Some("alice2"));
+        assert!(
+            room.step(enter_as(
+                Person::new("alice2", Some("alice@example.org".into())),
+                Claims::unknown()
+            ))
+            .is_empty()
+        );
+        assert_eq!(
+            room.staff,
+            Some(Person::new("alice2", Some("alice@example.org".into())))
+        );
+        room.step(enter("bob"));
+        room.step(leave("alice2"));
+        // Her grace is bound to her JID, not to either nick.
+        let back = Person::new("alice", Some("alice@example.org".into()));
+        assert_eq!(
+            records(&room.step(enter_as(back, Claims::unknown()))),
+            [(OneLeft, Chatting, EventKind::Rejoined)]
+        );
+    }
+
+    // ── kicks that do not work ─────────────────────────────────────────────────────────
+
+    #[test]
+    fn an_intruder_who_cannot_be_removed_before_a_client_came_closes_the_room_as_error() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        room.step(enter_as(
+            who("mallory"),
+            claims(open(), Claim::Missing, Claim::Missing),
+        ));
+        // A client arriving while mallory is still inside is held, never admitted.
+        assert_eq!(holds(&room.step(enter("bob"))), ["bob"]);
+        let actions = room.step(Event::KickFailed {
+            nick: "mallory".into(),
+        });
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Closed, EventKind::Closed)]
+        );
+        assert_eq!(destroys(&actions), Some(CloseReason::Error));
+    }
+
+    #[test]
+    fn an_intruder_who_cannot_be_removed_from_a_chat_is_announced_and_recorded() {
+        let mut room = chat();
+        room.step(enter("mallory"));
+        let actions = room.step(Event::KickFailed {
+            nick: "mallory".into(),
+        });
+        assert!(matches!(actions[0], Action::Notify { .. }), "{actions:?}");
+        assert_eq!(
+            records(&actions),
+            [(Chatting, Chatting, EventKind::KickFailed)]
+        );
+        assert_eq!(destroys(&actions), None, "the chat goes on");
+        // Once the kick works, nothing else happens.
+        assert!(room.step(leave("mallory")).is_empty());
+        assert!(
+            room.step(Event::KickFailed {
+                nick: "mallory".into()
+            })
+            .is_empty()
+        );
+    }
+
+    #[test]
+    fn an_intruder_renaming_is_kicked_under_the_new_nick() {
+        let mut room = chat();
+        room.step(enter("mallory"));
+        let actions = room.step(Event::NickChanged {
+            old: "mallory".into(),
+            new: "bob2".into(),
+        });
+        assert_eq!(kicks(&actions), ["bob2"]);
+        assert!(records(&actions).is_empty());
+    }
+
+    // ── the room's life ────────────────────────────────────────────────────────────────
+
+    #[test]
+    fn a_full_chat_walks_every_status_and_ends_destroyed() {
+        let mut room = chat();
         let actions = room.step(leave("bob"));
         assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
         assert_eq!(record(&actions).role, Some(Role::Client));
         assert_eq!(destroys(&actions), None);
         let actions = room.step(leave("alice"));
         assert_eq!(records(&actions), [(OneLeft, Closed, EventKind::Closed)]);
+        assert_eq!(record(&actions).role, Some(Role::Staff));
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Completed));
         assert_eq!(destroys(&actions), Some(CloseReason::Completed));
     }
 
     #[test]
     fn a_room_emptied_by_a_server_shutdown_is_lost_not_completed() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+        let mut room = chat();
         let shutdown = |nick: &str| Event::Left {
             nick: nick.into(),
             how: Departure::ServiceShutdown,
@@ -637,109 +1339,34 @@ mod tests {
     }
 
     #[test]
-    fn a_third_person_is_kicked_and_the_status_holds() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
-        let actions = room.step(enter("mallory"));
-        assert_eq!(kicks(&actions), ["mallory"]);
-        assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Kicked)]);
-        assert_eq!(record(&actions).role, Some(Role::Intruder));
-        // The kick comes back as mallory's unavailable presence: not counted.
-        assert!(room.step(leave("mallory")).is_empty());
-        assert_eq!(room.status, Chatting);
-        assert_eq!(room.present.len(), 2);
-    }
-
-    #[test]
-    fn a_larger_limit_admits_more_people_without_changing_status() {
-        let mut room = Room::new(3);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
-        let actions = room.step(enter("carol"));
-        assert_eq!(
-            records(&actions),
-            [(Chatting, Chatting, EventKind::Entered)]
-        );
-        assert!(kicks(&room.step(enter("dave"))).contains(&"dave"));
-        // One of three leaves: still two inside, still chatting.
-        let actions = room.step(leave("carol"));
-        assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Left)]);
-    }
-
-    #[test]
-    fn the_one_who_left_may_come_back_but_a_stranger_may_not() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
-        room.step(Event::Left {
-            nick: "bob".into(),
-            how: Departure::ConnectionLost,
-        });
-        let actions = room.step(enter("eve"));
-        assert_eq!(kicks(&actions), ["eve"]);
-        assert_eq!(room.status, OneLeft);
-        let actions = room.step(enter("bob"));
-        assert_eq!(
-            records(&actions),
-            [(OneLeft, Chatting, EventKind::Rejoined)]
-        );
-        assert_eq!(record(&actions).role, Some(Role::Client));
-        // A rejoin does not overwrite who the client is.
-        assert_eq!(record(&actions).set_client_nick, None);
-    }
-
-    #[test]
-    fn nobody_enters_without_a_claim_for_their_role() {
-        let mut room = Room::new(2);
-        let unclaimed = |nick: &str| Event::Entered {
-            nick: nick.into(),
-            claimed: false,
-        };
-        let actions = room.step(unclaimed("mallory"));
-        assert_eq!(kicks(&actions), ["mallory"]);
-        assert_eq!(
-            records(&actions),
-            [(Available, Available, EventKind::Kicked)]
-        );
-        room.step(enter("alice"));
-        let actions = room.step(unclaimed("eve"));
-        assert_eq!(kicks(&actions), ["eve"]);
-        assert_eq!(room.status, StaffWaiting);
-        assert_eq!(
-            room.client, None,
-            "an intruder is never taken for the client"
-        );
-    }
-
-    #[test]
     fn leaving_a_chat_starts_the_rejoin_grace_and_the_one_left_timer() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+        let mut room = chat();
         let actions = room.step(leave("bob"));
         assert_eq!(
             timers(&actions),
             [
-                &Timer::RejoinGrace { nick: "bob".into() },
+                &Timer::RejoinGrace {
+                    role: Role::Client,
+                    epoch: 1
+                },
                 &Timer::OneLeft { epoch: 1 }
             ]
         );
         // Grace over: bob can no longer come back; the room stays one_left.
         assert!(
-            room.step(Event::GraceExpired { nick: "bob".into() })
-                .is_empty()
+            room.step(Event::GraceExpired {
+                role: Role::Client,
+                epoch: 1
+            })
+            .is_empty()
         );
-        let actions = room.step(enter("bob"));
-        assert_eq!(kicks(&actions), ["bob"]);
+        assert_eq!(kicks(&room.step(enter("bob"))), ["bob"]);
         assert_eq!(room.status, OneLeft);
     }
 
     #[test]
     fn the_one_left_timer_closes_the_room_with_a_notice() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+        let mut room = chat();
         room.step(leave("bob"));
         let actions = room.step(Event::OneLeftTimeout { epoch: 1 });
         assert!(matches!(actions[0], Action::Notify { .. }), "{actions:?}");
@@ -750,9 +1377,7 @@ mod tests {
 
     #[test]
     fn a_stale_one_left_timer_is_ignored() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+        let mut room = chat();
         room.step(leave("bob"));
         room.step(enter("bob")); // back within grace: chatting again
         room.step(leave("bob")); // one_left again: epoch 2
@@ -760,75 +1385,6 @@ mod tests {
         assert_eq!(room.status, OneLeft);
         assert!(!room.step(Event::OneLeftTimeout { epoch: 2 }).is_empty());
         assert_eq!(room.status, Closed);
-    }
-
-    fn restored(status: RoomStatus) -> Room {
-        Room::restore(status, Some("alice".into()), Some("bob".into()), 2)
-    }
-
-    fn people(nicks: &[&str]) -> BTreeSet<String> {
-        nicks.iter().map(|n| n.to_string()).collect()
-    }
-
-    #[test]
-    fn after_a_restart_an_empty_chat_is_closed_as_completed() {
-        let mut room = restored(Chatting);
-        let actions = room.reconcile(&people(&[]));
-        assert_eq!(
-            records(&actions),
-            [
-                (Chatting, OneLeft, EventKind::Left),
-                (OneLeft, Closed, EventKind::Closed)
-            ]
-        );
-        assert_eq!(destroys(&actions), Some(CloseReason::Completed));
-    }
-
-    #[test]
-    fn after_a_restart_a_chat_with_one_person_is_one_left() {
-        let mut room = restored(Chatting);
-        let actions = room.reconcile(&people(&["alice"]));
-        assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
-        assert_eq!(record(&actions).detail, "gone when the bot came back");
-        assert_eq!(room.status, OneLeft);
-        // bob may still come back within the grace.
-        assert_eq!(
-            records(&room.step(enter("bob"))),
-            [(OneLeft, Chatting, EventKind::Rejoined)]
-        );
-    }
-
-    #[test]
-    fn after_a_restart_people_who_came_meanwhile_are_counted() {
-        let mut room = Room::restore(Available, None, None, 2);
-        let actions = room.reconcile(&people(&["alice", "bob"]));
-        assert_eq!(
-            records(&actions),
-            [
-                (Available, StaffWaiting, EventKind::Entered),
-                (StaffWaiting, Chatting, EventKind::Entered)
-            ]
-        );
-        let mut waiting = Room::restore(StaffWaiting, Some("alice".into()), None, 2);
-        assert!(
-            waiting.reconcile(&people(&["alice"])).is_empty(),
-            "nothing changed"
-        );
-    }
-
-    #[test]
-    fn after_a_restart_a_one_left_room_gets_fresh_timers() {
-        let mut room = restored(OneLeft);
-        let actions = room.reconcile(&people(&["alice"]));
-        assert_eq!(records(&actions), [(OneLeft, OneLeft, EventKind::Left)]);
-        assert!(
-            timers(&actions).contains(&&Timer::OneLeft { epoch: 1 }),
-            "{actions:?}"
-        );
-        assert!(room.departed.contains("bob"));
-        let mut empty = restored(OneLeft);
-        let actions = empty.reconcile(&people(&[]));
-        assert_eq!(destroys(&actions), Some(CloseReason::Completed));
     }
 
     #[test]
@@ -841,32 +1397,8 @@ mod tests {
     }
 
     #[test]
-    fn a_nick_change_is_the_same_person() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        let actions = room.step(Event::NickChanged {
-            old: "alice".into(),
-            new: "alice2".into(),
-        });
-        assert_eq!(
-            records(&actions),
-            [(StaffWaiting, StaffWaiting, EventKind::NickChanged)]
-        );
-        assert_eq!(record(&actions).set_staff_nick.as_deref(), Some("alice2"));
-        assert!(
-            room.step(enter("alice2")).is_empty(),
-            "the follow-up presence"
-        );
-        room.step(enter("bob"));
-        assert_eq!(room.status, Chatting);
-        assert_eq!(room.staff.as_deref(), Some("alice2"));
-    }
-
-    #[test]
     fn departures_are_described_by_how() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+        let mut room = chat();
         let actions = room.step(Event::Left {
             nick: "bob".into(),
             how: Departure::Banned,
@@ -888,14 +1420,23 @@ mod tests {
     }
 
     #[test]
-    fn a_vanished_room_is_closed_as_lost_without_destroying() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+    fn a_room_destroyed_by_others_is_lost_without_destroying() {
+        let mut room = chat();
         let actions = room.step(Event::Vanished);
         assert_eq!(records(&actions), [(Chatting, Closed, EventKind::Closed)]);
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
         assert_eq!(destroys(&actions), None);
+    }
+
+    #[test]
+    fn an_unusable_room_is_closed_and_destroyed() {
+        let mut room = chat();
+        let actions = room.step(Event::Unusable {
+            reason: CloseReason::Lost,
+            detail: "re-created by the rejoin".into(),
+        });
+        assert_eq!(records(&actions), [(Chatting, Closed, EventKind::Closed)]);
+        assert_eq!(destroys(&actions), Some(CloseReason::Lost));
     }
 
     #[test]
@@ -912,5 +1453,133 @@ mod tests {
             assert!(room.step(event).is_empty());
         }
         assert_eq!(room.status, Closed);
+    }
+
+    // ── after a restart or reconnect ──────────────────────────────────────────────────
+
+    fn restored(status: RoomStatus) -> Room {
+        Room::restore(status, Some(who("alice")), Some(who("bob")), 2)
+    }
+
+    fn people(nicks: &[&str]) -> Vec<Person> {
+        nicks.iter().map(|n| who(n)).collect()
+    }
+
+    fn no_claims() -> Claims {
+        claims(Claim::Missing, Claim::Missing, Claim::Missing)
+    }
+
+    #[test]
+    fn after_a_restart_an_empty_chat_is_closed_as_completed() {
+        let mut room = restored(Chatting);
+        let actions = room.reconcile(&people(&[]), &no_claims());
+        assert_eq!(
+            records(&actions),
+            [
+                (Chatting, OneLeft, EventKind::Left),
+                (OneLeft, Closed, EventKind::Closed)
+            ]
+        );
+        assert_eq!(destroys(&actions), Some(CloseReason::Completed));
+    }
+
+    #[test]
+    fn after_a_restart_a_chat_with_one_person_is_one_left() {
+        let mut room = restored(Chatting);
+        let actions = room.reconcile(&people(&["alice"]), &no_claims());
+        assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
+        assert_eq!(record(&actions).detail, "gone when the bot came back");
+        // bob may still come back within the grace.
+        assert_eq!(
+            records(&room.step(enter("bob"))),
+            [(OneLeft, Chatting, EventKind::Rejoined)]
+        );
+    }
+
+    #[test]
+    fn after_a_restart_somebody_who_came_meanwhile_without_a_claim_is_kicked() {
+        let mut room = Room::restore(Available, None, None, 2);
+        let actions = room.reconcile(&people(&["mallory"]), &no_claims());
+        assert_eq!(kicks(&actions), ["mallory"]);
+        assert_eq!(
+            records(&actions),
+            [(Available, Available, EventKind::Kicked)]
+        );
+        // In a chat, anybody but the recorded two is kicked; the row does not change.
+        let mut chatting = restored(Chatting);
+        let actions = chatting.reconcile(
+            &people(&["alice", "bob", "mallory"]),
+            &Claims::not_required(),
+        );
+        assert_eq!(kicks(&actions), ["mallory"]);
+        assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Kicked)]);
+    }
+
+    #[test]
+    fn after_a_restart_the_clients_nick_with_another_jid_is_a_stranger() {
+        let mut room = restored(Chatting);
+        let impostor = Person::new("bob", Some("eve@example.org".into()));
+        let actions = room.reconcile(&[who("alice"), impostor], &no_claims());
+        assert_eq!(kicks(&actions), ["bob"]);
+        assert_eq!(
+            records(&actions),
+            [
+                (Chatting, OneLeft, EventKind::Left),
+                (OneLeft, OneLeft, EventKind::Kicked)
+            ]
+        );
+    }
+
+    #[test]
+    fn after_a_restart_a_claimed_newcomer_is_admitted_by_the_same_rules() {
+        let mut room = Room::restore(Available, None, None, 2);
+        let actions = room.reconcile(
+            &people(&["alice"]),
+            &claims(bound("alice@example.org"), Claim::Missing, Claim::Missing),
+        );
+        assert_eq!(
+            records(&actions),
+            [(Available, StaffWaiting, EventKind::Entered)]
+        );
+        let mut waiting = Room::restore(StaffWaiting, Some(who("alice")), None, 2);
+        assert!(
+            waiting
+                .reconcile(&people(&["alice"]), &no_claims())
+                .is_empty(),
+            "nothing changed"
+        );
+        // Unknown claims hold the newcomer.
+        let mut unknown = Room::restore(Available, None, None, 2);
+        assert_eq!(
+            holds(&unknown.reconcile(&people(&["alice"]), &Claims::unknown())),
+            ["alice"]
+        );
+    }
+
+    #[test]
+    fn after_a_restart_a_one_left_room_gets_fresh_timers() {
+        let mut room = restored(OneLeft);
+        let actions = room.reconcile(&people(&["alice"]), &no_claims());
+        assert_eq!(records(&actions), [(OneLeft, OneLeft, EventKind::Left)]);
+        assert!(
+            timers(&actions).contains(&&Timer::OneLeft { epoch: 1 }),
+            "{actions:?}"
+        );
+        assert!(room.departed.contains_key(&Role::Client));
+        let mut empty = restored(OneLeft);
+        let actions = empty.reconcile(&people(&[]), &no_claims());
+        assert_eq!(destroys(&actions), Some(CloseReason::Completed));
+    }
+
+    #[test]
+    fn after_a_restart_a_renamed_participant_keeps_the_role() {
+        let mut room = restored(Chatting);
+        let renamed = Person::new("robert", Some("bob@example.org".into()));
+        let actions = room.reconcile(&[who("alice"), renamed], &no_claims());
+        assert_eq!(
+            records(&actions),
+            [(Chatting, Chatting, EventKind::NickChanged)]
+        );
+        assert_eq!(record(&actions).set_client_nick.as_deref(), Some("robert"));
     }
 }

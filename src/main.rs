@@ -69,12 +69,19 @@ enum Command {
     Health,
     /// Claim a room as the web application does, and print it as JSON.
     Claim {
-        /// `staff`: an available room; `client`: the room whose staff waited longest.
-        #[arg(value_parser = ["staff", "client"])]
+        /// `staff`: an available room; `client`: the room whose staff waited longest;
+        /// `extra`: one more seat in the chat given by `--room` (`muc.max_chatters` above 2).
+        #[arg(value_parser = ["staff", "client", "extra"])]
         role: String,
         /// Who claims (recorded in the room's `*_claimed_by` column).
         #[arg(long, default_value = "cli")]
         by: String,
+        /// Only this real bare JID (user@domain) may enter on the claim; anybody else is kicked.
+        #[arg(long)]
+        jid: Option<String>,
+        /// The chat an `extra` claim is for (its row id).
+        #[arg(long, required_if_eq("role", "extra"))]
+        room: Option<i64>,
     },
 }
 
@@ -201,11 +208,28 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 })
             }
         }),
-        Command::Claim { role, by } => block_on(async {
+        Command::Claim {
+            role,
+            by,
+            jid,
+            room,
+        } => block_on(async {
             use helpim_bot::claims::{self, ClaimError};
+            use helpim_bot::model::Role;
+            if let Some(jid) = &jid {
+                // Refused before the database is opened: a bad JID changes nothing.
+                claims::normalise_jid(jid)?;
+            }
             let store = helpim_bot::app::open_store(&config).await?;
-            let claimed = match role.as_str() {
-                "client" => claims::claim_client(&store, &by).await,
+            let claimed = match (role.as_str(), &jid, room) {
+                ("extra", _, Some(room)) => {
+                    claims::claim_extra(&store, room, &by, jid.as_deref()).await
+                }
+                ("client", Some(jid), _) => {
+                    claims::claim_bound(&store, Role::Client, &by, jid).await
+                }
+                ("client", None, _) => claims::claim_client(&store, &by).await,
+                (_, Some(jid), _) => claims::claim_bound(&store, Role::Staff, &by, jid).await,
                 _ => claims::claim_staff(&store, &by).await,
             };
             match claimed {

@@ -127,12 +127,18 @@ string_enum! {
         StaffClaimed => "staff_claimed",
         /// The web application claimed the room for a client.
         ClientClaimed => "client_claimed",
-        /// A claim nobody used in time was released.
+        /// The web application claimed one extra seat of a chat in progress.
+        ExtraClaimed => "extra_claimed",
+        /// A claim nobody used in time was released (and the room's password changed, so
+        /// that nobody holding the old one can walk in).
         ClaimExpired => "claim_expired",
         /// The room was closed (the row's `close_reason` says why).
         Closed => "closed",
         /// The bot found the room in a different state on the server and corrected the row.
         Reconciled => "reconciled",
+        /// Somebody the bot kicked could not be removed (the server refused or ignored the
+        /// kick); the people in the chat were told, and the bot keeps trying.
+        KickFailed => "kick_failed",
     }
 }
 
@@ -145,6 +151,9 @@ string_enum! {
         Client => "client",
         /// Somebody who had no business in the room (over the limit, or without a claim).
         Intruder => "intruder",
+        /// A further participant of a chat in progress (`muc.max_chatters` above 2), admitted
+        /// on an extra-seat claim.
+        Extra => "extra",
     }
 }
 

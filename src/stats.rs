@@ -975,6 +975,7 @@ p50/p90: nearest-rank percentiles; durations rounded to the second.
             set_client_nick: None,
             set_staff_jid: None,
             set_client_jid: None,
+            use_extra_claim: false,
             close_reason: (to == RoomStatus::Closed).then_some(CloseReason::Completed),
         };
         use RoomStatus as S;

@@ -123,6 +123,8 @@ pub struct RoomChange {
     pub set_staff_jid: Option<String>,
     /// Record this as the real bare JID of the room's client.
     pub set_client_jid: Option<String>,
+    /// The extra-seat claim was used up by this change's person: clear it.
+    pub use_extra_claim: bool,
     /// Why the room closed; stored only when the change closes the room.
     pub close_reason: Option<CloseReason>,
 }
@@ -429,6 +431,11 @@ impl Store {
         if let Some(jid) = &change.set_client_jid {
             update.client_jid = Set(Some(jid.clone()));
         }
+        if change.use_extra_claim {
+            update.extra_claimed_at = Set(None);
+            update.extra_claimed_by = Set(None);
+            update.extra_claimed_jid = Set(None);
+        }
 
         let txn = self.db.begin().await?;
         // sqlx connects to MySQL with CLIENT_FOUND_ROWS, so rows_affected counts matched rows
@@ -547,6 +554,37 @@ impl Store {
             .count(&self.db)
             .await?;
         Ok(PoolCounts { ready, open })
+    }
+
+    /// Records that the server confirmed room `room_id` destroyed (or already gone). Only a
+    /// `closed` row is marked; marking twice keeps the first time.
+    pub async fn mark_destroyed(&self, room_id: i64) -> Result<(), StoreError> {
+        room::Entity::update_many()
+            .set(room::ActiveModel {
+                destroyed_at: Set(Some(now())),
+                ..Default::default()
+            })
+            .filter(room::Column::Id.eq(room_id))
+            .filter(room::Column::Status.eq(RoomStatus::Closed.as_str()))
+            .filter(room::Column::DestroyedAt.is_null())
+            .exec(&self.db)
+            .await?;
+        Ok(())
+    }
+
+    /// `bot_jid`'s `closed` rooms whose destruction the server never confirmed: rooms that
+    /// may still live on the server, to destroy at start-up and after every reconnect.
+    pub async fn undestroyed_rooms(&self, bot_jid: &str) -> Result<Vec<Room>, StoreError> {
+        room::Entity::find()
+            .filter(room::Column::BotJid.eq(bot_jid))
+            .filter(room::Column::Status.eq(RoomStatus::Closed.as_str()))
+            .filter(room::Column::DestroyedAt.is_null())
+            .order_by_asc(room::Column::Id)
+            .all(&self.db)
+            .await?
+            .into_iter()
+            .map(Room::try_from)
+            .collect()
     }
 
     /// A cheap round trip to the database, to tell whether it is still reachable.

@@ -52,6 +52,7 @@ async fn seed_rooms(store: &Store, available: usize, waiting: usize) {
                     set_client_nick: None,
                     set_staff_jid: None,
                     set_client_jid: None,
+                    use_extra_claim: false,
                     close_reason: None,
                 })
                 .await

@@ -78,6 +78,7 @@ impl<'a> Room<'a> {
                 set_client_nick: None,
                 set_staff_jid: None,
                 set_client_jid: None,
+                use_extra_claim: false,
                 close_reason,
             };
             self.store

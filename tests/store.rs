@@ -60,6 +60,7 @@ fn change(
         set_client_nick: None,
         set_staff_jid: None,
         set_client_jid: None,
+        use_extra_claim: false,
         close_reason: None,
     }
 }
@@ -167,6 +168,7 @@ async fn exercise(backend: Backend) {
             set_client_nick: Some("client1".to_owned()),
             set_staff_jid: None,
             set_client_jid: None,
+            use_extra_claim: false,
             ..change(id, K::Entered, S::StaffWaiting, S::Chatting, 2)
         },
         // Same status: status_changed_at stays; a close reason is ignored when not closing.
@@ -176,6 +178,7 @@ async fn exercise(backend: Backend) {
             set_client_nick: Some("client2".to_owned()),
             set_staff_jid: None,
             set_client_jid: None,
+            use_extra_claim: false,
             close_reason: Some(CloseReason::Error),
             ..change(id, K::NickChanged, S::Chatting, S::Chatting, 3)
         },

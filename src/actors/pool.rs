@@ -15,7 +15,7 @@ use jid::BareJid;
 use crate::store::{PoolCounts, Store};
 
 use super::room::{RoomActor, RoomContext};
-use super::supervisor::{SpawnRoom, SupervisorActor};
+use super::supervisor::{ClaimExpired, SpawnRoom, SupervisorActor};
 
 /// Pool sizes and what new rooms need.
 #[derive(Debug, Clone)]
@@ -91,6 +91,16 @@ pub struct RoomContextBase {
     pub room_ping: Option<Duration>,
 }
 
+impl PoolSettings {
+    /// The claims' times-to-live.
+    pub fn claim_ttls(&self) -> crate::claims::ClaimTtls {
+        crate::claims::ClaimTtls {
+            staff: self.staff_claim,
+            client: self.client_claim,
+        }
+    }
+}
+
 impl PoolActor {
     /// A pool for the bot `bot_jid`; rooms are spawned through `supervisor`.
     pub fn new(
@@ -138,6 +148,7 @@ impl PoolActor {
             join_timeout: base.join_timeout,
             retry_max: settings.retry_max,
             require_claims: base.require_claims,
+            claim_ttls: settings.claim_ttls(),
             rejoin_grace: base.rejoin_grace,
             one_left: base.one_left,
             room_ping: base.room_ping,
@@ -242,11 +253,7 @@ impl Handler<Replenish> for PoolActor {
         self.checking = true;
         let store = self.store.clone();
         let bot = self.bot_jid.clone();
-        let ttl = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::MAX);
-        let (staff_ttl, client_ttl) = (
-            ttl(self.settings.staff_claim),
-            ttl(self.settings.client_claim),
-        );
+        let ttls = self.settings.claim_ttls();
         let now = std::time::Instant::now();
         let sweep = self
             .last_sweep
@@ -255,14 +262,22 @@ impl Handler<Replenish> for PoolActor {
             self.last_sweep = Some(now);
         }
         let check = async move {
-            // Released claims make rooms ready again before they are counted.
-            if sweep {
-                crate::claims::release_expired(&store, &bot, staff_ttl, client_ttl).await?;
-            }
-            store.pool_counts(&bot).await
+            // Expired claims go to their rooms, which change the password and release them.
+            let expired = if sweep {
+                crate::claims::expired_claims(&store, &bot, &ttls).await?
+            } else {
+                Vec::new()
+            };
+            Ok::<_, crate::store::StoreError>((expired, store.pool_counts(&bot).await?))
         };
-        ctx.spawn(check.into_actor(self).map(|counts, act, ctx| {
+        ctx.spawn(check.into_actor(self).map(|checked, act, ctx| {
             act.checking = false;
+            let counts = checked.map(|(expired, counts)| {
+                for claim in expired {
+                    act.supervisor.do_send(ClaimExpired(claim));
+                }
+                counts
+            });
             match counts {
                 Ok(_) if std::mem::take(&mut act.stale) => act.again = true,
                 Ok(counts) => act.top_up(counts),

@@ -1,11 +1,18 @@
-//! `RoomActor`: one per room. Creates and configures the room, follows its occupants through
-//! the [`lifecycle`](crate::lifecycle) machine, persists every transition in order, and
-//! destroys the room when the chat is over.
+//! `RoomActor`: one per room. Creates and configures the room, gathers the facts the
+//! [`lifecycle`](crate::lifecycle) machine decides on (who entered, with which real JID,
+//! which claims the row holds), carries out its actions, persists every transition in order,
+//! and destroys the room when the chat is over.
+//!
+//! The actor decides nothing about admission itself. What it owns is the mechanics: a kick
+//! is repeated until the server confirms it (the occupant's unavailable presence) and
+//! reported to the machine when it does not work; a destroy is repeated until the server
+//! confirms it, and only then is the row marked destroyed; a person held because their claim
+//! cannot be checked is looked at again until it can.
 //!
 //! Errors stay inside the room: a failed kick, a refused destroy or a database outage is
 //! logged with `room=<jid>` and never reaches another room or the connection.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,16 +22,32 @@ use futures::future::{FutureExt, Shared};
 use jid::{BareJid, Jid};
 use xmpp_parsers::message::Message;
 
-use crate::lifecycle::{Action, Departure, Event, Timer};
-use crate::model::{CloseReason, RoomStatus};
+use crate::claims::{self, ClaimTtls, ExpiredClaim};
+use crate::lifecycle::{Action, Claims, Departure, Event, Person, Timer};
+use crate::model::{CloseReason, Role, RoomStatus};
 use crate::store::{self, NewRoom, RoomChange, Store};
 use crate::xmpp::form::{self, RoomSettings};
 use crate::xmpp::muc::{self, MucStatus, PresenceKind, RoomPresence};
 use crate::xmpp::{IqError, XmppHandle};
 
-use super::pool::{PoolActor, RoomFinished};
+use super::pool::{PoolActor, Replenish, RoomFinished};
 use super::supervisor::{Recovered, SupervisorActor, UnregisterRoom};
 use super::writer::RoomWriter;
+
+/// How long the first kick of somebody waits for the server's confirmation; every further
+/// attempt waits twice as long, up to [`RETRY_MAX`].
+const KICK_CONFIRM: Duration = Duration::from_secs(1);
+/// Unconfirmed kicks after which the machine is told that the person cannot be removed.
+const KICK_ATTEMPTS: u32 = 3;
+/// How long a held person waits before their claim is looked up again.
+const HOLD_RECHECK: Duration = Duration::from_secs(2);
+/// The longest wait between two attempts of a kick or a destroy.
+const RETRY_MAX: Duration = Duration::from_secs(30);
+/// Joins of a recorded room that time out before it is given up as lost.
+const REJOIN_ATTEMPTS: u32 = 3;
+/// Failed attempts to give an expired claim's room its new password before the room is
+/// given up (destroyed, closed `error`).
+const ROTATE_ATTEMPTS: u32 = 3;
 
 /// What every room needs to know, shared by all rooms.
 #[derive(Debug, Clone)]
@@ -47,6 +70,8 @@ pub struct RoomContext {
     pub retry_max: Duration,
     /// Whether people need an open claim for their role to enter.
     pub require_claims: bool,
+    /// How long claims stay open unused.
+    pub claim_ttls: ClaimTtls,
     /// How long a person who left may come back and be the same person.
     pub rejoin_grace: Duration,
     /// How long one person may stay alone; `None`: forever.
@@ -82,6 +107,15 @@ enum Phase {
     Finishing,
 }
 
+/// A kick the server has not confirmed yet.
+#[derive(Debug)]
+struct PendingKick {
+    /// The reason the person is shown.
+    reason: String,
+    /// Kick requests sent so far.
+    attempts: u32,
+}
+
 /// The actor of one room.
 pub struct RoomActor {
     ctx: Arc<RoomContext>,
@@ -90,8 +124,13 @@ pub struct RoomActor {
     phase: Phase,
     /// Waiting for the bot's own presence (or an error) answering its join.
     join_waiter: Option<oneshot::Sender<RoomPresence>>,
-    /// People seen in the room before it was recorded: intruders, kicked once it is ready.
-    early: BTreeSet<String>,
+    /// People seen in the room while it was being created or rejoined, nick → real JID:
+    /// intruders of a new room, or who is inside a recorded one.
+    early: BTreeMap<String, Option<String>>,
+    /// Kicks not confirmed yet, by nick.
+    kicks: HashMap<String, PendingKick>,
+    /// Joins of this rejoin that timed out.
+    rejoin_timeouts: u32,
     writer: Option<RoomWriter>,
     /// Resolves once the room has finished (destroyed, writes flushed), for shutdown.
     finished: Option<Shared<oneshot::Receiver<()>>>,
@@ -109,6 +148,12 @@ pub struct PresenceForRoom(pub RoomPresence);
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct ShutdownRoom;
+
+/// A claim on this room expired unused: release it, and for a staff or client claim give
+/// the room a new password first, so that nobody holding the old one can walk in.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ExpireClaim(pub ExpiredClaim);
 
 /// Why creating a room failed.
 #[derive(Debug, thiserror::Error)]
@@ -135,17 +180,7 @@ impl RoomActor {
     pub fn new_room(ctx: Arc<RoomContext>, service: &BareJid, prefix: &str) -> RoomActor {
         let name = format!("{prefix}{}", random_token());
         let jid = BareJid::new(&format!("{name}@{service}")).expect("prefix validated by config");
-        RoomActor {
-            ctx,
-            jid,
-            password: random_token(),
-            phase: Phase::Creating,
-            join_waiter: None,
-            early: BTreeSet::new(),
-            writer: None,
-            finished: None,
-            leave_first: false,
-        }
+        RoomActor::with(ctx, jid, random_token(), Phase::Creating, false)
     }
 
     /// An actor for a room recorded in the database (found at start-up): it rejoins the
@@ -169,26 +204,48 @@ impl RoomActor {
         leave_first: bool,
     ) -> Result<RoomActor, jid::Error> {
         let jid = BareJid::new(&row.jid)?;
+        let person = |nick: &Option<String>, jid: &Option<String>| {
+            nick.as_ref().map(|n| Person::new(n.clone(), jid.clone()))
+        };
         let machine = crate::lifecycle::Room::restore(
             row.status,
-            row.staff_nick.clone(),
-            row.client_nick.clone(),
+            person(&row.staff_nick, &row.staff_jid),
+            person(&row.client_nick, &row.client_jid),
             ctx.max_chatters as usize,
         );
-        Ok(RoomActor {
+        let phase = Phase::Rejoining {
+            room_id: row.id,
+            machine,
+        };
+        Ok(RoomActor::with(
             ctx,
             jid,
-            password: row.password.clone(),
-            phase: Phase::Rejoining {
-                room_id: row.id,
-                machine,
-            },
+            row.password.clone(),
+            phase,
+            leave_first,
+        ))
+    }
+
+    fn with(
+        ctx: Arc<RoomContext>,
+        jid: BareJid,
+        password: String,
+        phase: Phase,
+        leave_first: bool,
+    ) -> RoomActor {
+        RoomActor {
+            ctx,
+            jid,
+            password,
+            phase,
             join_waiter: None,
-            early: BTreeSet::new(),
+            early: BTreeMap::new(),
+            kicks: HashMap::new(),
+            rejoin_timeouts: 0,
             writer: None,
             finished: None,
             leave_first,
-        })
+        }
     }
 
     /// The room's bare JID (the routing key).
@@ -200,7 +257,7 @@ impl RoomActor {
         self.jid.as_str()
     }
 
-    /// Handles a presence while the room is being created.
+    /// Handles a presence while the room is being created or rejoined.
     fn presence_while_creating(&mut self, p: RoomPresence) {
         let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
         if own && p.kind == PresenceKind::Unavailable {
@@ -212,9 +269,10 @@ impl RoomActor {
             }
             return;
         }
+        let jid = real_jid(&p);
         if let Some(nick) = p.nick {
             match p.kind {
-                PresenceKind::Available => self.early.insert(nick),
+                PresenceKind::Available => self.early.insert(nick, jid),
                 _ => self.early.remove(&nick),
             };
         }
@@ -232,7 +290,13 @@ impl RoomActor {
         if own {
             if p.kind == PresenceKind::Unavailable {
                 log::warn!(room = self.room(); "the bot was removed from the room");
-                self.run(Event::Vanished, ctx);
+                self.run(
+                    Event::Unusable {
+                        reason: CloseReason::Lost,
+                        detail: "the bot was removed from the room".into(),
+                    },
+                    ctx,
+                );
             }
             return;
         }
@@ -241,20 +305,33 @@ impl RoomActor {
             return;
         };
         let event = match &p.kind {
-            PresenceKind::Available => return self.entered(nick, ctx),
+            PresenceKind::Available => {
+                let person = Person::new(nick, real_jid(&p));
+                return self.entered(person, ctx);
+            }
             PresenceKind::Unavailable if p.has(MucStatus::NickChanged) => {
                 match p.item.as_ref().and_then(|i| i.nick.clone()) {
-                    Some(new) => Event::NickChanged { old: nick, new },
+                    Some(new) => {
+                        if let Some(kick) = self.kicks.remove(&nick) {
+                            self.kicks.insert(new.clone(), kick);
+                        }
+                        Event::NickChanged { old: nick, new }
+                    }
                     None => Event::Left {
                         nick,
                         how: Departure::Left,
                     },
                 }
             }
-            PresenceKind::Unavailable => Event::Left {
-                nick,
-                how: departure(&p),
-            },
+            PresenceKind::Unavailable => {
+                if self.kicks.remove(&nick).is_some() {
+                    log::info!(room = self.room(); "{nick} is out");
+                }
+                Event::Left {
+                    nick,
+                    how: departure(&p),
+                }
+            }
             PresenceKind::Error { condition } => {
                 log::warn!(room = self.room(); "error presence from the room: {condition}");
                 return;
@@ -263,45 +340,34 @@ impl RoomActor {
         self.run(event, ctx);
     }
 
-    /// Somebody is present: feeds `Entered`, after looking up in the database whether the
-    /// role they would take is claimed (when claims are required and it matters). The
-    /// room handles nothing else meanwhile, so its events stay in order.
-    fn entered(&mut self, nick: String, ctx: &mut Context<Self>) {
-        if self.ctx.panic_on_nick.as_deref() == Some(nick.as_str()) {
-            panic!("fault injection: {nick} entered {}", self.jid);
+    /// Somebody is present: feeds `Entered` with the claims of the row, looked up when the
+    /// machine needs them (a newcomer, while claims are required). The room handles nothing
+    /// else meanwhile, so its events stay in order. A lookup that fails gives
+    /// [`Claims::unknown`]: the machine holds the person, it never admits them.
+    fn entered(&mut self, person: Person, ctx: &mut Context<Self>) {
+        if self.ctx.panic_on_nick.as_deref() == Some(person.nick.as_str()) {
+            panic!("fault injection: {} entered {}", person.nick, self.jid);
         }
         let Phase::Active { room_id, machine } = &self.phase else {
             return;
         };
-        let status = machine.status;
-        let needs_claim = self.ctx.require_claims
-            && !machine.present.contains(&nick)
-            && matches!(status, RoomStatus::Available | RoomStatus::StaffWaiting);
-        if !needs_claim {
-            self.run(
+        if !self.ctx.require_claims {
+            return self.run(
                 Event::Entered {
-                    nick,
-                    claimed: true,
+                    person,
+                    claims: Claims::not_required(),
                 },
                 ctx,
             );
-            return;
         }
-        let (store, room_id) = (self.ctx.store.clone(), *room_id);
-        let lookup = async move { store.room(room_id).await };
-        ctx.wait(lookup.into_actor(self).map(move |row, act, ctx| {
-            let claimed = match row {
-                Ok(Some(row)) if status == RoomStatus::Available => row.staff_claimed_at.is_some(),
-                Ok(Some(row)) => row.client_claimed_at.is_some(),
-                Ok(None) => false,
-                Err(error) => {
-                    // Nobody but the web application knows the password: rather let a
-                    // person in than turn away somebody in crisis while the database is out.
-                    log::warn!(room = act.room(); "cannot check the claim of {nick} ({error}); letting them in");
-                    true
-                }
-            };
-            act.run(Event::Entered { nick, claimed }, ctx);
+        if !machine.needs_claims(&person) {
+            // Inside already, being kicked, or a role holder coming back: no claim decides.
+            let claims = Claims::unknown();
+            return self.run(Event::Entered { person, claims }, ctx);
+        }
+        let lookup = lookup_claims(self.ctx.clone(), *room_id, self.jid.clone());
+        ctx.wait(lookup.into_actor(self).map(move |claims, act, ctx| {
+            act.run(Event::Entered { person, claims }, ctx);
         }));
     }
 
@@ -338,16 +404,21 @@ impl RoomActor {
                             detail: r.detail,
                             set_staff_nick: r.set_staff_nick,
                             set_client_nick: r.set_client_nick,
-                            set_staff_jid: None,
-                            set_client_jid: None,
+                            set_staff_jid: r.set_staff_jid,
+                            set_client_jid: r.set_client_jid,
+                            use_extra_claim: r.use_extra_claim,
                             close_reason: r.close_reason,
                         });
                     }
                 }
-                Action::Kick { nick, reason } => self.kick(nick, reason),
-                Action::Schedule(Timer::RejoinGrace { nick }) => {
+                Action::Kick { nick, reason } => self.kick(nick, reason, ctx),
+                Action::Hold { person, why } => {
+                    log::warn!(room = self.room(); "{} is held, neither admitted nor kicked: {why}", person.nick);
+                    ctx.run_later(HOLD_RECHECK, move |act, ctx| act.recheck(person, ctx));
+                }
+                Action::Schedule(Timer::RejoinGrace { role, epoch }) => {
                     ctx.run_later(self.ctx.rejoin_grace, move |act, ctx| {
-                        act.run(Event::GraceExpired { nick }, ctx)
+                        act.run(Event::GraceExpired { role, epoch }, ctx)
                     });
                 }
                 Action::Schedule(Timer::OneLeft { epoch }) => {
@@ -370,8 +441,62 @@ impl RoomActor {
         }
         if matches!(&self.phase, Phase::Active { machine, .. } if machine.status == RoomStatus::Closed)
         {
-            self.finish(None, ctx); // closed without a destroy (vanished)
+            self.finish(None, ctx); // closed without a destroy (destroyed by somebody else)
         }
+    }
+
+    /// A held person is looked at again, if they are still held.
+    fn recheck(&mut self, person: Person, ctx: &mut Context<Self>) {
+        let still_held = matches!(&self.phase, Phase::Active { machine, .. }
+            if machine.held.get(&person.nick) == Some(&person.jid));
+        if still_held {
+            self.entered(person, ctx);
+        }
+    }
+
+    /// Starts removing `nick`: the kick is sent, and repeated with backoff until the
+    /// server confirms it with the occupant's unavailable presence.
+    fn kick(&mut self, nick: String, reason: String, ctx: &mut Context<Self>) {
+        self.kicks.entry(nick.clone()).or_insert(PendingKick {
+            reason,
+            attempts: 0,
+        });
+        self.try_kick(nick, ctx);
+    }
+
+    /// One kick request for a pending kick, and the check of its confirmation.
+    fn try_kick(&mut self, nick: String, ctx: &mut Context<Self>) {
+        let still_inside =
+            matches!(&self.phase, Phase::Active { machine, .. } if machine.is_intruder(&nick));
+        if !still_inside {
+            self.kicks.remove(&nick);
+            return;
+        }
+        let Some(kick) = self.kicks.get_mut(&nick) else {
+            return;
+        };
+        kick.attempts += 1;
+        let attempt = kick.attempts;
+        let request = muc::kick(&nick, &kick.reason);
+        let xmpp = self.ctx.xmpp.clone();
+        let room = self.jid.clone();
+        let who = nick.clone();
+        actix::spawn(async move {
+            if let Err(error) = xmpp.set(Jid::from(room.clone()), request).await {
+                log::warn!(room = room.as_str(); "kick {attempt} of {who} failed: {error}");
+            }
+        });
+        let wait = (KICK_CONFIRM * 2u32.pow(attempt.min(6) - 1)).min(RETRY_MAX);
+        ctx.run_later(wait, move |act, ctx| {
+            if !act.kicks.contains_key(&nick) {
+                return; // confirmed
+            }
+            if attempt == KICK_ATTEMPTS {
+                log::error!(room = act.room(); "{nick} is still inside after {attempt} kicks");
+                act.run(Event::KickFailed { nick: nick.clone() }, ctx);
+            }
+            act.try_kick(nick, ctx);
+        });
     }
 
     /// XEP-0410 self-ping: asks the room whether the bot is still an occupant. A room that
@@ -409,9 +534,11 @@ impl RoomActor {
         )
     }
 
-    /// Joins the room again and reconciles: the room may be gone (closed as `lost`), may
-    /// have been re-created by this very join (destroyed, closed as `lost`), or may be there
-    /// with some people inside (the row follows them). Tells the supervisor when done.
+    /// Joins the room again and reconciles: the room may be gone, may have been re-created
+    /// by this very join, or may refuse to be configured (each: destroyed, closed `lost`),
+    /// or may be there with people inside, who are admitted or kicked by the machine's rules
+    /// and the row's claims. A join that times out is tried again a few times. Tells the
+    /// supervisor when done.
     fn rejoin(&mut self, ctx: &mut Context<Self>) {
         log::info!(room = self.room(); "rejoining to check the room");
         let (waiter, joined) = oneshot::channel();
@@ -420,78 +547,96 @@ impl RoomActor {
         if std::mem::take(&mut self.leave_first) {
             self.ctx.xmpp.send(muc::leave(&self.jid, &self.ctx.nick));
         }
+        let Phase::Rejoining { room_id, .. } = &self.phase else {
+            return;
+        };
         let fut = rejoin(
             self.ctx.clone(),
             self.jid.clone(),
             self.password.clone(),
+            *room_id,
             joined,
         );
         ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
+            if let Rejoined::TimedOut = outcome {
+                act.rejoin_timeouts += 1;
+                if act.rejoin_timeouts < REJOIN_ATTEMPTS {
+                    log::warn!(room = act.room(); "no answer to the rejoin ({} of {REJOIN_ATTEMPTS}): trying again", act.rejoin_timeouts);
+                    return act.rejoin(ctx);
+                }
+            }
+            act.rejoin_timeouts = 0;
             let Phase::Rejoining { room_id, machine } = std::mem::replace(&mut act.phase, Phase::Finishing) else {
                 return;
             };
             act.phase = Phase::Active { room_id, machine };
             act.ctx.supervisor.do_send(Recovered);
+            let lost = |detail: String| Event::Unusable {
+                reason: CloseReason::Lost,
+                detail,
+            };
             match outcome {
-                Rejoined::Present => {
-                    let actual = std::mem::take(&mut act.early);
-                    log::info!(room = act.room(); "back in the room; inside: {actual:?}");
+                Rejoined::Present(claims) => {
+                    let actual: Vec<Person> = std::mem::take(&mut act.early)
+                        .into_iter()
+                        .map(|(nick, jid)| Person::new(nick, jid))
+                        .collect();
+                    let nicks: Vec<&str> = actual.iter().map(|p| p.nick.as_str()).collect();
+                    log::info!(room = act.room(); "back in the room; inside: {nicks:?}");
                     if let Phase::Active { machine, .. } = &mut act.phase {
-                        let actions = machine.reconcile(&actual);
+                        let actions = machine.reconcile(&actual, &claims);
                         act.execute(actions, ctx);
                     }
                 }
                 Rejoined::Recreated => {
                     log::warn!(room = act.room(); "the room no longer existed (re-created by the rejoin): closing it as lost");
-                    act.run(Event::Vanished, ctx);
-                    // run() finished the room without a destroy; the re-created room must go.
-                    let xmpp = act.ctx.xmpp.clone();
-                    let room = act.jid.clone();
-                    actix::spawn(async move {
-                        let _ = xmpp.set(Jid::from(room), muc::destroy("This chat is closed (lost).")).await;
-                    });
+                    act.run(lost("the room no longer existed when the bot came back".into()), ctx);
+                }
+                Rejoined::Unconfigurable(why) => {
+                    log::warn!(room = act.room(); "the room cannot be configured again ({why}): closing it as lost");
+                    act.run(lost(format!("the room could not be configured again: {why}")), ctx);
                 }
                 Rejoined::Gone(why) => {
                     log::warn!(room = act.room(); "the room cannot be joined any more ({why}): closing it as lost");
-                    act.run(Event::Vanished, ctx);
+                    act.run(lost(format!("the room could not be joined again: {why}")), ctx);
+                }
+                Rejoined::TimedOut => {
+                    log::warn!(room = act.room(); "no answer to {REJOIN_ATTEMPTS} rejoins: closing the room as lost");
+                    act.run(lost(format!("no answer to {REJOIN_ATTEMPTS} rejoins")), ctx);
                 }
             }
         }));
     }
 
-    fn kick(&self, nick: String, reason: String) {
-        let xmpp = self.ctx.xmpp.clone();
-        let room = self.jid.clone();
-        actix::spawn(async move {
-            if let Err(error) = xmpp
-                .set(Jid::from(room.clone()), muc::kick(&nick, &reason))
-                .await
-            {
-                log::warn!(room = room.as_str(); "kick of {nick} failed: {error}");
-            }
-        });
-    }
-
-    /// Destroys the room on the server (when `destroy` is given), flushes the writes, tells
-    /// the pool and the supervisor, and stops.
+    /// Destroys the room on the server (when `destroy` is given) until the server confirms
+    /// it, flushes the writes, marks the row destroyed, tells the pool and the supervisor,
+    /// and stops.
     fn finish(&mut self, destroy: Option<CloseReason>, ctx: &mut Context<Self>) {
+        let room_id = match &self.phase {
+            Phase::Active { room_id, .. } | Phase::Rejoining { room_id, .. } => Some(*room_id),
+            Phase::Creating | Phase::Finishing => None,
+        };
         self.phase = Phase::Finishing;
+        self.kicks.clear();
         let (done, finished) = oneshot::channel();
         self.finished = Some(finished.shared());
         let xmpp = self.ctx.xmpp.clone();
+        let store = self.ctx.store.clone();
         let room = self.jid.clone();
         let flushed = self.writer.as_mut().map(RoomWriter::finish);
         let fut = async move {
             if let Some(reason) = destroy {
-                let text = format!("This chat is closed ({reason}).");
-                if let Err(error) = xmpp.set(Jid::from(room.clone()), muc::destroy(&text)).await {
-                    log::warn!(room = room.as_str(); "destroying the room failed: {error}");
-                } else {
-                    log::info!(room = room.as_str(); "room destroyed on the server");
-                }
+                destroy_until_confirmed(&xmpp, &room, &format!("This chat is closed ({reason})."))
+                    .await;
             }
             if let Some(flushed) = flushed {
                 flushed.await;
+            }
+            if let Some(room_id) = room_id
+                && let Err(error) = store.mark_destroyed(room_id).await
+            {
+                // The start-up sweep finds the row again and confirms with the server.
+                log::warn!(room = room.as_str(); "cannot record the room as destroyed: {error}");
             }
         };
         ctx.wait(fut.into_actor(self).map(|(), act, ctx| {
@@ -501,6 +646,59 @@ impl RoomActor {
             ctx.stop();
         }));
     }
+}
+
+/// Sends the destroy request until the server confirms that the room is gone: a result, or
+/// `item-not-found` (nothing left to destroy). Waits with doubling backoff in between.
+pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: &str) {
+    let mut delay = Duration::from_secs(1);
+    loop {
+        match xmpp
+            .set(Jid::from(room.clone()), muc::destroy(reason))
+            .await
+        {
+            Ok(_) => {
+                log::info!(room = room.as_str(); "room destroyed on the server");
+                return;
+            }
+            Err(IqError::Refused { condition, .. }) if condition == "item-not-found" => {
+                log::info!(room = room.as_str(); "room already gone from the server");
+                return;
+            }
+            Err(error) => {
+                log::warn!(room = room.as_str(); "destroying the room failed ({error}); trying again in {delay:?}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(RETRY_MAX);
+            }
+        }
+    }
+}
+
+/// The claims on a room's seats, from its row; [`Claims::unknown`] when the row cannot be
+/// read, so that nobody is admitted on a claim nobody checked.
+async fn lookup_claims(ctx: Arc<RoomContext>, room_id: i64, jid: BareJid) -> Claims {
+    match ctx.store.room(room_id).await {
+        Ok(Some(row)) => claims::seats(&row, store::now(), &ctx.claim_ttls),
+        Ok(None) => {
+            log::error!(room = jid.as_str(); "the room's row is gone: nobody is admitted");
+            Claims {
+                staff: crate::lifecycle::Claim::Missing,
+                client: crate::lifecycle::Claim::Missing,
+                extra: crate::lifecycle::Claim::Missing,
+            }
+        }
+        Err(error) => {
+            log::warn!(room = jid.as_str(); "cannot read the room's claims: {error}");
+            Claims::unknown()
+        }
+    }
+}
+
+/// The real bare JID of the occupant a presence is about, as the room shows it to the bot
+/// (owner of a semi-anonymous room).
+fn real_jid(p: &RoomPresence) -> Option<String> {
+    let jid = p.item.as_ref()?.jid.as_deref()?;
+    Jid::new(jid).ok().map(|j| j.to_bare().to_string())
 }
 
 /// How an occupant left, from the status codes of their unavailable presence.
@@ -570,31 +768,32 @@ async fn create(
 /// What the bot found when it joined a recorded room again.
 #[derive(Debug)]
 enum Rejoined {
-    /// The room is there (reconfigured); `early` holds who is inside.
-    Present,
+    /// The room is there (reconfigured); `early` holds who is inside, and these are the
+    /// row's claims.
+    Present(Claims),
     /// The join created the room anew: the old one was lost.
     Recreated,
     /// The room refused the join (gone and not creatable, or the password changed).
     Gone(String),
+    /// The room is there but could not be configured or verified again.
+    Unconfigurable(String),
+    /// No answer to the join in time.
+    TimedOut,
 }
 
-/// Joins a recorded room again, and configures it again when it is there (a room the server
-/// kept may have been reset or left locked).
+/// Joins a recorded room again and configures it again when it is there (a room the server
+/// kept may have been reset or left locked); then reads the row's claims.
 async fn rejoin(
     ctx: Arc<RoomContext>,
     jid: BareJid,
     password: String,
+    room_id: i64,
     joined: oneshot::Receiver<RoomPresence>,
 ) -> Rejoined {
     ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
     let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
         Ok(Ok(p)) => p,
-        _ => {
-            return Rejoined::Gone(format!(
-                "no answer to the join within {:?}",
-                ctx.join_timeout
-            ));
-        }
+        _ => return Rejoined::TimedOut,
     };
     if let PresenceKind::Error { condition } = presence.kind {
         return Rejoined::Gone(condition);
@@ -603,13 +802,17 @@ async fn rejoin(
         return Rejoined::Recreated;
     }
     if let Err(error) = configure(&ctx, &jid, &password).await {
-        log::warn!(room = jid.as_str(); "configuring the room again failed: {error}");
+        return Rejoined::Unconfigurable(error.to_string());
     }
-    Rejoined::Present
+    if !ctx.require_claims {
+        return Rejoined::Present(Claims::not_required());
+    }
+    Rejoined::Present(lookup_claims(ctx.clone(), room_id, jid).await)
 }
 
 /// Fetches the owner form, submits the bot's settings for the fields offered, and checks
-/// with disco#info that the room is protected, hidden and temporary.
+/// with disco#info that the room is protected, hidden, temporary, semi-anonymous and
+/// unarchived.
 async fn configure(ctx: &RoomContext, jid: &BareJid, password: &str) -> Result<(), CreateError> {
     let room = Jid::from(jid.clone());
     let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
@@ -648,9 +851,90 @@ impl Handler<Rejoin> for RoomActor {
             else {
                 unreachable!("checked above")
             };
+            self.kicks.clear();
             self.phase = Phase::Rejoining { room_id, machine };
             self.rejoin(ctx);
         }
+    }
+}
+
+impl Handler<ExpireClaim> for RoomActor {
+    type Result = ();
+
+    /// Releases an expired claim. A staff or client claim first gets the room a new
+    /// password, in the row (while the claim still keeps the room from being claimed) and on
+    /// the server, so that the person who was sent with the old one cannot enter after the
+    /// next person was sent. An extra-seat claim belongs to a chat in progress, whose
+    /// password stays: it is only released.
+    fn handle(&mut self, msg: ExpireClaim, ctx: &mut Self::Context) {
+        let expired = msg.0;
+        let Phase::Active { machine, .. } = &self.phase else {
+            return;
+        };
+        let wanted = match expired.role {
+            Role::Staff => RoomStatus::Available,
+            Role::Client => RoomStatus::StaffWaiting,
+            _ => RoomStatus::Chatting,
+        };
+        if machine.status != wanted {
+            return; // the claim was used meanwhile; the row follows the writer
+        }
+        let rotate = expired.role != Role::Extra;
+        let password = random_token();
+        let ctx2 = self.ctx.clone();
+        let jid = self.jid.clone();
+        let new = password.clone();
+        let fut = async move {
+            let store = &ctx2.store;
+            if rotate {
+                if !claims::set_password_while_claimed(store, expired.room_id, expired.role, &new)
+                    .await
+                    .map_err(|e| (false, e.to_string()))?
+                {
+                    return Ok(false);
+                }
+                let mut last = String::new();
+                let mut configured = false;
+                for _ in 0..ROTATE_ATTEMPTS {
+                    match configure(&ctx2, &jid, &new).await {
+                        Ok(()) => {
+                            configured = true;
+                            break;
+                        }
+                        Err(error) => last = error.to_string(),
+                    }
+                }
+                if !configured {
+                    return Err((true, last));
+                }
+            }
+            claims::release(store, &expired, rotate)
+                .await
+                .map_err(|e| (false, e.to_string()))
+        };
+        ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
+            Ok(released) => {
+                if rotate {
+                    act.password = password;
+                }
+                if released {
+                    act.ctx.pool.do_send(Replenish);
+                }
+            }
+            Err((true, why)) => {
+                log::error!(room = act.room(); "cannot give the room its new password ({why}): closing it");
+                act.run(
+                    Event::Unusable {
+                        reason: CloseReason::Error,
+                        detail: "the password could not be changed after a claim expired".into(),
+                    },
+                    ctx,
+                );
+            }
+            Err((false, why)) => {
+                log::warn!(room = act.room(); "cannot release the expired claim yet ({why}); the next check tries again");
+            }
+        }));
     }
 }
 
@@ -679,15 +963,21 @@ impl Actor for RoomActor {
             Ok(room_id) => {
                 log::info!(room = act.room(); "room configured and recorded as available (id {room_id})");
                 act.writer = Some(act.start_writer());
-                act.phase = Phase::Active {
-                    room_id,
-                    machine: crate::lifecycle::Room::new(act.ctx.max_chatters as usize),
+                let mut machine = crate::lifecycle::Room::new(act.ctx.max_chatters as usize);
+                // Nobody can hold a claim of a room that was not recorded yet.
+                let early: Vec<Person> = std::mem::take(&mut act.early)
+                    .into_iter()
+                    .map(|(nick, jid)| Person::new(nick, jid))
+                    .collect();
+                let nobody = Claims {
+                    staff: crate::lifecycle::Claim::Missing,
+                    client: crate::lifecycle::Claim::Missing,
+                    extra: crate::lifecycle::Claim::Missing,
                 };
+                let actions = machine.reconcile(&early, &nobody);
+                act.phase = Phase::Active { room_id, machine };
                 act.ctx.pool.do_send(RoomFinished { ready: true });
-                for nick in std::mem::take(&mut act.early) {
-                    log::warn!(room = act.room(); "{nick} entered before the room was recorded: kicking");
-                    act.kick(nick, "This room is not open yet.".to_owned());
-                }
+                act.execute(actions, ctx);
             }
             Err(error) => {
                 log::warn!(room = act.room(); "room creation failed: {error}");

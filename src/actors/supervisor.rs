@@ -23,7 +23,7 @@ use crate::xmpp::muc::parse_room_presence;
 use crate::xmpp::{XmppEvent, XmppHandle};
 
 use super::pool::{PoolActor, PoolSettings, RoomContextBase, StartCreating, StopCreating};
-use super::room::{PresenceForRoom, Rejoin, RoomActor, ShutdownRoom};
+use super::room::{ExpireClaim, PresenceForRoom, Rejoin, RoomActor, ShutdownRoom};
 
 /// Why the supervisor gave up; the process exits non-zero with this.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -157,6 +157,41 @@ impl SupervisorActor {
                 }
             }
             act.start_pool_when_recovered();
+        }));
+    }
+
+    /// Destroys the rooms of `closed` rows whose destruction the server never confirmed (a
+    /// destroy cut short by a crash or a lost connection), then marks them destroyed. Rooms
+    /// whose actor is still at it are left to the actor.
+    fn destroy_leftovers(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let bot = self.bot_jid.to_string();
+        let load = async move { store.undestroyed_rooms(&bot).await };
+        ctx.spawn(load.into_actor(self).map(|rows, act, _| {
+            let rows = match rows {
+                Ok(rows) => rows,
+                Err(error) => {
+                    log::warn!("cannot read the closed rooms still to destroy: {error}");
+                    return;
+                }
+            };
+            for row in rows {
+                let Ok(room) = BareJid::new(&row.jid) else {
+                    log::error!(room = row.jid.as_str(); "recorded room has an invalid JID; left alone");
+                    continue;
+                };
+                if act.rooms.contains_key(&room) {
+                    continue;
+                }
+                log::warn!(room = room.as_str(); "closed, but its destruction was never confirmed: destroying it");
+                let (xmpp, store) = (act.xmpp.clone(), act.store.clone());
+                actix::spawn(async move {
+                    super::room::destroy_until_confirmed(&xmpp, &room, "This chat is closed.").await;
+                    if let Err(error) = store.mark_destroyed(row.id).await {
+                        log::warn!(room = room.as_str(); "cannot record the room as destroyed: {error}");
+                    }
+                });
+            }
         }));
     }
 
@@ -331,6 +366,7 @@ impl Actor for SupervisorActor {
         ));
         self.pool = Some(pool);
         self.recover_rooms(ctx);
+        self.destroy_leftovers(ctx);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
             act.restart_dead_rooms(ctx)
         });
@@ -352,6 +388,7 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                 for room in self.rooms.values() {
                     room.do_send(Rejoin);
                 }
+                self.destroy_leftovers(ctx);
                 if let Some(pool) = &self.pool {
                     pool.do_send(super::pool::Replenish);
                 }
@@ -379,6 +416,27 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
 #[derive(Message)]
 #[rtype(result = "()")]
 pub struct SpawnRoom(pub RoomActor);
+
+/// A claim on one of this bot's rooms expired unused (sent by the pool): the room's actor
+/// changes the password and releases it.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct ClaimExpired(pub crate::claims::ExpiredClaim);
+
+impl Handler<ClaimExpired> for SupervisorActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: ClaimExpired, _: &mut Self::Context) {
+        let room = BareJid::new(&msg.0.jid).ok();
+        match room.and_then(|room| self.rooms.get(&room)) {
+            Some(addr) => addr.do_send(ExpireClaim(msg.0)),
+            // Its actor is being restarted; the next check finds the claim again.
+            None => {
+                log::debug!(room = msg.0.jid.as_str(); "expired claim of a room without an actor")
+            }
+        }
+    }
+}
 
 /// A recorded room finished its check after start-up.
 #[derive(Message, Debug)]

@@ -179,8 +179,8 @@ pub fn features(info: &Element) -> Vec<String> {
 /// ejabberd (mod_mam) alike.
 const MAM_FEATURE_PREFIX: &str = "urn:xmpp:mam:";
 
-/// Checks from a room's disco#info answer that it is password-protected, hidden and
-/// temporary (XEP-0045 §15.4 features) and not archived (no `urn:xmpp:mam:*` feature),
+/// Checks from a room's disco#info answer that it is password-protected, hidden, temporary
+/// and semi-anonymous (XEP-0045 §15.4 features) and not archived (no `urn:xmpp:mam:*` feature),
 /// naming every property that is wrong.
 pub fn verify_features(info: &Element) -> Result<(), FormError> {
     let features = features(info);
@@ -190,6 +190,9 @@ pub fn verify_features(info: &Element) -> Result<(), FormError> {
         ("muc_passwordprotected", "muc_unsecured"),
         ("muc_hidden", "muc_public"),
         ("muc_temporary", "muc_persistent"),
+        // Participants must not see each other's real JIDs (a help seeker's identity); the
+        // bot, owner and moderator, still does.
+        ("muc_semianonymous", "muc_nonanonymous"),
     ] {
         if !has(needed) || has(absent) {
             wrong.push(format!("{needed} missing"));
@@ -426,11 +429,29 @@ mod tests {
     }
 
     #[test]
+    fn a_room_that_shows_real_jids_to_participants_is_refused() {
+        for anonymity in ["<feature var='muc_nonanonymous'/>", ""] {
+            let info: Element = format!(
+                "<query xmlns='http://jabber.org/protocol/disco#info'>
+                <feature var='muc_passwordprotected'/><feature var='muc_hidden'/>
+                <feature var='muc_temporary'/>{anonymity}</query>"
+            )
+            .parse()
+            .unwrap();
+            let err = verify_features(&info).unwrap_err().to_string();
+            assert!(
+                err.contains("muc_semianonymous missing"),
+                "{anonymity}: {err}"
+            );
+        }
+    }
+
+    #[test]
     fn disco_features_prove_the_room_is_protected_hidden_and_temporary() {
         let good: Element = "<query xmlns='http://jabber.org/protocol/disco#info'>
             <feature var='http://jabber.org/protocol/muc'/>
             <feature var='muc_passwordprotected'/><feature var='muc_hidden'/>
-            <feature var='muc_temporary'/></query>"
+            <feature var='muc_temporary'/><feature var='muc_semianonymous'/></query>"
             .parse()
             .unwrap();
         assert_eq!(verify_features(&good), Ok(()));
