@@ -217,6 +217,7 @@ on_every_server!(
     a_dropped_client_who_comes_back_in_grace_is_the_same_person,
     after_the_grace_a_returning_person_is_turned_away,
     one_left_too_long_ends_the_chat_with_a_notice,
+    without_required_claims_whoever_has_the_password_takes_the_role,
 );
 
 /// A world on `kind` and SQLite; its bot requires claims (the harness default, as in
@@ -542,5 +543,44 @@ async fn one_left_too_long_ends_the_chat_with_a_notice(kind: ServerKind) {
     assert_eq!(
         events.last().unwrap().close_reason,
         Some(CloseReason::Timeout)
+    );
+}
+
+/// With `require_claims = false` the password alone decides: whoever has it takes the next
+/// role, with no claim and no kick.
+async fn without_required_claims_whoever_has_the_password_takes_the_role(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        Backend::SqliteFile,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            // Off on purpose: this test is about the `require_claims = false` setting.
+            require_claims: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let room = wait_available(&w.store, &w.bot.jid, 1).await.remove(0);
+    let mut staff = w.person("staff").await;
+    let mut client = w.person("client").await;
+    staff
+        .join(&room.jid, "Staff", Some(&room.password))
+        .await
+        .expect("join");
+    let row = wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    assert_eq!(row.staff_nick.as_deref(), Some("Staff"));
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("join");
+    let row = wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    assert_eq!(row.client_nick.as_deref(), Some("Guest"));
+    assert_eq!((row.staff_claimed_at, row.client_claimed_at), (None, None));
+    let events = w.events(room.id).await;
+    assert_eq!(
+        events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [EventKind::Created, EventKind::Entered, EventKind::Entered],
+        "no claim, no kick: {events:?}"
     );
 }
