@@ -17,8 +17,7 @@ use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
 use common::server::{ServerKind, XmppServer};
-use common::world::World;
-use common::world::{claim_staff, client_enters, staff_enters};
+use common::world::{World, claim_staff, client_enters, staff_enters};
 
 const WAIT: Duration = Duration::from_secs(20);
 
