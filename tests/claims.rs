@@ -218,14 +218,13 @@ on_every_server!(
     a_dropped_client_who_comes_back_in_grace_is_the_same_person,
     after_the_grace_a_returning_person_is_turned_away,
     one_left_too_long_ends_the_chat_with_a_notice,
+    without_required_claims_whoever_has_the_password_takes_the_role,
 );
 
-/// A world on `kind` and SQLite whose bot requires claims.
+/// A world on `kind` and SQLite; its bot requires claims (the harness default, as in
+/// production).
 async fn world(kind: ServerKind, options: BotOptions) -> World {
-    let options = BotOptions {
-        require_claims: true,
-        ..options
-    };
+    assert!(options.require_claims, "these scenarios are about claims");
     World::start(kind, Backend::SqliteFile, options).await
 }
 
@@ -394,9 +393,10 @@ async fn claims_nobody_uses_expire_and_each_release_is_an_event(kind: ServerKind
     assert_eq!(expired.len(), 1, "{events:?}");
     assert_eq!(expired[0].role, Some(Role::Staff));
 
-    // A client claim on a waiting staff's room expires the same way.
-    let claim = claims::claim_staff(&w.store, "web").await.expect("claim");
+    // A client claim on a waiting staff's room expires the same way. The staff member is
+    // online before the claim: registering an account can take longer than the 1 s claim.
     let mut staff = w.person("staff").await;
+    let claim = claims::claim_staff(&w.store, "web").await.expect("claim");
     staff
         .join(&claim.jid, "Staff", Some(&claim.password))
         .await
@@ -448,30 +448,6 @@ async fn wait_available_unclaimed(w: &World, n: u64) {
     .await;
 }
 
-/// Staff and client chatting in a claimed room.
-async fn chatting(w: &World) -> (Claim, TestClient, TestClient) {
-    wait_available(&w.store, &w.bot.jid, 1).await;
-    let claim = claims::claim_staff(&w.store, "web")
-        .await
-        .expect("staff claim");
-    let mut staff = w.person("staff").await;
-    staff
-        .join(&claim.jid, "Staff", Some(&claim.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, claim.room_id, RoomStatus::StaffWaiting).await;
-    claims::claim_client(&w.store, "web")
-        .await
-        .expect("client claim");
-    let mut client = w.person("client").await;
-    client
-        .join(&claim.jid, "Guest", Some(&claim.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, claim.room_id, RoomStatus::Chatting).await;
-    (claim, staff, client)
-}
-
 async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person(kind: ServerKind) {
     let w = world(
         kind,
@@ -482,7 +458,7 @@ async fn a_dropped_client_who_comes_back_in_grace_is_the_same_person(kind: Serve
         },
     )
     .await;
-    let (claim, _staff, client) = chatting(&w).await;
+    let (claim, _staff, client) = w.chat("Staff", "Guest").await;
     client.drop_connection().await;
     wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
     // Back with a new session, same nick: the chat goes on, never a new client.
@@ -511,7 +487,7 @@ async fn after_the_grace_a_returning_person_is_turned_away(kind: ServerKind) {
         },
     )
     .await;
-    let (claim, _staff, mut client) = chatting(&w).await;
+    let (claim, _staff, mut client) = w.chat("Staff", "Guest").await;
     client.leave(&claim.jid, "Guest").await;
     wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
     tokio::time::sleep(Duration::from_millis(1500)).await;
@@ -543,7 +519,7 @@ async fn one_left_too_long_ends_the_chat_with_a_notice(kind: ServerKind) {
         },
     )
     .await;
-    let (claim, mut staff, mut client) = chatting(&w).await;
+    let (claim, mut staff, mut client) = w.chat("Staff", "Guest").await;
     client.leave(&claim.jid, "Guest").await;
     wait_status(&w.store, claim.room_id, RoomStatus::OneLeft).await;
     // The bot tells the staff member, then destroys the room.
@@ -568,5 +544,44 @@ async fn one_left_too_long_ends_the_chat_with_a_notice(kind: ServerKind) {
     assert_eq!(
         events.last().unwrap().close_reason,
         Some(CloseReason::Timeout)
+    );
+}
+
+/// With `require_claims = false` the password alone decides: whoever has it takes the next
+/// role, with no claim and no kick.
+async fn without_required_claims_whoever_has_the_password_takes_the_role(kind: ServerKind) {
+    let w = World::start(
+        kind,
+        Backend::SqliteFile,
+        BotOptions {
+            available: 1,
+            max_rooms: 4,
+            // Off on purpose: this test is about the `require_claims = false` setting.
+            require_claims: false,
+            ..Default::default()
+        },
+    )
+    .await;
+    let room = wait_available(&w.store, &w.bot.jid, 1).await.remove(0);
+    let mut staff = w.person("staff").await;
+    let mut client = w.person("client").await;
+    staff
+        .join(&room.jid, "Staff", Some(&room.password))
+        .await
+        .expect("join");
+    let row = wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    assert_eq!(row.staff_nick.as_deref(), Some("Staff"));
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("join");
+    let row = wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    assert_eq!(row.client_nick.as_deref(), Some("Guest"));
+    assert_eq!((row.staff_claimed_at, row.client_claimed_at), (None, None));
+    let events = w.events(room.id).await;
+    assert_eq!(
+        events.iter().map(|e| e.kind).collect::<Vec<_>>(),
+        [EventKind::Created, EventKind::Entered, EventKind::Entered],
+        "no claim, no kick: {events:?}"
     );
 }

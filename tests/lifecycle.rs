@@ -6,6 +6,10 @@
 //! `ejabberd_sqlite`, `ejabberd_postgres` (e.g. `cargo test --test lifecycle ejabberd`).
 //! Needs Prosody (`apt-get install -y prosody`), ejabberd (`apt-get install -y ejabberd`)
 //! and PostgreSQL on 127.0.0.1:5432; a missing one fails the test with the fix.
+//!
+//! The bot runs with the production default `require_claims = true`: people get to rooms
+//! as the web application sends them, through a claim (`common::world`), and only the
+//! strangers of the intruder scenarios come without one.
 
 mod common;
 
@@ -13,8 +17,8 @@ use std::time::Duration;
 
 use futures::StreamExt;
 
+use helpim_bot::claims::Claim;
 use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
-use helpim_bot::store::Room;
 
 use common::bot::{BotOptions, rooms_with, wait_status};
 use common::client::{JoinError, TestClient};
@@ -33,6 +37,57 @@ fn history(
         .map(|e| (e.kind, e.from_status, e.to_status))
         .collect()
 }
+
+/// The history of a room up to `chatting`, as the web application and the bot write it: the
+/// staff claim, the staff member entering, the client claim, the client entering.
+fn claimed_until_chatting() -> Vec<(EventKind, Option<RoomStatus>, RoomStatus)> {
+    vec![
+        (EventKind::Created, None, RoomStatus::Available),
+        (
+            EventKind::StaffClaimed,
+            Some(RoomStatus::Available),
+            RoomStatus::Available,
+        ),
+        (
+            EventKind::Entered,
+            Some(RoomStatus::Available),
+            RoomStatus::StaffWaiting,
+        ),
+        (
+            EventKind::ClientClaimed,
+            Some(RoomStatus::StaffWaiting),
+            RoomStatus::StaffWaiting,
+        ),
+        (
+            EventKind::Entered,
+            Some(RoomStatus::StaffWaiting),
+            RoomStatus::Chatting,
+        ),
+    ]
+}
+
+/// `claimed_until_chatting` followed by `rest`.
+fn claimed_chat_then(
+    rest: &[(EventKind, Option<RoomStatus>, RoomStatus)],
+) -> Vec<(EventKind, Option<RoomStatus>, RoomStatus)> {
+    let mut all = claimed_until_chatting();
+    all.extend_from_slice(rest);
+    all
+}
+
+/// A chat's end: the client leaves, then the staff member (or the other way round).
+const LEFT_THEN_CLOSED: [(EventKind, Option<RoomStatus>, RoomStatus); 2] = [
+    (
+        EventKind::Left,
+        Some(RoomStatus::Chatting),
+        RoomStatus::OneLeft,
+    ),
+    (
+        EventKind::Closed,
+        Some(RoomStatus::OneLeft),
+        RoomStatus::Closed,
+    ),
+];
 
 fn assert_timestamps_ordered(events: &[helpim_bot::store::RoomEvent]) {
     for pair in events.windows(2) {
@@ -165,67 +220,40 @@ async fn a_full_chat_walks_every_status_and_the_room_is_destroyed(
         },
     )
     .await;
-    let room = w.available(2).await.remove(0);
+    w.available(2).await;
     let mut staff = w.person("staff").await;
     let mut client = w.person("client").await;
 
-    staff
-        .join(&room.jid, "Counsellor", Some(&room.password))
-        .await
-        .expect("staff joins");
-    let row = wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    let room = w.staff_enters(&mut staff, "Counsellor").await;
+    let row = w.row(room.room_id).await;
     assert_eq!(row.staff_nick.as_deref(), Some("Counsellor"));
     // The room left the pool: a replacement is made.
     w.available(2).await;
 
-    client
-        .join(&room.jid, "Guest", Some(&room.password))
-        .await
-        .expect("client joins");
-    let row = wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    w.client_enters(&room, &mut client, "Guest").await;
+    let row = w.row(room.room_id).await;
     assert_eq!(row.client_nick.as_deref(), Some("Guest"));
 
     client.leave(&room.jid, "Guest").await;
-    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    wait_status(&w.store, room.room_id, RoomStatus::OneLeft).await;
 
     staff.leave(&room.jid, "Counsellor").await;
-    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
     let closed_at = row.closed_at.expect("closed_at set");
 
-    let events = w.events(room.id).await;
-    assert_eq!(
-        history(&events),
-        [
-            (EventKind::Created, None, RoomStatus::Available),
-            (
-                EventKind::Entered,
-                Some(RoomStatus::Available),
-                RoomStatus::StaffWaiting
-            ),
-            (
-                EventKind::Entered,
-                Some(RoomStatus::StaffWaiting),
-                RoomStatus::Chatting
-            ),
-            (
-                EventKind::Left,
-                Some(RoomStatus::Chatting),
-                RoomStatus::OneLeft
-            ),
-            (
-                EventKind::Closed,
-                Some(RoomStatus::OneLeft),
-                RoomStatus::Closed
-            ),
-        ]
-    );
+    let events = w.events(room.room_id).await;
+    assert_eq!(history(&events), claimed_chat_then(&LEFT_THEN_CLOSED));
     assert_eq!(events[1].role, Some(Role::Staff));
-    assert_eq!(events[2].role, Some(Role::Client));
-    assert_eq!(events[3].nick.as_deref(), Some("Guest"));
-    assert_eq!(events[4].nick.as_deref(), Some("Counsellor"));
+    assert_eq!(events[2].role, Some(Role::Staff));
+    assert_eq!(events[2].nick.as_deref(), Some("Counsellor"));
+    assert_eq!(events[3].role, Some(Role::Client));
+    assert_eq!(events[4].role, Some(Role::Client));
+    assert_eq!(events[4].nick.as_deref(), Some("Guest"));
+    assert_eq!(events[5].nick.as_deref(), Some("Guest"));
+    assert_eq!(events[6].nick.as_deref(), Some("Counsellor"));
     assert_eq!(events.last().unwrap().at, closed_at);
-    assert_eq!(events[4].close_reason, Some(CloseReason::Completed));
+    assert_eq!(events[6].close_reason, Some(CloseReason::Completed));
     assert_timestamps_ordered(&events);
 
     // Gone from the server; a replacement keeps the pool full.
@@ -270,18 +298,14 @@ async fn staff_leaving_before_a_client_closes_with_no_client(server: ServerKind,
         },
     )
     .await;
-    let room = w.available(1).await.remove(0);
+    w.available(1).await;
     let mut staff = w.person("staff").await;
-    staff
-        .join(&room.jid, "Counsellor", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
+    let room = w.staff_enters(&mut staff, "Counsellor").await;
     staff.leave(&room.jid, "Counsellor").await;
-    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::NoClient));
     assert_eq!(row.client_nick, None);
-    let events = w.events(room.id).await;
+    let events = w.events(room.room_id).await;
     assert_eq!(
         history(&events).last(),
         Some(&(
@@ -307,34 +331,24 @@ async fn staff_leaving_first_then_the_client_closes_completed(
         },
     )
     .await;
-    let room = w.available(1).await.remove(0);
-    let mut staff = w.person("staff").await;
-    let mut client = w.person("client").await;
-    staff
-        .join(&room.jid, "Counsellor", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
-    client
-        .join(&room.jid, "Guest", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::Chatting).await;
+    let (room, mut staff, mut client) = w.chat("Counsellor", "Guest").await;
     staff.leave(&room.jid, "Counsellor").await;
-    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    wait_status(&w.store, room.room_id, RoomStatus::OneLeft).await;
     // The client sees the staff leave; the room still works for them until they go.
     client.leave(&room.jid, "Guest").await;
-    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = w.events(room.id).await;
-    assert_eq!(events[3].role, Some(Role::Staff), "{events:?}");
-    assert_eq!(events[4].role, Some(Role::Client), "{events:?}");
+    let events = w.events(room.room_id).await;
+    assert_eq!(history(&events), claimed_chat_then(&LEFT_THEN_CLOSED));
+    assert_eq!(events[5].role, Some(Role::Staff), "{events:?}");
+    assert_eq!(events[6].role, Some(Role::Client), "{events:?}");
     assert_timestamps_ordered(&events);
 }
 
 /// A third person with the password: ejabberd refuses them itself (the bot set `maxusers`
 /// to max_chatters + 1, the bot included: `resource-constraint`); Prosody has no such limit,
 /// lets them in, and the bot kicks them. Either way they do not get in and the chat goes on.
+/// The third person has no claim: the web application cannot claim a room that is chatting.
 async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind, backend: Backend) {
     let w = World::start(
         server,
@@ -346,20 +360,8 @@ async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind,
         },
     )
     .await;
-    let room = w.available(1).await.remove(0);
-    let mut staff = w.person("staff").await;
-    let mut client = w.person("client").await;
+    let (room, mut staff, mut client) = w.chat("Counsellor", "Guest").await;
     let mut third = w.person("third").await;
-    staff
-        .join(&room.jid, "Counsellor", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
-    client
-        .join(&room.jid, "Guest", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::Chatting).await;
 
     match third.join(&room.jid, "Extra", Some(&room.password)).await {
         Ok(_) => {
@@ -383,7 +385,11 @@ async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind,
             );
             assert_eq!(kicked.reason.as_deref(), Some("This chat is full."));
             let kick = common::bot::eventually("the kick event", WAIT, || async {
-                let events = w.store.events(room.id).await.map_err(|e| e.to_string())?;
+                let events = w
+                    .store
+                    .events(room.room_id)
+                    .await
+                    .map_err(|e| e.to_string())?;
                 events
                     .into_iter()
                     .find(|e| e.kind == EventKind::Kicked)
@@ -414,18 +420,18 @@ async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind,
         ),
     }
 
-    let row = w.store.room(room.id).await.unwrap().unwrap();
+    let row = w.row(room.room_id).await;
     assert_eq!(row.status, RoomStatus::Chatting);
     assert_eq!(row.staff_nick.as_deref(), Some("Counsellor"));
     assert_eq!(row.client_nick.as_deref(), Some("Guest"));
 
     // The chat goes on and ends normally.
     client.leave(&room.jid, "Guest").await;
-    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    wait_status(&w.store, room.room_id, RoomStatus::OneLeft).await;
     staff.leave(&room.jid, "Counsellor").await;
-    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = w.events(room.id).await;
+    let events = w.events(room.room_id).await;
     assert_eq!(
         events.iter().filter(|e| e.kind == EventKind::Left).count(),
         1,
@@ -447,7 +453,8 @@ async fn a_third_person_does_not_get_in_and_the_chat_goes_on(server: ServerKind,
 
 /// After the client left, a stranger with the password enters (the room has space on every
 /// server): the bot kicks them as an intruder, and the staff member can still end the chat.
-/// This proves the bot's own kick on every server.
+/// This proves the bot's own kick on every server. The stranger has no claim: nobody can
+/// claim a room in `one_left`; they only know the password.
 async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backend: Backend) {
     let w = World::start(
         server,
@@ -459,22 +466,10 @@ async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backen
         },
     )
     .await;
-    let room = w.available(1).await.remove(0);
-    let mut staff = w.person("staff").await;
-    let mut client = w.person("client").await;
+    let (room, mut staff, mut client) = w.chat("Counsellor", "Guest").await;
     let mut stranger = w.person("stranger").await;
-    staff
-        .join(&room.jid, "Counsellor", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::StaffWaiting).await;
-    client
-        .join(&room.jid, "Guest", Some(&room.password))
-        .await
-        .expect("join");
-    wait_status(&w.store, room.id, RoomStatus::Chatting).await;
     client.leave(&room.jid, "Guest").await;
-    wait_status(&w.store, room.id, RoomStatus::OneLeft).await;
+    wait_status(&w.store, room.room_id, RoomStatus::OneLeft).await;
 
     stranger
         .join(&room.jid, "Stranger", Some(&room.password))
@@ -490,7 +485,11 @@ async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backen
     assert!(kicked.status_codes.contains(&110), "{kicked:?}");
     assert_eq!(kicked.reason.as_deref(), Some("This chat has ended."));
     let kick = common::bot::eventually("the kick event", WAIT, || async {
-        let events = w.store.events(room.id).await.map_err(|e| e.to_string())?;
+        let events = w
+            .store
+            .events(room.room_id)
+            .await
+            .map_err(|e| e.to_string())?;
         events
             .into_iter()
             .find(|e| e.kind == EventKind::Kicked)
@@ -505,23 +504,12 @@ async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backen
     );
 
     staff.leave(&room.jid, "Counsellor").await;
-    let row = wait_status(&w.store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = w.events(room.id).await;
+    let events = w.events(room.room_id).await;
     assert_eq!(
         history(&events),
-        [
-            (EventKind::Created, None, RoomStatus::Available),
-            (
-                EventKind::Entered,
-                Some(RoomStatus::Available),
-                RoomStatus::StaffWaiting
-            ),
-            (
-                EventKind::Entered,
-                Some(RoomStatus::StaffWaiting),
-                RoomStatus::Chatting
-            ),
+        claimed_chat_then(&[
             (
                 EventKind::Left,
                 Some(RoomStatus::Chatting),
@@ -537,25 +525,22 @@ async fn a_stranger_entering_after_the_chat_is_kicked(server: ServerKind, backen
                 Some(RoomStatus::OneLeft),
                 RoomStatus::Closed
             ),
-        ]
+        ])
     );
     assert_timestamps_ordered(&events);
 }
 
-/// One chat: staff enters, client enters, client leaves, staff leaves, as fast as the
-/// clients can go (the bot sees the presences in the server's order).
-async fn one_chat(room: &Room, i: usize, mut staff: TestClient, mut client: TestClient) {
+/// The rest of one chat once its staff member waits: the client enters with their claim,
+/// leaves, and the staff member leaves, as fast as the clients can go (the bot sees the
+/// presences in the server's order).
+async fn one_chat(claim: &Claim, i: usize, mut staff: TestClient, mut client: TestClient) {
     let (s, c) = (format!("Staff{i}"), format!("Guest{i}"));
-    staff
-        .join(&room.jid, &s, Some(&room.password))
-        .await
-        .expect("staff joins");
     client
-        .join(&room.jid, &c, Some(&room.password))
+        .join(&claim.jid, &c, Some(&claim.password))
         .await
         .expect("client joins");
-    client.leave(&room.jid, &c).await;
-    staff.leave(&room.jid, &s).await;
+    client.leave(&claim.jid, &c).await;
+    staff.leave(&claim.jid, &s).await;
     // Dropping the clients ends their streams in the background; how fast a hundred
     // logouts go under load is not what this test is about.
 }
@@ -575,7 +560,7 @@ async fn fifty_chats_at_once_end_right_within_the_cap(server: ServerKind, backen
     .await;
     w.server.register("staff", "pw");
     w.server.register("client", "pw");
-    let rooms = w.available(CHATS).await;
+    w.available(CHATS).await;
     // 100 logins first, ten at a time (logging in is not what is tested here).
     let people: Vec<(TestClient, TestClient)> = futures::stream::iter(0..CHATS)
         .map(|_| async {
@@ -587,8 +572,10 @@ async fn fifty_chats_at_once_end_right_within_the_cap(server: ServerKind, backen
         .buffered(10)
         .collect()
         .await;
+    let (mut staff, clients): (Vec<TestClient>, Vec<TestClient>) = people.into_iter().unzip();
 
-    // Sample the open-room count while the chats run; it must never pass the cap.
+    // Sample the open-room count while the chats run; it must never pass the cap (each
+    // staff claim takes a room out of the pool, so the bot makes replacements meanwhile).
     let sampling = std::sync::atomic::AtomicBool::new(true);
     let sampler = async {
         let mut max_open = 0;
@@ -600,58 +587,70 @@ async fn fifty_chats_at_once_end_right_within_the_cap(server: ServerKind, backen
         max_open
     };
     let chats = async {
-        let chats = rooms.iter().zip(people).enumerate();
-        futures::future::join_all(chats.map(|(i, (r, (s, c)))| one_chat(r, i, s, c))).await;
+        // One claim per staff member, then all fifty enter at once.
+        let mut rooms = Vec::new();
+        for _ in 0..CHATS {
+            rooms.push(w.claim_staff().await);
+        }
+        let entering = staff.iter_mut().zip(&rooms).enumerate();
+        futures::future::join_all(entering.map(|(i, (person, room))| async move {
+            person
+                .join(&room.jid, &format!("Staff{i}"), Some(&room.password))
+                .await
+                .expect("staff joins")
+        }))
+        .await;
         for room in &rooms {
-            wait_status(&w.store, room.id, RoomStatus::Closed).await;
+            wait_status(&w.store, room.room_id, RoomStatus::StaffWaiting).await;
+        }
+        // One claim per client: each goes to the staff member who has waited longest, so
+        // in the server's order; every waiting room gets exactly one.
+        let mut client_claims = std::collections::BTreeMap::new();
+        for _ in 0..CHATS {
+            let claim = w.claim_client().await;
+            assert!(
+                rooms.iter().any(|r| r.room_id == claim.room_id),
+                "a client claim for a room no staff member of this test waits in: {claim:?}"
+            );
+            assert!(
+                client_claims.insert(claim.room_id, claim).is_none(),
+                "a room claimed twice for a client"
+            );
+        }
+        let chats = staff.into_iter().zip(clients).zip(&rooms).enumerate();
+        futures::future::join_all(
+            chats.map(|(i, ((s, c), room))| one_chat(&client_claims[&room.room_id], i, s, c)),
+        )
+        .await;
+        for room in &rooms {
+            wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
         }
         // The pool refills to `available` (now possible: the chats' rooms are closed).
         w.available(CHATS).await;
         sampling.store(false, std::sync::atomic::Ordering::Relaxed);
+        rooms
     };
-    let (max_open, ()) = futures::join!(sampler, chats);
+    let (max_open, rooms) = futures::join!(sampler, chats);
     assert!(max_open <= MAX, "{max_open} rooms open at once, cap {MAX}");
 
     for (i, room) in rooms.iter().enumerate() {
-        let events = w.events(room.id).await;
+        let events = w.events(room.room_id).await;
         assert_eq!(
             history(&events),
-            [
-                (EventKind::Created, None, RoomStatus::Available),
-                (
-                    EventKind::Entered,
-                    Some(RoomStatus::Available),
-                    RoomStatus::StaffWaiting
-                ),
-                (
-                    EventKind::Entered,
-                    Some(RoomStatus::StaffWaiting),
-                    RoomStatus::Chatting
-                ),
-                (
-                    EventKind::Left,
-                    Some(RoomStatus::Chatting),
-                    RoomStatus::OneLeft
-                ),
-                (
-                    EventKind::Closed,
-                    Some(RoomStatus::OneLeft),
-                    RoomStatus::Closed
-                ),
-            ],
+            claimed_chat_then(&LEFT_THEN_CLOSED),
             "room {}",
             room.jid
         );
         assert_eq!(
-            events[1].nick.as_deref(),
+            events[2].nick.as_deref(),
             Some(format!("Staff{i}").as_str())
         );
         assert_eq!(
-            events[2].nick.as_deref(),
+            events[4].nick.as_deref(),
             Some(format!("Guest{i}").as_str())
         );
         assert_timestamps_ordered(&events);
-        let row = w.store.room(room.id).await.unwrap().unwrap();
+        let row = w.row(room.room_id).await;
         assert_eq!(row.close_reason, Some(CloseReason::Completed));
     }
 }

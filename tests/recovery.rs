@@ -1,12 +1,14 @@
 //! Surviving crashes, restarts and lost connections: the database is the truth, and after
 //! every recovery each row matches what the server shows. Real processes (kill -9), a real
-//! Prosody stopped and started, real clients.
+//! Prosody stopped and started, real clients. The bot runs with the production default
+//! `require_claims = true`: every person enters through a claim (`common::world`).
 
 mod common;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use helpim_bot::claims::Claim;
 use helpim_bot::model::{CloseReason, EventKind, RoomStatus};
 use helpim_bot::store::{Room, Store};
 
@@ -15,38 +17,33 @@ use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
 use common::server::{ServerKind, XmppServer};
-use common::world::World;
+use common::world::{World, claim_staff, client_enters, staff_enters};
 
 const WAIT: Duration = Duration::from_secs(20);
 
 /// Staff and client in a room, kept for the test.
 struct Chat {
-    room: Room,
+    /// The staff claim of the chat's room.
+    room: Claim,
     staff: Option<TestClient>,
     client: Option<TestClient>,
 }
 
-async fn start_chats(server: &dyn XmppServer, store: &Store, rooms: Vec<Room>) -> Vec<Chat> {
+/// `n` chats, one after the other, each entered through its claims as the web application
+/// makes them: `Staff{i}` (account `staff`), then `Guest{i}` (account `client`). Returns
+/// once every room is `chatting`.
+async fn start_chats(server: &dyn XmppServer, store: &Store, n: usize) -> Vec<Chat> {
     let mut chats = Vec::new();
-    for (i, room) in rooms.into_iter().enumerate() {
+    for i in 0..n {
         let mut staff = TestClient::connect(server, "staff", "pw").await;
         let mut client = TestClient::connect(server, "client", "pw").await;
-        staff
-            .join(&room.jid, &format!("Staff{i}"), Some(&room.password))
-            .await
-            .expect("staff joins");
-        client
-            .join(&room.jid, &format!("Guest{i}"), Some(&room.password))
-            .await
-            .expect("client joins");
+        let room = staff_enters(store, &mut staff, &format!("Staff{i}")).await;
+        client_enters(store, &room, &mut client, &format!("Guest{i}")).await;
         chats.push(Chat {
             room,
             staff: Some(staff),
             client: Some(client),
         });
-    }
-    for chat in &chats {
-        wait_status(store, chat.room.id, RoomStatus::Chatting).await;
     }
     chats
 }
@@ -78,8 +75,8 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
     })
     .await;
     let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
-    let rooms = wait_available(store, &bot.jid, CHATS).await;
-    let mut chats = start_chats(server.as_ref(), store, rooms).await;
+    wait_available(store, &bot.jid, CHATS).await;
+    let mut chats = start_chats(server.as_ref(), store, CHATS).await;
 
     bot.kill(); // kill -9: no goodbye, nothing flushed
     // While the bot is down: in chats 0-4 the client leaves; in 5-7 both leave.
@@ -113,7 +110,7 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
         };
         let row = eventually(&format!("room {n} to be {expected}"), WAIT, || async {
             let row = store
-                .room(chat.room.id)
+                .room(chat.room.room_id)
                 .await
                 .map_err(|e| e.to_string())?
                 .unwrap();
@@ -152,11 +149,11 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
         }
     }
     for (n, chat) in chats.iter().enumerate() {
-        let row = wait_status(store, chat.room.id, RoomStatus::Closed).await;
+        let row = wait_status(store, chat.room.room_id, RoomStatus::Closed).await;
         if !(5..8).contains(&n) {
             assert_eq!(row.close_reason, Some(CloseReason::Completed), "room {n}");
         }
-        let events = store.events(chat.room.id).await.unwrap();
+        let events = store.events(chat.room.room_id).await.unwrap();
         for pair in events.windows(2) {
             assert_eq!(
                 pair[1].from_status,
@@ -183,8 +180,9 @@ async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
     })
     .await;
     let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
-    let rooms = wait_available(store, &bot.jid, 3).await;
-    let chats = start_chats(server.as_ref(), store, rooms[..2].to_vec()).await;
+    wait_available(store, &bot.jid, 3).await;
+    let chats = start_chats(server.as_ref(), store, 2).await;
+    let chat_rooms: Vec<i64> = chats.iter().map(|c| c.room.room_id).collect();
     let before: Vec<i64> = store
         .open_rooms(&bot.jid)
         .await
@@ -203,7 +201,7 @@ async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
     // unavailable presences): then, as far as anyone can tell, the chat completed.
     for id in &before {
         let row = wait_status(store, *id, RoomStatus::Closed).await;
-        let chat = rooms[..2].iter().any(|r| r.id == *id);
+        let chat = chat_rooms.contains(id);
         match row.close_reason {
             Some(CloseReason::Lost) => {}
             Some(CloseReason::Completed) if chat => {}
@@ -220,11 +218,11 @@ async fn prosody_restarted_during_chats_rooms_are_lost_and_the_pool_refills() {
 
     // And the new rooms work.
     let mut staff = TestClient::connect(server.as_ref(), "staff", "pw").await;
-    staff
-        .join(&fresh[0].jid, "Staff", Some(&fresh[0].password))
-        .await
-        .expect("join");
-    wait_status(store, fresh[0].id, RoomStatus::StaffWaiting).await;
+    let claim = staff_enters(store, &mut staff, "Staff").await;
+    assert!(
+        fresh.iter().any(|r| r.id == claim.room_id),
+        "the claim is for a fresh room: {claim:?}"
+    );
     let events = store.events(before[0]).await.unwrap();
     assert_eq!(events.last().unwrap().kind, EventKind::Closed);
 }
@@ -238,15 +236,29 @@ async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
     })
     .await;
     let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
-    let rooms = wait_available(store, &bot.jid, 2).await;
-    let mut chats = start_chats(server.as_ref(), store, rooms[..1].to_vec()).await;
+    wait_available(store, &bot.jid, 2).await;
+    let mut chats = start_chats(server.as_ref(), store, 1).await;
+    // The pool replaced the claimed room: two unused rooms again.
+    let unused = wait_available(store, &bot.jid, 2).await;
 
     assert_eq!(bot.stop().code(), Some(0));
-    // The unused room was closed for the shutdown; the chat's room was left running.
-    let unused = store.room(rooms[1].id).await.unwrap().unwrap();
-    assert_eq!(unused.close_reason, Some(CloseReason::Shutdown));
+    // The unused rooms were closed for the shutdown; the chat's room was left running.
+    for room in &unused {
+        let row = store.room(room.id).await.unwrap().unwrap();
+        assert_eq!(
+            row.close_reason,
+            Some(CloseReason::Shutdown),
+            "{}",
+            room.jid
+        );
+    }
     assert_eq!(
-        store.room(rooms[0].id).await.unwrap().unwrap().status,
+        store
+            .room(chats[0].room.room_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status,
         RoomStatus::Chatting
     );
 
@@ -258,13 +270,13 @@ async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
         .unwrap()
         .leave(&chat.room.jid, "Guest0")
         .await;
-    wait_status(store, chat.room.id, RoomStatus::OneLeft).await;
+    wait_status(store, chat.room.room_id, RoomStatus::OneLeft).await;
     chat.staff
         .as_mut()
         .unwrap()
         .leave(&chat.room.jid, "Staff0")
         .await;
-    let row = wait_status(store, chat.room.id, RoomStatus::Closed).await;
+    let row = wait_status(store, chat.room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
 }
 
@@ -279,12 +291,14 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
     .await;
     w.server.register("boom", "pw");
     let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
-    let rooms = wait_available(store, &bot.jid, 2).await;
-    let mut chats = start_chats(server.as_ref(), store, rooms[..1].to_vec()).await;
+    wait_available(store, &bot.jid, 2).await;
+    let mut chats = start_chats(server.as_ref(), store, 1).await;
 
-    // "Boom" entering the other room makes that room's actor panic.
+    // "Boom", a staff member with a claim for another room, entering it makes that room's
+    // actor panic.
+    let other = claim_staff(store).await;
     let mut boom = TestClient::connect(server.as_ref(), "boom", "pw").await;
-    boom.join(&rooms[1].jid, "Boom", Some(&rooms[1].password))
+    boom.join(&other.jid, "Boom", Some(&other.password))
         .await
         .expect("join");
     eventually("the injected panic", WAIT, || async {
@@ -302,10 +316,10 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
         .unwrap()
         .leave(&chat.room.jid, "Guest0")
         .await;
-    wait_status(store, chat.room.id, RoomStatus::OneLeft).await;
+    wait_status(store, chat.room.room_id, RoomStatus::OneLeft).await;
 
     // The broken room is restarted from its row: it rejoins and finds Boom inside.
-    let row = wait_status(store, rooms[1].id, RoomStatus::StaffWaiting).await;
+    let row = wait_status(store, other.room_id, RoomStatus::StaffWaiting).await;
     assert_eq!(row.staff_nick.as_deref(), Some("Boom"));
     assert!(
         bot.log_text()
@@ -319,7 +333,7 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
         .unwrap()
         .leave(&chat.room.jid, "Staff0")
         .await;
-    wait_status(store, chat.room.id, RoomStatus::Closed).await;
+    wait_status(store, chat.room.room_id, RoomStatus::Closed).await;
 }
 
 #[tokio::test]
@@ -342,8 +356,8 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
             ..Default::default()
         },
     );
-    let rooms = wait_available(&store, &bot.jid, 2).await;
-    let mut chats = start_chats(&server, &store, rooms[..1].to_vec()).await;
+    wait_available(&store, &bot.jid, 2).await;
+    let mut chats = start_chats(&server, &store, 1).await;
     let room = chats[0].room.clone();
 
     proxy.cut();
@@ -363,7 +377,7 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
     let mut probe = TestClient::connect(&server, "client", "pw").await;
     common::bot::wait_gone_from_server(&mut probe, &room.jid).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let row = store.room(room.id).await.unwrap().unwrap();
+    let row = store.room(room.room_id).await.unwrap().unwrap();
     assert_eq!(
         row.status,
         RoomStatus::Chatting,
@@ -373,9 +387,9 @@ async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
 
     let restored_at = chrono::Utc::now();
     proxy.restore();
-    let row = wait_status(&store, room.id, RoomStatus::Closed).await;
+    let row = wait_status(&store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
-    let events = store.events(room.id).await.unwrap();
+    let events = store.events(room.room_id).await.unwrap();
     let kinds: Vec<_> = events
         .iter()
         .map(|e| (e.kind, e.from_status, e.to_status))

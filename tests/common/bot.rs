@@ -26,8 +26,8 @@ pub struct BotOptions {
     pub max_chatters: u32,
     /// `xmpp.tls = "required"` (STARTTLS) instead of `"none"`.
     pub tls_required: bool,
-    /// `muc.require_claims`. Off by default: the lifecycle scenarios send people to rooms
-    /// directly; tests/claims.rs exercises claims.
+    /// `muc.require_claims`. On by default, as in production: scenarios send people to
+    /// rooms through claims (`common::world`); a test turning it off says why.
     pub require_claims: bool,
     /// Extra TOML lines for the `[timeouts]` section (a leading `[timeouts]` line is
     /// dropped: the section is already open).
@@ -44,7 +44,7 @@ impl Default for BotOptions {
             max_rooms: 10,
             max_chatters: 2,
             tls_required: false,
-            require_claims: false,
+            require_claims: true,
             extra: String::new(),
             env: Vec::new(),
         }

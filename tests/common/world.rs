@@ -1,11 +1,90 @@
-//! One test world: an XMPP server, a database, and the real bot between them.
+//! One test world: an XMPP server, a database, and the real bot between them; and the way
+//! people get into rooms in production: through a claim made with the contract's library
+//! functions, then a join with the claim's room JID and password.
 
+use std::time::Duration;
+
+use helpim_bot::claims::{self, Claim, ClaimError};
+use helpim_bot::model::{Role, RoomStatus};
 use helpim_bot::store::{Room, RoomEvent, Store};
 
-use super::bot::{BotOptions, TestBot, wait_available};
+use super::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
 use super::client::TestClient;
 use super::db::{Backend, TestDb};
 use super::server::{ServerKind, XmppServer};
+
+/// Who the tests claim as (recorded as `staff_claimed_by` / `client_claimed_by`), like one
+/// worker of the web application.
+pub const CLAIMER: &str = "web";
+
+/// How long a claim helper waits for a room to become claimable (the pool filling, a
+/// staff member's entry being written) before failing the test.
+const CLAIM_WAIT: Duration = Duration::from_secs(20);
+
+/// Claims a room for a staff member with `claims::claim_staff`, as the web application
+/// does: the oldest available room nobody claimed yet. Retries while none is claimable.
+pub async fn claim_staff(store: &Store) -> Claim {
+    claim(store, Role::Staff).await
+}
+
+/// Claims a room for a client with `claims::claim_client`, as the web application does:
+/// the room whose staff member has waited longest. Retries while none is claimable.
+pub async fn claim_client(store: &Store) -> Claim {
+    claim(store, Role::Client).await
+}
+
+async fn claim(store: &Store, role: Role) -> Claim {
+    eventually(
+        &format!("a room to claim for {role}"),
+        CLAIM_WAIT,
+        || async {
+            let result = match role {
+                Role::Client => claims::claim_client(store, CLAIMER).await,
+                _ => claims::claim_staff(store, CLAIMER).await,
+            };
+            match result {
+                Ok(claim) => Ok(claim),
+                Err(ClaimError::NoneAvailable(_)) => Err("none claimable yet".to_owned()),
+                Err(other) => panic!("the {role} claim failed: {other}"),
+            }
+        },
+    )
+    .await
+}
+
+/// `person` enters a room claimed for staff, as `nick`; returns the claim once the room is
+/// `staff_waiting`.
+pub async fn staff_enters(store: &Store, person: &mut TestClient, nick: &str) -> Claim {
+    let claim = claim_staff(store).await;
+    person
+        .join(&claim.jid, nick, Some(&claim.password))
+        .await
+        .unwrap_or_else(|e| panic!("staff {nick} joins {}: {e:?}", claim.jid));
+    wait_status(store, claim.room_id, RoomStatus::StaffWaiting).await;
+    claim
+}
+
+/// Claims the client side of `staff`'s room and `person` enters it as `nick`; returns the
+/// client claim once the room is `chatting`. The scenario must have no other staff member
+/// waiting unclaimed: the claim goes to the longest-waiting one, asserted to be `staff`.
+pub async fn client_enters(
+    store: &Store,
+    staff: &Claim,
+    person: &mut TestClient,
+    nick: &str,
+) -> Claim {
+    let claim = claim_client(store).await;
+    assert_eq!(
+        claim.room_id, staff.room_id,
+        "the client claim goes to the only staff member waiting"
+    );
+    person
+        .join(&claim.jid, nick, Some(&claim.password))
+        .await
+        .unwrap_or_else(|e| panic!("client {nick} joins {}: {e:?}", claim.jid));
+    wait_status(store, claim.room_id, RoomStatus::Chatting).await;
+    claim
+}
 
 /// A server, a database and the bot. Dropped in field order: the bot stops before the
 /// server and the database go.
@@ -41,7 +120,7 @@ impl World {
         TestClient::connect(self.server.as_ref(), user, "pw").await
     }
 
-    /// Waits until the bot has exactly `n` available rooms.
+    /// Waits until the bot has exactly `n` available rooms (claimed or not).
     pub async fn available(&self, n: usize) -> Vec<Room> {
         wait_available(&self.store, &self.bot.jid, n).await
     }
@@ -49,5 +128,49 @@ impl World {
     /// A room's history.
     pub async fn events(&self, room_id: i64) -> Vec<RoomEvent> {
         self.store.events(room_id).await.expect("events")
+    }
+
+    /// A room's row as it is now.
+    pub async fn row(&self, room_id: i64) -> Room {
+        self.store
+            .room(room_id)
+            .await
+            .expect("read the room")
+            .unwrap_or_else(|| panic!("no room {room_id}"))
+    }
+
+    /// A staff claim ([`claim_staff`]).
+    pub async fn claim_staff(&self) -> Claim {
+        claim_staff(&self.store).await
+    }
+
+    /// A client claim ([`claim_client`]).
+    pub async fn claim_client(&self) -> Claim {
+        claim_client(&self.store).await
+    }
+
+    /// [`staff_enters`] in this world.
+    pub async fn staff_enters(&self, person: &mut TestClient, nick: &str) -> Claim {
+        staff_enters(&self.store, person, nick).await
+    }
+
+    /// [`client_enters`] in this world.
+    pub async fn client_enters(&self, staff: &Claim, person: &mut TestClient, nick: &str) -> Claim {
+        client_enters(&self.store, staff, person, nick).await
+    }
+
+    /// A chat: the users `staff` and `client` (registered here) enter a room through their
+    /// claims as `staff_nick` and `client_nick`; returns the staff claim (the room) once it
+    /// is `chatting`, and both people.
+    pub async fn chat(
+        &self,
+        staff_nick: &str,
+        client_nick: &str,
+    ) -> (Claim, TestClient, TestClient) {
+        let mut staff = self.person("staff").await;
+        let claim = self.staff_enters(&mut staff, staff_nick).await;
+        let mut client = self.person("client").await;
+        self.client_enters(&claim, &mut client, client_nick).await;
+        (claim, staff, client)
     }
 }
