@@ -280,6 +280,18 @@ impl TestEjabberd {
                 ("@DOMAIN@", self.domain.clone()),
             ],
         );
+        // The account whose kicks are refused (see `XmppServer::unkickable_user`): a MUC
+        // service admin, whom ejabberd lets nobody kick.
+        let unkickable = format!(
+            "acl:\n  unkickable:\n    user: \"{}@{}\"\n",
+            super::server::UNKICKABLE_USER,
+            self.domain
+        );
+        let admin = "    access_admin:\n      - deny\n";
+        assert!(config.contains(admin) && config.contains("\nacl:\n"), "template changed");
+        let config = config
+            .replacen("\nacl:\n", &format!("\n{unkickable}"), 1)
+            .replacen(admin, "    access_admin:\n      - allow: unkickable\n", 1);
         fs::write(self.dir.path().join("ejabberd.yml"), config).expect("cannot write ejabberd.yml");
         let ctl_config = substitute(
             CTL_TEMPLATE,

@@ -205,6 +205,13 @@ impl TestProsody {
                     "c2s_require_encryption = true",
                 );
         }
+        // The kick-refusing test plugin (see `XmppServer::unkickable_user`): its directory
+        // in the global section, and the module on the MUC component, which is the last
+        // section of the template.
+        let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/prosody");
+        config = format!(
+            "plugin_paths = {{ \"{plugins}\" }}\n{config}\n\tmodules_enabled = {{ \"helpim_test_unkickable\" }}\n"
+        );
         fs::write(&self.config_file, config).expect("cannot write the Prosody config");
     }
 

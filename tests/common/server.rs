@@ -72,7 +72,16 @@ pub trait XmppServer {
     /// server itself refuses a newcomer to a full room (ejabberd: `resource-constraint`);
     /// without it (Prosody) the bot's kick is what keeps a chat to its size.
     fn limits_occupants(&self) -> bool;
+    /// The account whose kicks the server refuses (`not-allowed`), for tests of kicks that
+    /// fail: on ejabberd a MUC service admin, on Prosody a test plugin
+    /// (`tests/fixtures/prosody/mod_helpim_test_unkickable.lua`).
+    fn unkickable_user(&self) -> &'static str {
+        UNKICKABLE_USER
+    }
 }
+
+/// See [`XmppServer::unkickable_user`].
+pub const UNKICKABLE_USER: &str = "unkickable";
 
 impl XmppServer for super::prosody::TestProsody {
     fn name(&self) -> &'static str {
