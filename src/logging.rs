@@ -13,6 +13,29 @@ use std::path::PathBuf;
 use log::kv::Key;
 use log::{LevelFilter, Log, Metadata, Record};
 
+/// Crates that handle raw stanzas, and log them (or parts of them) below `info`: a join
+/// carries a room password, a message its body, the login the bot's password.
+const STANZA_CRATES: [&str; 6] = [
+    "tokio_xmpp",
+    "xso",
+    "minidom",
+    "rxml",
+    "xmpp_parsers",
+    "sasl",
+];
+
+/// Whether a record may carry stanza contents: `debug` or `trace` from a [`STANZA_CRATES`]
+/// crate. Such records are never printed, whatever the level or `RUST_LOG` asks for.
+fn may_carry_secrets(metadata: &Metadata<'_>) -> bool {
+    let target = metadata.target();
+    metadata.level() > log::Level::Info
+        && STANZA_CRATES.iter().any(|krate| {
+            target
+                .strip_prefix(krate)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with("::"))
+        })
+}
+
 /// The room a record is about, from its `room` key-value.
 fn room_of(record: &Record<'_>) -> Option<String> {
     record
@@ -43,11 +66,11 @@ struct HelpimLogger {
 
 impl Log for HelpimLogger {
     fn enabled(&self, metadata: &Metadata<'_>) -> bool {
-        self.filter.enabled(metadata)
+        self.filter.enabled(metadata) && !may_carry_secrets(metadata)
     }
 
     fn log(&self, record: &Record<'_>) {
-        if !self.filter.matches(record) {
+        if !self.filter.matches(record) || may_carry_secrets(record.metadata()) {
             return;
         }
         let line = format_line(record);
@@ -70,7 +93,9 @@ impl Log for HelpimLogger {
 }
 
 /// Installs the logger. `RUST_LOG`, when set, overrides `level` (e.g.
-/// `RUST_LOG=helpim_bot=debug`); SQL statement logging is kept at `warn`.
+/// `RUST_LOG=helpim_bot=debug`); SQL statement logging is kept at `warn`, and the XMPP
+/// crates' `debug` and `trace` records are never printed (they may hold passwords and
+/// message bodies).
 pub fn init(level: LevelFilter, room_dir: Option<PathBuf>) {
     let mut builder = env_logger::Builder::new();
     builder
@@ -84,5 +109,33 @@ pub fn init(level: LevelFilter, room_dir: Option<PathBuf>) {
     let logger = HelpimLogger { filter, room_dir };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metadata(target: &str, level: log::Level) -> Metadata<'_> {
+        Metadata::builder().target(target).level(level).build()
+    }
+
+    #[test]
+    fn stanza_crates_are_heard_only_at_info_and_above() {
+        use log::Level::*;
+        for target in [
+            "tokio_xmpp",
+            "tokio_xmpp::stanzastream::worker",
+            "xso",
+            "sasl::client",
+        ] {
+            assert!(may_carry_secrets(&metadata(target, Trace)), "{target}");
+            assert!(may_carry_secrets(&metadata(target, Debug)), "{target}");
+            assert!(!may_carry_secrets(&metadata(target, Info)), "{target}");
+            assert!(!may_carry_secrets(&metadata(target, Warn)), "{target}");
+        }
+        for target in ["helpim_bot::actors::room", "tokio_xmppish", "sea_orm"] {
+            assert!(!may_carry_secrets(&metadata(target, Trace)), "{target}");
+        }
     }
 }

@@ -133,7 +133,10 @@ async fn an_unremovable_intruder_in_a_chat_is_announced_and_recorded(
         if events.iter().any(|e| e.kind == EventKind::KickFailed) {
             Ok(events)
         } else {
-            Err(format!("{:?}", events.iter().map(|e| e.kind).collect::<Vec<_>>()))
+            Err(format!(
+                "{:?}",
+                events.iter().map(|e| e.kind).collect::<Vec<_>>()
+            ))
         }
     })
     .await;

@@ -288,7 +288,10 @@ impl TestEjabberd {
             self.domain
         );
         let admin = "    access_admin:\n      - deny\n";
-        assert!(config.contains(admin) && config.contains("\nacl:\n"), "template changed");
+        assert!(
+            config.contains(admin) && config.contains("\nacl:\n"),
+            "template changed"
+        );
         let config = config
             .replacen("\nacl:\n", &format!("\n{unkickable}"), 1)
             .replacen(admin, "    access_admin:\n      - allow: unkickable\n", 1);
