@@ -143,22 +143,99 @@ pub struct Lease {
 struct Identity {
     /// Random, so that a restarted process (same host, maybe the same pid) is a new holder.
     token: String,
-    /// For operators only.
+    /// For operators, and with `scope` and `start` for proving a holder dead.
     pid: i64,
     /// For operators only.
     host: String,
+    /// [`process_scope`] of this process.
+    scope: Option<String>,
+    /// [`process_start`] of this process.
+    start: Option<i64>,
 }
 
 impl Identity {
-    /// A fresh random token (128 bits from the OS-seeded CSPRNG), this pid and host name.
+    /// A fresh random token (128 bits from the OS-seeded CSPRNG), this pid, host name,
+    /// process scope and start time.
     fn of_this_process() -> Identity {
         use rand::RngExt;
+        let pid = i64::from(std::process::id());
         Identity {
             token: format!("{:032x}", rand::rng().random::<u128>()),
-            pid: i64::from(std::process::id()),
+            pid,
             host: host_name(),
+            scope: process_scope(),
+            start: process_start(pid),
         }
     }
+}
+
+/// The boot id and pid namespace of this process: processes with the same scope see the
+/// same pids. `None` where `/proc` does not tell (then no holder is ever proved dead by pid).
+fn process_scope() -> Option<String> {
+    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
+    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
+    Some(format!("{} {}", boot.trim(), namespace.display()))
+}
+
+/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`, field 22);
+/// `None` when no such process runs (in this pid namespace).
+fn process_start(pid: i64) -> Option<i64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    parse_start_time(&stat)
+}
+
+/// Field 22 of a `/proc/<pid>/stat` line; the command (field 2) may hold spaces and
+/// parentheses, so fields are counted after its last `)`.
+fn parse_start_time(stat: &str) -> Option<i64> {
+    let rest = stat.get(stat.rfind(')')? + 1..)?;
+    rest.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Why the holder of `row` is certainly dead, if this process can prove it: it ran in the
+/// same process scope (same boot, same pid namespace, same host), and its pid now runs no
+/// process, or another one (another start time). A pid alone proves nothing.
+fn dead_here(me: &Identity, row: &bot_instance::Model) -> Option<String> {
+    let scope = me.scope.as_deref()?;
+    if row.process_scope.as_deref() != Some(scope) || row.host != me.host {
+        return None;
+    }
+    let started = row.process_start?;
+    match process_start(row.pid) {
+        None => Some(format!("pid {} is no longer running on this host", row.pid)),
+        Some(now) if now != started => Some(format!(
+            "pid {} is another process now (started at tick {now}, the holder at {started})",
+            row.pid
+        )),
+        Some(_) => None,
+    }
+}
+
+/// What a holder's XMPP session looks like to the server.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionProbe {
+    /// The server says no such session exists: the holder is gone.
+    Gone,
+    /// The session answered.
+    Alive,
+    /// No answer either way (a session in stream-management hibernation, a slow server).
+    Unknown,
+}
+
+/// Asks the XMPP server about a full JID (the holder's session); given by the caller, so
+/// that this module knows no XMPP.
+pub type Prober =
+    Box<dyn Fn(String) -> futures::future::BoxFuture<'static, SessionProbe> + Send + Sync>;
+
+/// How [`acquire_with`] waits for a lease that another process holds.
+#[derive(Default)]
+pub struct AcquireOptions {
+    /// Wait as a hot standby while the holder is alive, instead of failing with
+    /// [`LeaseError::Held`]; take over as soon as it is proved dead or falls silent.
+    pub standby: bool,
+    /// Asks the server whether the holder's XMPP session still exists.
+    pub probe: Option<Prober>,
+    /// The resource of this process's XMPP session, recorded in the row.
+    pub xmpp_resource: Option<String>,
 }
 
 /// This machine's host name, for the operator's messages only: the kernel's, else
@@ -214,18 +291,31 @@ fn held(bot_jid: &str, row: &bot_instance::Model) -> LeaseError {
     }
 }
 
+/// Acquires the lease on `bot_jid` for this process, with time to live `ttl`, failing
+/// with [`LeaseError::Held`] when a live process holds it; see [`acquire_with`].
+pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+    acquire_with(store, bot_jid, ttl, &AcquireOptions::default()).await
+}
+
 /// Acquires the lease on `bot_jid` for this process, with time to live `ttl`.
 ///
-/// A free JID is taken at once. A JID whose lease row exists is watched for up to `ttl`:
-/// if the holder renews (or another process takes the lease) meanwhile, the result is
-/// [`LeaseError::Held`], typically within a third of `ttl`; if the row stays unchanged for
-/// the whole `ttl`, its holder is dead (killed, crashed, cut off) and the lease is taken
-/// over. So a restarted bot waits at most `ttl` for the lease of the process it replaces,
-/// and not at all after a clean stop ([`Lease::release`]).
+/// A free JID is taken at once. A JID whose holder is proved dead is taken over at once:
+/// on the same host by its pid and start time ([`dead_here`]), on any host by the server
+/// saying that the holder's XMPP session is gone (`options.probe`). Otherwise the row is
+/// watched for up to `ttl`: if the holder renews meanwhile it is alive, and the result is
+/// [`LeaseError::Held`] (typically within a third of `ttl`), or with `options.standby` the
+/// watch goes on (a hot standby) until the holder is proved dead or stays silent; if the
+/// row stays unchanged for the whole `ttl`, its holder is dead (killed, crashed, cut off)
+/// and the lease is taken over.
 ///
 /// `ttl` should be some seconds at least (see [`DEFAULT_TTL`]); every process of one JID,
 /// and its health check, must use the same.
-pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Lease, LeaseError> {
+pub async fn acquire_with(
+    store: &Store,
+    bot_jid: &str,
+    ttl: Duration,
+    options: &AcquireOptions,
+) -> Result<Lease, LeaseError> {
     let me = Identity::of_this_process();
     let db = store.connection();
     let poll = poll_interval(ttl);
@@ -236,6 +326,8 @@ pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Leas
         ttl,
         renewed: Mutex::new(sent),
     };
+    // The standby names the active process once per holder, not at every look.
+    let mut announced: Option<String> = None;
     'look: loop {
         let Some(seen) = find(db, bot_jid).await? else {
             let sent = Instant::now();
@@ -248,6 +340,10 @@ pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Leas
                 acquired_at: Set(at),
                 heartbeat_at: Set(at),
                 renewals: Set(0),
+                process_scope: Set(me.scope.clone()),
+                process_start: Set(me.start),
+                xmpp_resource: Set(options.xmpp_resource.clone()),
+                xmpp_up: Set(false),
             };
             match bot_instance::Entity::insert(row)
                 .exec_without_returning(db)
@@ -269,15 +365,26 @@ pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Leas
             }
         };
 
+        if let Some(why) = proved_dead(&me, &seen, bot_jid, options).await {
+            match take_over(db, &me, &seen, options).await? {
+                Some(sent) => {
+                    log::warn!("lease on {bot_jid} taken over from {} at once: {why}", describe(&seen));
+                    return Ok(lease(sent));
+                }
+                None => continue 'look,
+            }
+        }
         // The row may belong to a live process or a dead one: only watching tells.
-        log::info!(
-            "{bot_jid} is held by {} since {} (last heartbeat {}); watching it for up to \
-             {:.1} s to see whether it is alive",
-            describe(&seen),
-            seen.acquired_at.to_rfc3339(),
-            seen.heartbeat_at.to_rfc3339(),
-            ttl.as_secs_f64()
-        );
+        if announced.as_deref() != Some(seen.holder.as_str()) {
+            log::info!(
+                "{bot_jid} is held by {} since {} (last heartbeat {}); watching it for up to \
+                 {:.1} s to see whether it is alive",
+                describe(&seen),
+                seen.acquired_at.to_rfc3339(),
+                seen.heartbeat_at.to_rfc3339(),
+                ttl.as_secs_f64()
+            );
+        }
         // The window starts after the first look returned: any renewal not seen then
         // started before this instant (see the module documentation).
         let deadline = Instant::now() + ttl;
@@ -290,44 +397,103 @@ pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Leas
             match find(db, bot_jid).await? {
                 None => continue 'look,
                 Some(row) if liveness(&row) != liveness(&seen) => {
-                    return Err(held(bot_jid, &row));
+                    if !options.standby {
+                        return Err(held(bot_jid, &row));
+                    }
+                    if announced.as_deref() != Some(row.holder.as_str()) {
+                        log::warn!(
+                            "standby: {bot_jid} is active in {} (heartbeat {}); waiting to \
+                             take over when it stops",
+                            describe(&row),
+                            row.heartbeat_at.to_rfc3339()
+                        );
+                        announced = Some(row.holder.clone());
+                    }
+                    continue 'look;
                 }
-                Some(_) => {}
+                Some(row) => {
+                    if let Some(why) = proved_dead(&me, &row, bot_jid, options).await {
+                        match take_over(db, &me, &row, options).await? {
+                            Some(sent) => {
+                                log::warn!("lease on {bot_jid} taken over from {}: {why}", describe(&row));
+                                return Ok(lease(sent));
+                            }
+                            None => continue 'look,
+                        }
+                    }
+                }
             }
         }
 
-        let sent = Instant::now();
-        let at = store::now();
-        let taken = bot_instance::Entity::update_many()
-            .set(bot_instance::ActiveModel {
-                holder: Set(me.token.clone()),
-                pid: Set(me.pid),
-                host: Set(me.host.clone()),
-                acquired_at: Set(at),
-                heartbeat_at: Set(at),
-                renewals: Set(0),
-                ..Default::default()
-            })
-            .filter(bot_instance::Column::BotJid.eq(bot_jid))
-            .filter(bot_instance::Column::Holder.eq(seen.holder.as_str()))
-            .filter(bot_instance::Column::Renewals.eq(seen.renewals))
-            .exec(db)
-            .await?
-            .rows_affected;
-        if taken == 1 {
-            log::warn!(
-                "lease on {bot_jid} taken over from {}, silent for {:.1} s",
-                describe(&seen),
-                ttl.as_secs_f64()
-            );
-            return Ok(lease(sent));
-        }
-        // The holder renewed at the last moment, released, or somebody else took over.
-        match find(db, bot_jid).await? {
-            None => continue 'look,
-            Some(row) => return Err(held(bot_jid, &row)),
+        match take_over(db, &me, &seen, options).await? {
+            Some(sent) => {
+                log::warn!(
+                    "lease on {bot_jid} taken over from {}, silent for {:.1} s",
+                    describe(&seen),
+                    ttl.as_secs_f64()
+                );
+                return Ok(lease(sent));
+            }
+            // The holder renewed at the last moment, released, or somebody else took over.
+            None => match find(db, bot_jid).await? {
+                None => continue 'look,
+                Some(_) if options.standby => continue 'look,
+                Some(row) => return Err(held(bot_jid, &row)),
+            },
         }
     }
+}
+
+/// Why the holder of `row` is certainly dead, if it can be proved now: by pid on this host,
+/// else by the server saying its XMPP session does not exist.
+async fn proved_dead(
+    me: &Identity,
+    row: &bot_instance::Model,
+    bot_jid: &str,
+    options: &AcquireOptions,
+) -> Option<String> {
+    if let Some(why) = dead_here(me, row) {
+        return Some(why);
+    }
+    let (probe, resource) = (options.probe.as_ref()?, row.xmpp_resource.as_deref()?);
+    let full = format!("{bot_jid}/{resource}");
+    match probe(full.clone()).await {
+        SessionProbe::Gone => Some(format!("the server has no session {full}")),
+        SessionProbe::Alive | SessionProbe::Unknown => None,
+    }
+}
+
+/// Takes the lease of `seen` over (a compare-and-swap on its holder and renewals); `None`
+/// when the row changed first.
+async fn take_over(
+    db: &DatabaseConnection,
+    me: &Identity,
+    seen: &bot_instance::Model,
+    options: &AcquireOptions,
+) -> Result<Option<Instant>, LeaseError> {
+    let sent = Instant::now();
+    let at = store::now();
+    let taken = bot_instance::Entity::update_many()
+        .set(bot_instance::ActiveModel {
+            holder: Set(me.token.clone()),
+            pid: Set(me.pid),
+            host: Set(me.host.clone()),
+            acquired_at: Set(at),
+            heartbeat_at: Set(at),
+            renewals: Set(0),
+            process_scope: Set(me.scope.clone()),
+            process_start: Set(me.start),
+            xmpp_resource: Set(options.xmpp_resource.clone()),
+            xmpp_up: Set(false),
+            ..Default::default()
+        })
+        .filter(bot_instance::Column::BotJid.eq(seen.bot_jid.as_str()))
+        .filter(bot_instance::Column::Holder.eq(seen.holder.as_str()))
+        .filter(bot_instance::Column::Renewals.eq(seen.renewals))
+        .exec(db)
+        .await?
+        .rows_affected;
+    Ok((taken == 1).then_some(sent))
 }
 
 impl Lease {
@@ -451,6 +617,30 @@ impl Lease {
                 Err(_elapsed) => next = Instant::now(),
             }
         }
+    }
+
+    /// Records this process's XMPP session in the row: its resource and whether it is up.
+    /// Claims take only rooms of a bot whose session is up; a taker asks the server about
+    /// the resource. [`LeaseError::Lost`] when another process holds the lease.
+    pub async fn record_session(&self, resource: Option<&str>, up: bool) -> Result<(), LeaseError> {
+        let mut update = bot_instance::ActiveModel {
+            xmpp_up: Set(up),
+            ..Default::default()
+        };
+        if let Some(resource) = resource {
+            update.xmpp_resource = Set(Some(resource.to_owned()));
+        }
+        let updated = bot_instance::Entity::update_many()
+            .set(update)
+            .filter(bot_instance::Column::BotJid.eq(self.bot_jid.as_str()))
+            .filter(bot_instance::Column::Holder.eq(self.token.as_str()))
+            .exec(self.store.connection())
+            .await?
+            .rows_affected;
+        if updated == 0 {
+            return Err(self.lost().await);
+        }
+        Ok(())
     }
 
     /// Gives the lease up (deletes the row) so that the next process takes the JID at
@@ -698,6 +888,47 @@ mod tests {
             poll_interval(Duration::from_secs(1)),
             Duration::from_millis(100)
         );
+    }
+
+    #[test]
+    fn the_start_time_is_field_22_even_with_spaces_in_the_command() {
+        let stat = "4242 (helpim bot (x)) S 1 4242 4242 0 -1 4194560 1 0 0 0 2 3 0 0 20 0 \
+                    5 0 987654 123 456";
+        assert_eq!(parse_start_time(stat), Some(987654));
+        assert_eq!(parse_start_time("garbage"), None);
+        let me = process_start(i64::from(std::process::id()));
+        assert!(me.is_some(), "this process has a start time");
+    }
+
+    #[test]
+    fn a_holder_is_dead_here_only_with_our_scope_and_a_gone_or_reused_pid() {
+        let me = Identity::of_this_process();
+        let at = store::now();
+        let row = |pid: i64, scope: Option<String>, start: Option<i64>| bot_instance::Model {
+            bot_jid: "bot@localhost".into(),
+            holder: "x".into(),
+            pid,
+            host: me.host.clone(),
+            acquired_at: at,
+            heartbeat_at: at,
+            renewals: 0,
+            process_scope: scope,
+            process_start: start,
+            xmpp_resource: None,
+            xmpp_up: true,
+        };
+        // This very process: alive.
+        assert_eq!(dead_here(&me, &row(me.pid, me.scope.clone(), me.start)), None);
+        // Our pid with another start time: another process, the holder is dead.
+        let reused = row(me.pid, me.scope.clone(), me.start.map(|s| s + 1));
+        assert!(dead_here(&me, &reused).is_some());
+        // A pid that runs nothing here.
+        let gone = row(i64::from(i32::MAX), me.scope.clone(), Some(1));
+        assert!(dead_here(&me, &gone).unwrap().contains("no longer running"));
+        // Another boot or pid namespace (a container): nothing is proved.
+        assert_eq!(dead_here(&me, &row(i64::from(i32::MAX), Some("other".into()), Some(1))), None);
+        // An older holder that recorded no start time: nothing is proved either.
+        assert_eq!(dead_here(&me, &row(i64::from(i32::MAX), me.scope.clone(), None)), None);
     }
 
     #[test]

@@ -27,6 +27,17 @@ pub struct Model {
     /// How many times the holder renewed: a would-be taker watches it stay unchanged,
     /// which does not depend on the machines' clocks agreeing.
     pub renewals: i64,
+    /// The holder's boot id and pid namespace: a process with the same scope can look the
+    /// holder's pid up in `/proc`.
+    pub process_scope: Option<String>,
+    /// The holder's start time in clock ticks after boot: a running pid with another start
+    /// time is another process.
+    pub process_start: Option<i64>,
+    /// The resource of the holder's XMPP session (each process binds its own).
+    #[sea_orm(column_type = "Text", nullable)]
+    pub xmpp_resource: Option<String>,
+    /// Whether the holder's XMPP session is up now.
+    pub xmpp_up: bool,
 }
 
 /// The lease stands alone: rooms name their bot by JID, not by a foreign key, so that a
@@ -55,7 +66,11 @@ mod tests {
                 "host",
                 "acquired_at",
                 "heartbeat_at",
-                "renewals"
+                "renewals",
+                "process_scope",
+                "process_start",
+                "xmpp_resource",
+                "xmpp_up"
             ]
         );
     }
