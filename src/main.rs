@@ -65,6 +65,13 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Remove personal data of rooms closed longer ago than retention.personal_data_days,
+    /// delete rooms older than retention.delete_days and old room logs; print the numbers.
+    Purge {
+        /// Only count what would be purged; change nothing (and do not migrate).
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Exit 0 when this bot's lease is held and its heartbeat fresh, 1 otherwise (one line).
     Health,
     /// Claim a room as the web application does, and print it as JSON.
@@ -175,6 +182,22 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 print!("{}", stats::render_text(&stats));
             }
+            Ok(())
+        }),
+        Command::Purge { dry_run } => block_on(async {
+            use helpim_bot::retention::Purge;
+            let purge = Purge::new(&config.retention, &config.logging);
+            let now = helpim_bot::store::now();
+            let report = if dry_run {
+                // Touches nothing, the schema included: no migration.
+                let url = &config.database.url;
+                let store = helpim_bot::store::Store::connect(url).await?;
+                purge.plan(&store, now).await?
+            } else {
+                let store = helpim_bot::app::open_store(&config).await?;
+                purge.run(&store, now).await?
+            };
+            println!("{report}");
             Ok(())
         }),
         Command::Health => block_on(async {

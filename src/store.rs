@@ -134,7 +134,8 @@ pub struct Room {
     pub id: i64,
     /// The full bare room JID.
     pub jid: String,
-    /// The room password.
+    /// The room password; empty once the room is closed, because the closing transaction
+    /// clears it (no secret outlives its room). [`Room::password`] says which.
     pub password: String,
     /// Where the room is in its life.
     pub status: RoomStatus,
@@ -168,6 +169,8 @@ pub struct Room {
     pub extra_claimed_jid: Option<String>,
     /// When the server confirmed the room destroyed (or gone).
     pub destroyed_at: Option<DateTime<Utc>>,
+    /// When the retention purge removed the room's personal data; `None` while it is kept.
+    pub personal_data_removed_at: Option<DateTime<Utc>>,
     /// When the room was recorded.
     pub created_at: DateTime<Utc>,
     /// When the status last changed.
@@ -176,6 +179,14 @@ pub struct Room {
     pub closed_at: Option<DateTime<Utc>>,
     /// Why the room closed.
     pub close_reason: Option<CloseReason>,
+}
+
+impl Room {
+    /// The room password, or `None` once it was cleared (the room is closed): what to hand
+    /// to a person, without mistaking the cleared value for a password.
+    pub fn password(&self) -> Option<&str> {
+        Some(self.password.as_str()).filter(|password| !password.is_empty())
+    }
 }
 
 /// One entry of a room's history, validated.
@@ -276,6 +287,7 @@ impl TryFrom<room::Model> for Room {
             extra_claimed_by: row.extra_claimed_by,
             extra_claimed_jid: row.extra_claimed_jid,
             destroyed_at: row.destroyed_at,
+            personal_data_removed_at: row.personal_data_removed_at,
             created_at: row.created_at,
             status_changed_at: row.status_changed_at,
             closed_at: row.closed_at,
@@ -402,7 +414,9 @@ impl Store {
     /// The room row changes only if it is still in `change.from` (optimistic concurrency
     /// with the web application and other writers); otherwise nothing is written and the
     /// result is [`StoreError::Conflict`]. `status_changed_at` moves only when the status
-    /// does, and `closed_at`/`close_reason` are set only when the room becomes `closed`.
+    /// does, and `closed_at`/`close_reason` are set only when the room becomes `closed`; the
+    /// same transaction clears the room's password (set to the empty string), so that no
+    /// secret outlives its room.
     pub async fn apply(&self, change: &RoomChange) -> Result<(), StoreError> {
         let at = micros(change.at);
         let mut update = room::ActiveModel {
@@ -415,6 +429,7 @@ impl Store {
             if closes {
                 update.closed_at = Set(Some(at));
                 update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
+                update.password = Set(String::new());
             }
         }
         if let Some(nick) = &change.set_staff_nick {
@@ -599,6 +614,7 @@ mod tests {
             extra_claimed_by: None,
             extra_claimed_jid: None,
             destroyed_at: None,
+            personal_data_removed_at: None,
             created_at: at,
             status_changed_at: at,
             closed_at: None,
