@@ -5,6 +5,9 @@
 //! - 1: a runtime failure (database, XMPP server unreachable or lost): restart me;
 //! - 2: bad command line or configuration: restarting will not help;
 //! - 3: `claim` found nothing to claim (a normal answer for scripts, not a failure).
+//!
+//! `purge` exits 0 when it finished (also when there was nothing to purge) and 1 when the
+//! database or the room log directory failed it; whole batches done before stay done.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -192,7 +195,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 // Touches nothing, the schema included: no migration.
                 let url = &config.database.url;
                 let store = helpim_bot::store::Store::connect(url).await?;
-                purge.plan(&store, now).await?
+                purge.plan(&store, now).await.map_err(|err| {
+                    anyhow::Error::new(err).context(
+                        "purge --dry-run failed (it does not migrate: for a database older \
+                         than this version, run `helpim-bot migrate` first)",
+                    )
+                })?
             } else {
                 let store = helpim_bot::app::open_store(&config).await?;
                 purge.run(&store, now).await?

@@ -32,10 +32,7 @@ impl MigrationTrait for Migration {
             .alter_table(
                 Table::alter()
                     .table(Room::Table)
-                    .add_column(&mut utc_timestamp_null(
-                        backend,
-                        Room::PersonalDataRemovedAt,
-                    ))
+                    .add_column(utc_timestamp_null(backend, Room::PersonalDataRemovedAt))
                     .take(),
             )
             .await?;
