@@ -436,8 +436,20 @@ impl fmt::Display for PurgeReport {
 /// hour after a failure). The purge stops when the returned guard is dropped; a batch cut
 /// short rolls back whole, so stopping is safe at any moment.
 pub fn spawn_daily(store: Store, purge: Purge) -> DailyPurge {
+    spawn_every(store, purge, FIRST_RUN_DELAY, DAILY, RETRY_AFTER_FAILURE)
+}
+
+/// [`spawn_daily`] with its delays as parameters: the first run after `first`, then every
+/// `every`, or `retry` after a failure.
+fn spawn_every(
+    store: Store,
+    purge: Purge,
+    first: Duration,
+    every: Duration,
+    retry: Duration,
+) -> DailyPurge {
     let task = tokio::spawn(async move {
-        tokio::time::sleep(FIRST_RUN_DELAY).await;
+        tokio::time::sleep(first).await;
         loop {
             let next = match purge.run(&store, crate::store::now()).await {
                 Ok(report) => {
@@ -451,15 +463,14 @@ pub fn spawn_daily(store: Store, purge: Purge) -> DailyPurge {
                         report.deleted_logs,
                         report.batches
                     );
-                    DAILY
+                    every
                 }
                 Err(err) => {
                     log::warn!(
-                        "retention purge failed, retrying in {} minutes: {}",
-                        RETRY_AFTER_FAILURE.as_secs() / 60,
+                        "retention purge failed, retrying in {retry:?}: {}",
                         error_chain(&err)
                     );
-                    RETRY_AFTER_FAILURE
+                    retry
                 }
             };
             tokio::time::sleep(next).await;
@@ -504,6 +515,100 @@ mod tests {
             delete_days: Some(365),
             room_dir: None,
             batch_rooms: 10,
+        }
+    }
+
+    /// Records a room closed `days_ago` days ago, with a staff nick.
+    async fn closed_room(store: &Store, name: &str, days_ago: i64) -> i64 {
+        use crate::model::{CloseReason, Role};
+        use crate::store::{NewRoom, RoomChange};
+        let at = crate::store::now() - chrono::Duration::days(days_ago);
+        let room = store
+            .create_room(&NewRoom {
+                jid: format!("helpim-{name}@conference.localhost"),
+                password: "pw".to_owned(),
+                bot_jid: "bot@localhost".to_owned(),
+                at,
+            })
+            .await
+            .unwrap();
+        let change = |kind, from, to, nick: Option<&str>| RoomChange {
+            room_id: room.id,
+            kind,
+            from,
+            to,
+            at,
+            nick: nick.map(str::to_owned),
+            role: Some(Role::Staff),
+            detail: format!("{nick:?} did {kind}"),
+            set_staff_nick: nick.map(str::to_owned),
+            set_client_nick: None,
+            set_staff_jid: None,
+            set_client_jid: None,
+            close_reason: Some(CloseReason::NoClient),
+        };
+        let nick = format!("Staff-{name}");
+        let steps = [
+            change(
+                EventKind::Entered,
+                RoomStatus::Available,
+                RoomStatus::StaffWaiting,
+                Some(&nick),
+            ),
+            change(
+                EventKind::Closed,
+                RoomStatus::StaffWaiting,
+                RoomStatus::Closed,
+                None,
+            ),
+        ];
+        for step in &steps {
+            store.apply(step).await.unwrap();
+        }
+        room.id
+    }
+
+    /// Waits (up to 10 s) until room `id` is scrubbed.
+    async fn until_scrubbed(store: &Store, id: i64) {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let room = store.room(id).await.unwrap().unwrap();
+            if room.personal_data_removed_at.is_some() {
+                assert_eq!(room.staff_nick, None);
+                return;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "room {id} not scrubbed in time"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// The bot's timer purges after its first delay and again after every period, until
+    /// the guard is dropped.
+    #[tokio::test]
+    async fn the_timer_purges_again_and_again() {
+        let store = Store::connect("sqlite::memory:").await.unwrap();
+        store.migrate().await.unwrap();
+        let first = closed_room(&store, "first", 40).await;
+        let guard = spawn_every(
+            store.clone(),
+            purge(),
+            Duration::from_millis(20),
+            Duration::from_millis(50),
+            Duration::from_millis(50),
+        );
+        until_scrubbed(&store, first).await;
+        let second = closed_room(&store, "second", 40).await;
+        until_scrubbed(&store, second).await;
+        assert!(!guard.task.is_finished());
+        let handle = guard.task.abort_handle();
+        drop(guard);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while !handle.is_finished() {
+            assert!(tokio::time::Instant::now() < deadline, "still running");
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
     }
 
