@@ -20,6 +20,7 @@ use sea_orm::{
 
 use crate::config::redact_url;
 use crate::model::{CloseReason, EventKind, Role, RoomStatus, UnknownValue};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +233,33 @@ pub struct PoolCounts {
     pub open: u64,
 }
 
+/// The PostgreSQL channel on which every committed transition is announced: `NOTIFY
+/// helpim_room, '<room id> <status>'`, sent by the transaction that makes the change (so it
+/// arrives only if and when that transaction commits, in commit order). Claims and their
+/// releases are announced by a trigger (migration m20261202_000004). See
+/// `docs/webapp-contract.md`.
+pub const NOTIFY_CHANNEL: &str = "helpim_room";
+
+/// On PostgreSQL, queues the [`NOTIFY_CHANNEL`] notification of room `room_id` being in
+/// `status` in the transaction `txn`; on the other databases, does nothing (they have no
+/// such mechanism: web applications poll, as the contract describes).
+async fn notify<C: ConnectionTrait>(
+    txn: &C,
+    room_id: i64,
+    status: RoomStatus,
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_notify($1, $2)",
+            [NOTIFY_CHANNEL.into(), format!("{room_id} {status}").into()],
+        ))
+        .await?;
+    }
+    Ok(())
+}
+
 /// The current time, truncated to microseconds so that it round-trips through every backend.
 pub fn now() -> DateTime<Utc> {
     micros(Utc::now())
@@ -405,6 +433,7 @@ impl Store {
         }
         .insert(&txn)
         .await?;
+        notify(&txn, row.id, status).await?;
         txn.commit().await?;
         row.try_into()
     }
@@ -416,7 +445,8 @@ impl Store {
     /// result is [`StoreError::Conflict`]. `status_changed_at` moves only when the status
     /// does, and `closed_at`/`close_reason` are set only when the room becomes `closed`; the
     /// same transaction clears the room's password (set to the empty string), so that no
-    /// secret outlives its room.
+    /// secret outlives its room. On PostgreSQL it also announces the change on
+    /// [`NOTIFY_CHANNEL`].
     pub async fn apply(&self, change: &RoomChange) -> Result<(), StoreError> {
         let at = micros(change.at);
         let mut update = room::ActiveModel {
@@ -481,6 +511,7 @@ impl Store {
         }
         .insert(&txn)
         .await?;
+        notify(&txn, change.room_id, change.to).await?;
         Ok(txn.commit().await?)
     }
 

@@ -13,6 +13,7 @@ mod m20261125_000003_create_bot_instance;
 mod m20261202_000001_add_room_jids;
 mod m20261202_000002_add_room_personal_data_removed_at;
 mod m20261202_000003_clear_closed_room_passwords;
+mod m20261202_000004_notify_claims;
 
 /// The list of helpim-bot's migrations, applied in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000001_add_room_jids::Migration),
             Box::new(m20261202_000002_add_room_personal_data_removed_at::Migration),
             Box::new(m20261202_000003_clear_closed_room_passwords::Migration),
+            Box::new(m20261202_000004_notify_claims::Migration),
         ]
     }
 }
