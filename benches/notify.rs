@@ -116,6 +116,12 @@ async fn run() {
 
     println!("| measurement ({transitions} transitions, PostgreSQL) | result |");
     println!("|---|---|");
-    println!("| apply start → notification received | {} |", summary(from_start));
-    println!("| commit acknowledged → notification received | {} |", summary(from_commit));
+    println!(
+        "| apply start → notification received | {} |",
+        summary(from_start)
+    );
+    println!(
+        "| commit acknowledged → notification received | {} |",
+        summary(from_commit)
+    );
 }

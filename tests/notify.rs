@@ -1,12 +1,16 @@
 //! Push on PostgreSQL: a real `LISTEN helpim_room` connection receives every committed
 //! transition of a full chat, claims and released claims included, in commit order, and
-//! nothing for a change that was refused.
+//! nothing for a change that was refused: first through the store and the claim SQL, then
+//! with the real bot on a real Prosody (needs `apt-get install -y prosody`).
 
 mod common;
 
 use std::time::Duration;
 
+use common::bot::{BotOptions, wait_status};
 use common::db::{Backend, TestDb};
+use common::server::ServerKind;
+use common::world::World;
 use helpim_bot::claims;
 use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
 use helpim_bot::store::{NOTIFY_CHANNEL, NewRoom, RoomChange, Store, StoreError};
@@ -180,4 +184,65 @@ async fn other_databases_write_without_notifying() {
             "{backend:?}"
         );
     }
+}
+
+/// The real bot, a real Prosody, real people: every event the bot and the claims record for
+/// the chat's room arrives as a notification, in the order of the history.
+#[tokio::test]
+async fn the_real_bot_announces_a_full_chat_in_order() {
+    // Production default: claims required.
+    let w = World::start(
+        ServerKind::Prosody,
+        Backend::Postgres,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            require_claims: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let room = w.available(1).await.remove(0);
+    let mut listener = PgListener::connect(&w.db.url).await.unwrap();
+    listener.listen(NOTIFY_CHANNEL).await.unwrap();
+    let listening_from = w.events(room.id).await.len();
+
+    let claim = claims::claim_staff(&w.store, "staff:1").await.unwrap();
+    assert_eq!(claim.room_id, room.id);
+    let mut staff = w.person("staff").await;
+    staff
+        .join(&room.jid, "Counsellor", Some(&room.password))
+        .await
+        .expect("staff joins");
+    wait_status(&w.store, room.id, S::StaffWaiting).await;
+    let claim = claims::claim_client(&w.store, "session:1").await.unwrap();
+    assert_eq!(claim.room_id, room.id);
+    let mut client = w.person("client").await;
+    client
+        .join(&room.jid, "Guest", Some(&room.password))
+        .await
+        .expect("client joins");
+    wait_status(&w.store, room.id, S::Chatting).await;
+    client.leave(&room.jid, "Guest").await;
+    wait_status(&w.store, room.id, S::OneLeft).await;
+    staff.leave(&room.jid, "Counsellor").await;
+    wait_status(&w.store, room.id, S::Closed).await;
+
+    // Every event recorded since we listened, as the payload its transaction sent.
+    let expected: Vec<String> = w.events(room.id).await[listening_from..]
+        .iter()
+        .map(|event| format!("{} {}", room.id, event.to_status))
+        .collect();
+    assert!(expected.len() >= 6, "{expected:?}");
+    assert_eq!(expected.last(), Some(&format!("{} closed", room.id)));
+    let mut received = Vec::new();
+    let mine = format!("{} ", room.id);
+    while received.len() < expected.len() {
+        // Other rooms (the pool's replacements) are announced too: skipped here.
+        let payload = next(&mut listener, 1).await.remove(0);
+        if payload.starts_with(&mine) {
+            received.push(payload);
+        }
+    }
+    assert_eq!(received, expected);
 }
