@@ -904,3 +904,46 @@ async fn the_purge_command() {
     let output = helpim_bot(&["purge", "--dry-runn"]);
     assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
 }
+
+/// Two purges at once (two bots sharing a database, or the CLI beside the bot) share the
+/// work: every room is scrubbed exactly once, and the numbers add up to the plan's.
+async fn two_purges_at_once(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = db.store().await;
+    let now = helpim_bot::store::now();
+    write_a_year(&store, now).await;
+    let first = purge(None, None, BATCH);
+    let second = purge(None, None, BATCH / 2);
+    let plan = first.plan(&store, now).await.unwrap();
+    let (a, b) = tokio::join!(first.run(&store, now), second.run(&store, now));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    eprintln!(
+        "{backend:?}: {} + {} rooms in {} + {} batches",
+        a.scrubbed_rooms, b.scrubbed_rooms, a.batches, b.batches
+    );
+    assert_eq!(a.scrubbed_rooms + b.scrubbed_rooms, plan.scrubbed_rooms);
+    assert_eq!(a.scrubbed_events + b.scrubbed_events, plan.scrubbed_events);
+    let (rooms, _) = everything(&store).await;
+    assert_eq!(
+        rooms
+            .iter()
+            .filter(|row| row.personal_data_removed_at.is_some())
+            .count(),
+        YEAR_ROOMS
+    );
+}
+
+#[tokio::test]
+async fn sqlite_two_purges_at_once() {
+    two_purges_at_once(Backend::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_two_purges_at_once() {
+    two_purges_at_once(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_two_purges_at_once() {
+    two_purges_at_once(Backend::MariaDb).await;
+}
