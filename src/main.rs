@@ -151,7 +151,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let rooms = store.rooms(&filter).await?;
             for room in &rooms {
                 let pw = if passwords {
-                    format!(" password={}", room.password)
+                    // A closed room's password is cleared: shown as `-`.
+                    format!(" password={}", room.password().unwrap_or("-"))
                 } else {
                     String::new()
                 };
