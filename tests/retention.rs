@@ -885,6 +885,13 @@ async fn the_purge_command() {
     assert!(!rooms.join("helpim-old@conference.localhost.log").exists());
     assert!(rooms.join("helpim-new@conference.localhost.log").exists());
 
+    // No password is shown for a closed room: it was cleared when the room closed.
+    let output = helpim_bot(&["rooms", "--passwords", "--config", config]);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    let text = stdout(&output);
+    assert_eq!(text.matches(" password=-").count(), 2, "{text}");
+    assert!(!text.contains("secret-"), "{text}");
+
     // Nothing left to do is no failure.
     let output = helpim_bot(&["purge", "--config", config]);
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
