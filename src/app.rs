@@ -93,6 +93,12 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Renewed from now on, during the connection wait too; when it can no longer be, the
     // bot stops at once without touching any room (they may be another process's now).
     let mut lease_lost = Box::pin(hold_lease(&lease));
+    // The lease holder purges old personal data once a day; dropped (stopped) on every way
+    // out of this function.
+    let _daily_purge = crate::retention::spawn_daily(
+        store.clone(),
+        crate::retention::Purge::new(&config.retention, &config.logging),
+    );
 
     let (xmpp, mut events) = connection::spawn(ConnectSettings {
         jid: config.xmpp_full_jid(),

@@ -58,6 +58,12 @@ const DEFAULT_ONE_LEFT_SECS: u64 = 300;
 const DEFAULT_SERVER_PING_SECS: u64 = 60;
 const DEFAULT_ROOM_PING_SECS: u64 = 300;
 const DEFAULT_LEASE_SECS: u64 = 30;
+/// Default of `retention.personal_data_days`: a month, long enough for a helpline to follow
+/// up on a chat, short enough that nicks and JIDs do not pile up.
+const DEFAULT_PERSONAL_DATA_DAYS: u32 = 30;
+/// The longest retention period accepted (100 years): beyond it, "never" is meant, and a
+/// bound keeps the cut-off date computable.
+const MAX_RETENTION_DAYS: u32 = 36_500;
 
 /// Longest accepted `muc.room_prefix`: room names are the prefix plus a random suffix and
 /// must stay short, valid JID localparts.
@@ -125,6 +131,8 @@ pub struct Config {
     pub logging: LoggingConfig,
     /// Deadlines, so that nothing waits forever on the server.
     pub timeouts: TimeoutConfig,
+    /// How long personal data and closed rooms are kept (`[retention]`).
+    pub retention: RetentionConfig,
     /// The file this configuration was read from, for messages.
     pub source: PathBuf,
 }
@@ -232,6 +240,27 @@ impl Default for LoggingConfig {
         LoggingConfig {
             level: LevelFilter::Info,
             room_dir: None,
+        }
+    }
+}
+
+/// How long the history keeps what identifies people (`[retention]`), for the purge
+/// ([`crate::retention`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetentionConfig {
+    /// `personal_data_days`: rooms closed longer ago than this lose their nicks, JIDs,
+    /// claimants and event details, and room log files untouched for this long are deleted.
+    pub personal_data_days: u32,
+    /// `delete_days`: rooms closed longer ago than this are deleted with their events;
+    /// `None` (the key left out) never deletes. At least `personal_data_days`.
+    pub delete_days: Option<u32>,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            personal_data_days: DEFAULT_PERSONAL_DATA_DAYS,
+            delete_days: None,
         }
     }
 }
@@ -471,6 +500,7 @@ struct RawConfig {
     database: Option<RawDatabase>,
     logging: Option<RawLogging>,
     timeouts: Option<RawTimeouts>,
+    retention: Option<RawRetention>,
 }
 
 /// `[xmpp]` as written; `tls` is a string so a bad value gets our message listing choices.
@@ -519,6 +549,14 @@ struct RawDatabase {
 struct RawLogging {
     level: Option<String>,
     room_dir: Option<PathBuf>,
+}
+
+/// `[retention]` as written, in days.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRetention {
+    personal_data_days: Option<u32>,
+    delete_days: Option<u32>,
 }
 
 /// `[timeouts]` as written, in seconds.
@@ -669,6 +707,7 @@ impl Validator<'_> {
         let muc = self.muc(raw.muc.unwrap_or_default())?;
         let pool = self.pool(raw.pool.unwrap_or_default())?;
         let timeouts = self.timeouts(raw.timeouts.unwrap_or_default())?;
+        let retention = self.retention(raw.retention.unwrap_or_default())?;
         let database = self.database(raw.database.unwrap_or_default(), env)?;
         let logging = self.logging(raw.logging.unwrap_or_default())?;
         Ok(Config {
@@ -678,6 +717,7 @@ impl Validator<'_> {
             database,
             logging,
             timeouts,
+            retention,
             source: self.path.to_owned(),
         })
     }
@@ -981,6 +1021,34 @@ impl Validator<'_> {
         Ok(LoggingConfig { level, room_dir })
     }
 
+    fn retention(&self, raw: RawRetention) -> Result<RetentionConfig, ConfigError> {
+        let personal_data_days = raw.personal_data_days.unwrap_or(DEFAULT_PERSONAL_DATA_DAYS);
+        if !(1..=MAX_RETENTION_DAYS).contains(&personal_data_days) {
+            return Err(self.invalid(
+                "retention.personal_data_days",
+                format!(
+                    "must be between 1 and {MAX_RETENTION_DAYS} days, got {personal_data_days}"
+                ),
+            ));
+        }
+        if let Some(delete_days) = raw.delete_days
+            && !(personal_data_days..=MAX_RETENTION_DAYS).contains(&delete_days)
+        {
+            return Err(self.invalid(
+                "retention.delete_days",
+                format!(
+                    "must be between retention.personal_data_days ({personal_data_days}) and \
+                     {MAX_RETENTION_DAYS} days, got {delete_days}; remove the key to never \
+                     delete rooms"
+                ),
+            ));
+        }
+        Ok(RetentionConfig {
+            personal_data_days,
+            delete_days: raw.delete_days,
+        })
+    }
+
     fn timeouts(&self, raw: RawTimeouts) -> Result<TimeoutConfig, ConfigError> {
         let secs = |key: &str, value: Option<u64>, default: u64| {
             let value = value.unwrap_or(default);
@@ -1240,6 +1308,13 @@ mod tests {
         assert_eq!(config.timeouts.shutdown, Duration::from_secs(15));
         assert_eq!(config.timeouts.retry_max, Duration::from_secs(60));
         assert_eq!(config.timeouts, TimeoutConfig::default());
+        assert_eq!(
+            config.retention,
+            RetentionConfig {
+                personal_data_days: 30,
+                delete_days: None,
+            }
+        );
         assert_eq!(config.source, Path::new(FILE));
     }
 
@@ -1258,7 +1333,8 @@ mod tests {
              [timeouts]\nconnect_secs = 1\niq_secs = 2\njoin_secs = 3\nshutdown_secs = 4\n\
              retry_max_secs = 5\nstaff_claim_secs = 6\nclient_claim_secs = 8\n\
              rejoin_grace_secs = 0\none_left_secs = 0\nserver_ping_secs = 9\n\
-             room_ping_secs = 0\nlease_secs = 11\n"
+             room_ping_secs = 0\nlease_secs = 11\n\
+             [retention]\npersonal_data_days = 7\ndelete_days = 365\n"
         ))
         .unwrap();
         assert_eq!(config.xmpp.resource, "r");
@@ -1293,6 +1369,86 @@ mod tests {
         assert_eq!(config.timeouts.join, Duration::from_secs(3));
         assert_eq!(config.timeouts.shutdown, Duration::from_secs(4));
         assert_eq!(config.timeouts.retry_max, Duration::from_secs(5));
+        assert_eq!(
+            config.retention,
+            RetentionConfig {
+                personal_data_days: 7,
+                delete_days: Some(365),
+            }
+        );
+    }
+
+    // --- [retention] --------------------------------------------------------------------------
+
+    #[test]
+    fn personal_data_days_between_1_and_36500() {
+        for bad in [0, 36_501] {
+            let (key, problem) = invalid(&text(
+                "",
+                "",
+                &format!("[retention]\npersonal_data_days = {bad}"),
+            ));
+            assert_eq!(key, "retention.personal_data_days");
+            assert_mentions(
+                &problem,
+                &["between 1 and 36500 days", &format!("got {bad}")],
+            );
+        }
+        for good in [1, 36_500] {
+            let config = load(&text(
+                "",
+                "",
+                &format!("[retention]\npersonal_data_days = {good}"),
+            ))
+            .unwrap();
+            assert_eq!(config.retention.personal_data_days, good);
+            assert_eq!(config.retention.delete_days, None, "never, by default");
+        }
+    }
+
+    #[test]
+    fn delete_days_not_before_personal_data_days() {
+        let (key, problem) = invalid(&text("", "", "[retention]\ndelete_days = 29"));
+        assert_eq!(key, "retention.delete_days");
+        assert_mentions(
+            &problem,
+            &[
+                "retention.personal_data_days (30)",
+                "got 29",
+                "remove the key",
+            ],
+        );
+        let (key, problem) = invalid(&text(
+            "",
+            "",
+            "[retention]\npersonal_data_days = 10\ndelete_days = 0",
+        ));
+        assert_eq!(key, "retention.delete_days");
+        assert_mentions(&problem, &["(10)", "got 0"]);
+        let (key, _) = invalid(&text("", "", "[retention]\ndelete_days = 40000"));
+        assert_eq!(key, "retention.delete_days");
+        let config = load(&text("", "", "[retention]\ndelete_days = 30")).unwrap();
+        assert_eq!(
+            config.retention,
+            RetentionConfig {
+                personal_data_days: 30,
+                delete_days: Some(30),
+            }
+        );
+    }
+
+    #[test]
+    fn retention_days_must_be_whole_non_negative_numbers() {
+        for value in ["-1", "\"never\"", "1.5"] {
+            let shown = parse_error(&text(
+                "",
+                "",
+                &format!("[retention]\ndelete_days = {value}"),
+            ));
+            assert_mentions(&shown, &["delete_days"]);
+        }
+        let shown = parse_error(&text("", "", "[retention]\nkeep_days = 3"));
+        assert_mentions(&shown, &["keep_days", "retention"]);
     }
 
     #[test]
@@ -1784,6 +1940,7 @@ mod tests {
         assert_eq!(config.database, DatabaseConfig::default());
         assert_eq!(config.logging, LoggingConfig::default());
         assert_eq!(config.timeouts, TimeoutConfig::default());
+        assert_eq!(config.retention, RetentionConfig::default());
         // Without the variable, the missing password is the only problem.
         let err = Config::from_toml_str(example, Path::new("x.toml"), &no_env).unwrap_err();
         assert!(

@@ -368,7 +368,10 @@ pub async fn acquire_with(
         if let Some(why) = proved_dead(&me, &seen, bot_jid, options).await {
             match take_over(db, &me, &seen, options).await? {
                 Some(sent) => {
-                    log::warn!("lease on {bot_jid} taken over from {} at once: {why}", describe(&seen));
+                    log::warn!(
+                        "lease on {bot_jid} taken over from {} at once: {why}",
+                        describe(&seen)
+                    );
                     return Ok(lease(sent));
                 }
                 None => continue 'look,
@@ -415,7 +418,10 @@ pub async fn acquire_with(
                     if let Some(why) = proved_dead(&me, &row, bot_jid, options).await {
                         match take_over(db, &me, &row, options).await? {
                             Some(sent) => {
-                                log::warn!("lease on {bot_jid} taken over from {}: {why}", describe(&row));
+                                log::warn!(
+                                    "lease on {bot_jid} taken over from {}: {why}",
+                                    describe(&row)
+                                );
                                 return Ok(lease(sent));
                             }
                             None => continue 'look,
@@ -918,7 +924,10 @@ mod tests {
             xmpp_up: true,
         };
         // This very process: alive.
-        assert_eq!(dead_here(&me, &row(me.pid, me.scope.clone(), me.start)), None);
+        assert_eq!(
+            dead_here(&me, &row(me.pid, me.scope.clone(), me.start)),
+            None
+        );
         // Our pid with another start time: another process, the holder is dead.
         let reused = row(me.pid, me.scope.clone(), me.start.map(|s| s + 1));
         assert!(dead_here(&me, &reused).is_some());
@@ -926,9 +935,18 @@ mod tests {
         let gone = row(i64::from(i32::MAX), me.scope.clone(), Some(1));
         assert!(dead_here(&me, &gone).unwrap().contains("no longer running"));
         // Another boot or pid namespace (a container): nothing is proved.
-        assert_eq!(dead_here(&me, &row(i64::from(i32::MAX), Some("other".into()), Some(1))), None);
+        assert_eq!(
+            dead_here(
+                &me,
+                &row(i64::from(i32::MAX), Some("other".into()), Some(1))
+            ),
+            None
+        );
         // An older holder that recorded no start time: nothing is proved either.
-        assert_eq!(dead_here(&me, &row(i64::from(i32::MAX), me.scope.clone(), None)), None);
+        assert_eq!(
+            dead_here(&me, &row(i64::from(i32::MAX), me.scope.clone(), None)),
+            None
+        );
     }
 
     #[test]

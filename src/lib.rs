@@ -21,6 +21,7 @@ pub mod lease;
 pub mod lifecycle;
 pub mod logging;
 pub mod model;
+pub mod retention;
 pub mod stats;
 pub mod store;
 pub mod xmpp;

@@ -5,6 +5,9 @@
 //! - 1: a runtime failure (database, XMPP server unreachable or lost): restart me;
 //! - 2: bad command line or configuration: restarting will not help;
 //! - 3: `claim` found nothing to claim (a normal answer for scripts, not a failure).
+//!
+//! `purge` exits 0 when it finished (also when there was nothing to purge) and 1 when the
+//! database or the room log directory failed it; whole batches done before stay done.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -64,6 +67,13 @@ enum Command {
         /// Print JSON instead of the text report.
         #[arg(long)]
         json: bool,
+    },
+    /// Remove personal data of rooms closed longer ago than retention.personal_data_days,
+    /// delete rooms older than retention.delete_days and old room logs; print the numbers.
+    Purge {
+        /// Only count what would be purged; change nothing (and do not migrate).
+        #[arg(long)]
+        dry_run: bool,
     },
     /// Exit 0 when this bot's lease is held and its heartbeat fresh, 1 otherwise (one line).
     Health,
@@ -148,7 +158,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
             let rooms = store.rooms(&filter).await?;
             for room in &rooms {
                 let pw = if passwords {
-                    format!(" password={}", room.password)
+                    // A closed room's password is cleared: shown as `-`.
+                    format!(" password={}", room.password().unwrap_or("-"))
                 } else {
                     String::new()
                 };
@@ -182,6 +193,27 @@ fn run(cli: Cli) -> Result<(), Failure> {
             } else {
                 print!("{}", stats::render_text(&stats));
             }
+            Ok(())
+        }),
+        Command::Purge { dry_run } => block_on(async {
+            use helpim_bot::retention::Purge;
+            let purge = Purge::new(&config.retention, &config.logging);
+            let now = helpim_bot::store::now();
+            let report = if dry_run {
+                // Touches nothing, the schema included: no migration.
+                let url = &config.database.url;
+                let store = helpim_bot::store::Store::connect(url).await?;
+                purge.plan(&store, now).await.map_err(|err| {
+                    anyhow::Error::new(err).context(
+                        "purge --dry-run failed (it does not migrate: for a database older \
+                         than this version, run `helpim-bot migrate` first)",
+                    )
+                })?
+            } else {
+                let store = helpim_bot::app::open_store(&config).await?;
+                purge.run(&store, now).await?
+            };
+            println!("{report}");
             Ok(())
         }),
         Command::Health => block_on(async {

@@ -20,6 +20,7 @@ use sea_orm::{
 
 use crate::config::redact_url;
 use crate::model::{CloseReason, EventKind, Role, RoomStatus, UnknownValue};
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -136,7 +137,8 @@ pub struct Room {
     pub id: i64,
     /// The full bare room JID.
     pub jid: String,
-    /// The room password.
+    /// The room password; empty once the room is closed, because the closing transaction
+    /// clears it (no secret outlives its room). [`Room::password`] says which.
     pub password: String,
     /// Where the room is in its life.
     pub status: RoomStatus,
@@ -170,6 +172,8 @@ pub struct Room {
     pub extra_claimed_jid: Option<String>,
     /// When the server confirmed the room destroyed (or gone).
     pub destroyed_at: Option<DateTime<Utc>>,
+    /// When the retention purge removed the room's personal data; `None` while it is kept.
+    pub personal_data_removed_at: Option<DateTime<Utc>>,
     /// When the room was recorded.
     pub created_at: DateTime<Utc>,
     /// When the status last changed.
@@ -178,6 +182,14 @@ pub struct Room {
     pub closed_at: Option<DateTime<Utc>>,
     /// Why the room closed.
     pub close_reason: Option<CloseReason>,
+}
+
+impl Room {
+    /// The room password, or `None` once it was cleared (the room is closed): what to hand
+    /// to a person, without mistaking the cleared value for a password.
+    pub fn password(&self) -> Option<&str> {
+        Some(self.password.as_str()).filter(|password| !password.is_empty())
+    }
 }
 
 /// One entry of a room's history, validated.
@@ -221,6 +233,33 @@ pub struct PoolCounts {
     pub ready: u64,
     /// Rooms not `closed`: what the bot has on the server.
     pub open: u64,
+}
+
+/// The PostgreSQL channel on which every committed transition is announced: `NOTIFY
+/// helpim_room, '<room id> <status>'`, sent by the transaction that makes the change (so it
+/// arrives only if and when that transaction commits, in commit order). Claims and their
+/// releases are announced by a trigger (migration m20261202_000004). See
+/// `docs/webapp-contract.md`.
+pub const NOTIFY_CHANNEL: &str = "helpim_room";
+
+/// On PostgreSQL, queues the [`NOTIFY_CHANNEL`] notification of room `room_id` being in
+/// `status` in the transaction `txn`; on the other databases, does nothing (they have no
+/// such mechanism: web applications poll, as the contract describes).
+async fn notify<C: ConnectionTrait>(
+    txn: &C,
+    room_id: i64,
+    status: RoomStatus,
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        txn.execute_raw(Statement::from_sql_and_values(
+            backend,
+            "SELECT pg_notify($1, $2)",
+            [NOTIFY_CHANNEL.into(), format!("{room_id} {status}").into()],
+        ))
+        .await?;
+    }
+    Ok(())
 }
 
 /// The current time, truncated to microseconds so that it round-trips through every backend.
@@ -278,6 +317,7 @@ impl TryFrom<room::Model> for Room {
             extra_claimed_by: row.extra_claimed_by,
             extra_claimed_jid: row.extra_claimed_jid,
             destroyed_at: row.destroyed_at,
+            personal_data_removed_at: row.personal_data_removed_at,
             created_at: row.created_at,
             status_changed_at: row.status_changed_at,
             closed_at: row.closed_at,
@@ -395,6 +435,7 @@ impl Store {
         }
         .insert(&txn)
         .await?;
+        notify(&txn, row.id, status).await?;
         txn.commit().await?;
         row.try_into()
     }
@@ -404,7 +445,10 @@ impl Store {
     /// The room row changes only if it is still in `change.from` (optimistic concurrency
     /// with the web application and other writers); otherwise nothing is written and the
     /// result is [`StoreError::Conflict`]. `status_changed_at` moves only when the status
-    /// does, and `closed_at`/`close_reason` are set only when the room becomes `closed`.
+    /// does, and `closed_at`/`close_reason` are set only when the room becomes `closed`; the
+    /// same transaction clears the room's password (set to the empty string), so that no
+    /// secret outlives its room. On PostgreSQL it also announces the change on
+    /// [`NOTIFY_CHANNEL`].
     pub async fn apply(&self, change: &RoomChange) -> Result<(), StoreError> {
         let at = micros(change.at);
         let mut update = room::ActiveModel {
@@ -417,6 +461,7 @@ impl Store {
             if closes {
                 update.closed_at = Set(Some(at));
                 update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
+                update.password = Set(String::new());
             }
         }
         if let Some(nick) = &change.set_staff_nick {
@@ -473,6 +518,7 @@ impl Store {
         }
         .insert(&txn)
         .await?;
+        notify(&txn, change.room_id, change.to).await?;
         Ok(txn.commit().await?)
     }
 
@@ -637,6 +683,7 @@ mod tests {
             extra_claimed_by: None,
             extra_claimed_jid: None,
             destroyed_at: None,
+            personal_data_removed_at: None,
             created_at: at,
             status_changed_at: at,
             closed_at: None,

@@ -133,6 +133,7 @@ async fn exercise(backend: Backend) {
         extra_claimed_by: None,
         extra_claimed_jid: None,
         destroyed_at: None,
+        personal_data_removed_at: None,
         created_at: at(0),
         status_changed_at: at(0),
         closed_at: None,
@@ -216,6 +217,8 @@ async fn exercise(backend: Backend) {
         status_changed_at: at(6),
         closed_at: Some(at(6)),
         close_reason: Some(CloseReason::Completed),
+        // The transaction that closed the room cleared its password.
+        password: String::new(),
         ..fresh.clone()
     };
     assert_eq!(store.room(id).await.unwrap(), Some(closed.clone()));

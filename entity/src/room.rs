@@ -13,7 +13,9 @@ pub struct Model {
     /// The full bare room JID (`helpim-abc@conference.example.org`); unique.
     #[sea_orm(unique)]
     pub jid: String,
-    /// The room password the web application hands to staff and client.
+    /// The room password the web application hands to staff and client; the empty string
+    /// once the room is closed (the closing transaction clears it: no secret outlives its
+    /// room).
     pub password: String,
     /// `available`, `staff_waiting`, `chatting`, `one_left` or `closed`.
     pub status: String,
@@ -64,6 +66,9 @@ pub struct Model {
     /// When the server confirmed that the room is destroyed (or gone); a `closed` row
     /// without it is a room the bot must still destroy.
     pub destroyed_at: Option<DateTimeUtc>,
+    /// When the retention purge removed the room's personal data (nicks, JIDs, claimants,
+    /// event nicks and details); NULL while they are still stored.
+    pub personal_data_removed_at: Option<DateTimeUtc>,
 }
 
 /// A room has a history of events.

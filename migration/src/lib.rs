@@ -11,6 +11,9 @@ mod m20261125_000001_create_room;
 mod m20261125_000002_create_room_event;
 mod m20261125_000003_create_bot_instance;
 mod m20261202_000001_add_room_jids;
+mod m20261202_000002_add_room_personal_data_removed_at;
+mod m20261202_000003_clear_closed_room_passwords;
+mod m20261202_000004_notify_claims;
 mod m20261202_000005_add_lease_liveness;
 
 /// The list of helpim-bot's migrations, applied in order.
@@ -24,6 +27,9 @@ impl MigratorTrait for Migrator {
             Box::new(m20261125_000002_create_room_event::Migration),
             Box::new(m20261125_000003_create_bot_instance::Migration),
             Box::new(m20261202_000001_add_room_jids::Migration),
+            Box::new(m20261202_000002_add_room_personal_data_removed_at::Migration),
+            Box::new(m20261202_000003_clear_closed_room_passwords::Migration),
+            Box::new(m20261202_000004_notify_claims::Migration),
             Box::new(m20261202_000005_add_lease_liveness::Migration),
         ]
     }
