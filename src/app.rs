@@ -71,37 +71,48 @@ pub async fn open_store(config: &Config) -> Result<Store, AppError> {
     Ok(store)
 }
 
+/// How this process runs, beside the configuration file (command-line flags).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RunOptions {
+    /// Wait as a hot standby while another process of the same JID is active, and take over
+    /// when it stops, instead of exiting with "already managed".
+    pub standby: bool,
+}
+
 /// Runs the bot until `shutdown` resolves or it cannot go on.
 pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(), AppError> {
+    run_with(config, RunOptions::default(), shutdown).await
+}
+
+/// [`run`] with options.
+pub async fn run_with(
+    config: Config,
+    run: RunOptions,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), AppError> {
     // Both tokio-xmpp and sqlx use rustls; name the crypto provider once for the process.
     let _ = rustls::crypto::ring::default_provider().install_default();
     log::info!("starting: {}", config.summary());
     let store = open_store(&config).await?;
     let mut shutdown = std::pin::pin!(shutdown);
 
-    // One process per bot JID: take the lease before logging in (a second login with the
-    // same full JID would kick the running bot's session) and before any room work. This
-    // waits up to one ttl when the JID's previous holder was killed.
+    // Each process binds a resource of its own: two processes of one JID (a standby, a
+    // restart overlapping a dying process) never kick each other's session off, and a
+    // process that finds the lease held can ask the server whether the holder's session
+    // still exists. Logging in is harmless before the lease is held: no room is touched.
     let bot_jid = config.xmpp.jid.to_string();
-    let lease = tokio::select! {
-        () = &mut shutdown => {
-            log::info!("shutdown requested while acquiring the lease on {bot_jid}");
-            return Ok(());
-        }
-        acquired = lease::acquire(&store, &bot_jid, config.timeouts.lease) => acquired?,
-    };
-    // Renewed from now on, during the connection wait too; when it can no longer be, the
-    // bot stops at once without touching any room (they may be another process's now).
-    let mut lease_lost = Box::pin(hold_lease(&lease));
-    // The lease holder purges old personal data once a day; dropped (stopped) on every way
-    // out of this function.
-    let _daily_purge = crate::retention::spawn_daily(
-        store.clone(),
-        crate::retention::Purge::new(&config.retention, &config.logging),
+    let resource = format!(
+        "{}.{}",
+        config.xmpp.resource,
+        &crate::actors::room::random_token()[..8]
     );
-
+    let full_jid = config
+        .xmpp
+        .jid
+        .with_resource_str(&resource)
+        .expect("a validated resource with base32 letters appended is a resource");
     let (xmpp, mut events) = connection::spawn(ConnectSettings {
-        jid: config.xmpp_full_jid(),
+        jid: full_jid,
         password: config.xmpp.password.clone(),
         host: config.xmpp.host.clone(),
         port: config.xmpp.port,
@@ -113,41 +124,79 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let deadline = tokio::time::sleep(config.timeouts.connect);
     tokio::pin!(deadline);
     let mut last_error = None;
-    // Ok(None): shutdown requested before the session was up.
-    let connected = loop {
+    let bound = loop {
         tokio::select! {
             () = &mut shutdown => {
                 log::info!("shutdown requested before the XMPP session was up");
-                break Ok(None);
+                xmpp.close(Duration::from_secs(3)).await;
+                return Ok(());
             }
-            lost = &mut lease_lost => return Err(lost.into()),
             () = &mut deadline => {
-                break Err(AppError::Unreachable { server, deadline: config.timeouts.connect, last_error });
+                return Err(AppError::Unreachable { server, deadline: config.timeouts.connect, last_error });
             }
             event = events.next() => match event {
-                Some(XmppEvent::Online { bound_jid, .. }) => break Ok(Some(bound_jid)),
+                Some(XmppEvent::Online { bound_jid, .. }) => break bound_jid,
                 Some(XmppEvent::LoginFailed { error, fatal: true }) => {
-                    break Err(AppError::LoginRefused { jid: config.xmpp.jid.to_string(), error });
+                    return Err(AppError::LoginRefused { jid: config.xmpp.jid.to_string(), error });
                 }
                 Some(XmppEvent::LoginFailed { error, .. }) => {
                     log::warn!("cannot connect to {server} yet: {error}");
                     last_error = Some(error);
                 }
                 Some(_) => {}
-                None => break Err(Fatal::StreamEnded.into()),
+                None => return Err(Fatal::StreamEnded.into()),
             },
         }
     };
-    let bound = match connected {
-        Ok(Some(bound)) => bound,
-        // No room was touched yet: let the next start take the JID at once.
-        other => {
-            drop(lease_lost);
-            release(lease).await;
-            return other.map(drop);
+    log::info!("XMPP session up as {bound}");
+
+    // One process per bot JID, before any room work. A holder proved dead (its pid on this
+    // host, or its XMPP session gone) is taken over at once; otherwise this waits up to one
+    // ttl, or as long as the holder lives when this process is a standby.
+    let probe_xmpp = xmpp.clone();
+    let options = lease::AcquireOptions {
+        standby: run.standby,
+        probe: Some(Box::new(move |full: String| {
+            let xmpp = probe_xmpp.clone();
+            Box::pin(async move { probe_session(&xmpp, &full).await })
+        })),
+        xmpp_resource: Some(bound.resource().to_string()),
+    };
+    if run.standby {
+        log::info!("standby: waiting for the lease on {bot_jid}");
+    }
+    let lease = {
+        let acquire = lease::acquire_with(&store, &bot_jid, config.timeouts.lease, &options);
+        tokio::pin!(acquire);
+        loop {
+            tokio::select! {
+                () = &mut shutdown => {
+                    log::info!("shutdown requested while acquiring the lease on {bot_jid}");
+                    xmpp.close(Duration::from_secs(3)).await;
+                    return Ok(());
+                }
+                acquired = &mut acquire => break acquired?,
+                // The session is kept while waiting; nothing else is done with it yet.
+                event = events.next() => match event {
+                    Some(XmppEvent::LoginFailed { error, fatal: true }) => {
+                        return Err(AppError::LoginRefused { jid: config.xmpp.jid.to_string(), error });
+                    }
+                    None | Some(XmppEvent::Closed) => return Err(Fatal::StreamEnded.into()),
+                    Some(_) => {}
+                },
+            }
         }
     };
-    log::info!("XMPP session up as {bound}");
+    let lease = std::sync::Arc::new(lease);
+    // Renewed from now on; when it can no longer be, the bot stops at once without touching
+    // any room (they may be another process's now).
+    let mut lease_lost = Box::pin(hold_lease(&lease));
+    // The lease holder purges old personal data once a day; dropped (stopped) on every way
+    // out of this function.
+    let _daily_purge = crate::retention::spawn_daily(
+        store.clone(),
+        crate::retention::Purge::new(&config.retention, &config.logging),
+    );
 
     let (fatal_tx, fatal_rx) = oneshot::channel();
     let supervisor = SupervisorActor::new(
@@ -179,6 +228,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         fatal_tx,
     )
     .with_server_ping(config.timeouts.server_ping)
+    .with_lease(lease.clone())
     .start();
 
     let result = tokio::select! {
@@ -209,7 +259,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     // Clean stop, or the session is lost for good: this process manages no room any more,
     // so the next one (a restart) may take the JID at once instead of waiting a ttl.
     drop(lease_lost);
-    release(lease).await;
+    release(&lease).await;
     result
 }
 
@@ -244,8 +294,33 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
     }
 }
 
+/// Asks the server whether the full JID `full` (a lease holder's session) exists: an XMPP
+/// ping to it. An error saying there is no such session proves the holder gone; any answer
+/// from the session (even "not implemented") shows it alive; silence proves nothing (a
+/// session in stream-management hibernation queues the ping).
+async fn probe_session(xmpp: &crate::xmpp::XmppHandle, full: &str) -> lease::SessionProbe {
+    use crate::xmpp::IqError;
+    let Ok(to) = jid::Jid::new(full) else {
+        return lease::SessionProbe::Unknown;
+    };
+    let ping = minidom::Element::builder("ping", xmpp_parsers::ns::PING).build();
+    match xmpp.get(to, ping).await {
+        Ok(_) => lease::SessionProbe::Alive,
+        Err(IqError::Refused { condition, .. })
+            if matches!(
+                condition.as_str(),
+                "service-unavailable" | "item-not-found" | "recipient-unavailable"
+            ) =>
+        {
+            lease::SessionProbe::Gone
+        }
+        Err(IqError::Refused { .. }) => lease::SessionProbe::Alive,
+        Err(_) => lease::SessionProbe::Unknown,
+    }
+}
+
 /// Gives the lease up on the way out; a failure only costs the next start a ttl of waiting.
-async fn release(lease: lease::Lease) {
+async fn release(lease: &lease::Lease) {
     if let Err(err) = lease.release().await {
         log::warn!("could not release the lease: {err}");
     }

@@ -17,11 +17,16 @@ use crate::model::{EventKind, Role, RoomStatus};
 use crate::store::{self, Store, StoreError};
 
 /// PostgreSQL: take the oldest unclaimed available room for staff ($1 = now, $2 = claimer,
-/// $3 = the only bare JID the claim admits, or NULL for anybody with the password).
+/// $3 = the only bare JID the claim admits, or NULL for anybody with the password, $4 = the
+/// oldest heartbeat of a live bot, see [`HEARTBEAT_FRESH`]): only rooms of a bot whose XMPP
+/// session is up and whose heartbeat is fresh, so that nobody is sent to a room that is gone
+/// or that nobody watches.
 pub const POSTGRES_CLAIM_STAFF: &str =
     "UPDATE room SET staff_claimed_at = $1, staff_claimed_by = $2, staff_claimed_jid = $3
 WHERE id = (SELECT id FROM room
             WHERE status = 'available' AND staff_claimed_at IS NULL
+              AND bot_jid IN (SELECT bot_jid FROM bot_instance
+                              WHERE xmpp_up AND heartbeat_at > $4)
             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id, jid, password";
 
@@ -30,6 +35,8 @@ pub const POSTGRES_CLAIM_CLIENT: &str =
     "UPDATE room SET client_claimed_at = $1, client_claimed_by = $2, client_claimed_jid = $3
 WHERE id = (SELECT id FROM room
             WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
+              AND bot_jid IN (SELECT bot_jid FROM bot_instance
+                              WHERE xmpp_up AND heartbeat_at > $4)
             ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
 RETURNING id, jid, password";
 
@@ -37,6 +44,7 @@ RETURNING id, jid, password";
 pub const POSTGRES_CLAIM_EXTRA: &str =
     "UPDATE room SET extra_claimed_at = $1, extra_claimed_by = $2, extra_claimed_jid = $3
 WHERE id = $4 AND status = 'chatting' AND extra_claimed_at IS NULL
+  AND bot_jid IN (SELECT bot_jid FROM bot_instance WHERE xmpp_up AND heartbeat_at > $5)
 RETURNING id, jid, password";
 
 /// PostgreSQL: the claim's event ($1 = room id, $2 = kind, $3 = status, $4 = now,
@@ -52,6 +60,8 @@ pub const SQLITE_CLAIM_STAFF: &str =
     "UPDATE room SET staff_claimed_at = ?1, staff_claimed_by = ?2, staff_claimed_jid = ?3
 WHERE id = (SELECT id FROM room
             WHERE status = 'available' AND staff_claimed_at IS NULL
+              AND bot_jid IN (SELECT bot_jid FROM bot_instance
+                              WHERE xmpp_up AND heartbeat_at > ?4)
             ORDER BY id LIMIT 1)
 RETURNING id, jid, password";
 
@@ -60,6 +70,8 @@ pub const SQLITE_CLAIM_CLIENT: &str =
     "UPDATE room SET client_claimed_at = ?1, client_claimed_by = ?2, client_claimed_jid = ?3
 WHERE id = (SELECT id FROM room
             WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
+              AND bot_jid IN (SELECT bot_jid FROM bot_instance
+                              WHERE xmpp_up AND heartbeat_at > ?4)
             ORDER BY status_changed_at, id LIMIT 1)
 RETURNING id, jid, password";
 
@@ -67,6 +79,7 @@ RETURNING id, jid, password";
 pub const SQLITE_CLAIM_EXTRA: &str =
     "UPDATE room SET extra_claimed_at = ?1, extra_claimed_by = ?2, extra_claimed_jid = ?3
 WHERE id = ?4 AND status = 'chatting' AND extra_claimed_at IS NULL
+  AND bot_jid IN (SELECT bot_jid FROM bot_instance WHERE xmpp_up AND heartbeat_at > ?5)
 RETURNING id, jid, password";
 
 /// SQLite: the claim's event.
@@ -74,20 +87,29 @@ pub const SQLITE_CLAIM_EVENT: &str =
     "INSERT INTO room_event (room_id, kind, from_status, to_status, at, role, detail)
 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)";
 
-/// MySQL/MariaDB (10.6 or later): lock the oldest unclaimed available room, skipping rows
-/// other claimers hold; then [`MYSQL_SET_STAFF_CLAIM`] on the id found.
+/// MySQL/MariaDB (10.6 or later): lock the oldest unclaimed available room of a live bot
+/// (? = the heartbeat cutoff), skipping rows other claimers hold; then
+/// [`MYSQL_SET_STAFF_CLAIM`] on the id found. The live bots are read in a derived table
+/// that cannot be merged into the query (its `LIMIT`): merged, InnoDB would lock their
+/// `bot_instance` rows too, and `SKIP LOCKED` would skip every room while another claim runs.
 pub const MYSQL_FIND_STAFF_ROOM: &str = "SELECT id, jid, password FROM room
 WHERE status = 'available' AND staff_claimed_at IS NULL
+  AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
+                                       WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock the room whose staff has waited longest and has no client claim.
 pub const MYSQL_FIND_CLIENT_ROOM: &str = "SELECT id, jid, password FROM room
 WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
+  AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
+                                       WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
 ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock chat `?` if its extra seat is free; then [`MYSQL_SET_EXTRA_CLAIM`].
 pub const MYSQL_FIND_EXTRA_ROOM: &str = "SELECT id, jid, password FROM room
 WHERE id = ? AND status = 'chatting' AND extra_claimed_at IS NULL
+  AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
+                                       WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
 FOR UPDATE";
 
 /// MySQL/MariaDB: write the staff claim (now, claimer, bound JID or NULL, id).
@@ -103,6 +125,11 @@ pub const MYSQL_SET_EXTRA_CLAIM: &str = "UPDATE room SET extra_claimed_at = ?, e
 pub const MYSQL_CLAIM_EVENT: &str =
     "INSERT INTO room_event (room_id, kind, from_status, to_status, at, role, detail)
 VALUES (?, ?, ?, ?, ?, ?, ?)";
+
+/// How old a bot's heartbeat may be for its rooms to be claimed: the lease's default time to
+/// live (a live bot renews every third of it). The claim statements take `now − this` as
+/// their cutoff parameter.
+pub const HEARTBEAT_FRESH: std::time::Duration = crate::lease::DEFAULT_TTL;
 
 /// A room the web application may now send a person to.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -210,6 +237,8 @@ async fn claim(
     };
     let bound: Value = jid.clone().into();
     let room: Value = room_id.into();
+    let fresh = chrono::Duration::from_std(HEARTBEAT_FRESH).unwrap_or(chrono::Duration::MAX);
+    let cutoff: Value = (at - fresh).into();
     let txn = db.begin().await?;
     let row = match backend {
         DatabaseBackend::MySql => {
@@ -219,8 +248,8 @@ async fn claim(
                 _ => (MYSQL_FIND_STAFF_ROOM, MYSQL_SET_STAFF_CLAIM),
             };
             let find = match role {
-                Role::Extra => Statement::from_sql_and_values(backend, find, [room]),
-                _ => Statement::from_string(backend, find),
+                Role::Extra => Statement::from_sql_and_values(backend, find, [room, cutoff]),
+                _ => Statement::from_sql_and_values(backend, find, [cutoff]),
             };
             let found = txn.query_one_raw(find).await?;
             if let Some(found) = &found {
@@ -247,6 +276,7 @@ async fn claim(
             if role == Role::Extra {
                 values.push(room);
             }
+            values.push(cutoff);
             txn.query_one_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?
         }

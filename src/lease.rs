@@ -652,7 +652,7 @@ impl Lease {
     /// Gives the lease up (deletes the row) so that the next process takes the JID at
     /// once; call it after the bot stopped managing rooms on a clean shutdown.
     /// [`LeaseError::Lost`] when another process had taken it over.
-    pub async fn release(self) -> Result<(), LeaseError> {
+    pub async fn release(&self) -> Result<(), LeaseError> {
         let deleted = bot_instance::Entity::delete_many()
             .filter(bot_instance::Column::BotJid.eq(self.bot_jid.as_str()))
             .filter(bot_instance::Column::Holder.eq(self.token.as_str()))

@@ -31,6 +31,10 @@ struct Cli {
         default_value = "/etc/helpim-bot/helpim-bot.toml"
     )]
     config: PathBuf,
+    /// Run as a hot standby: wait while another process of the same bot JID is active, and
+    /// take over when it stops (instead of exiting with "already managed").
+    #[arg(long, global = true, env = "HELPIM_STANDBY")]
+    standby: bool,
     /// What to do; without a command the bot runs.
     #[command(subcommand)]
     command: Option<Command>,
@@ -141,7 +145,13 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Run => {
             helpim_bot::logging::init(config.logging.level, config.logging.room_dir.clone());
-            actix_rt::System::new().block_on(helpim_bot::app::run(config, shutdown_signal()))?;
+            actix_rt::System::new().block_on(helpim_bot::app::run_with(
+                config,
+                helpim_bot::app::RunOptions {
+                    standby: cli.standby,
+                },
+                shutdown_signal(),
+            ))?;
             Ok(())
         }
         Command::Migrate => block_on(async {

@@ -25,6 +25,7 @@ const WAIT: Duration = Duration::from_secs(10);
 /// Rooms of a fake bot: `available` ones, and `waiting` ones whose staff entered at
 /// staggered times (so the client order is defined).
 async fn seed_rooms(store: &Store, available: usize, waiting: usize) {
+    common::db::live_bot(store, "seed-bot@test").await;
     let t0 = Utc::now() - chrono::Duration::hours(1);
     for i in 0..available + waiting {
         let room = store

@@ -65,6 +65,7 @@ async fn chatting_room(store: &Store, name: &str) -> i64 {
 async fn one_extra_seat_per_claim_and_only_in_a_chat(backend: Backend) {
     let db = TestDb::new(backend);
     let store = db.store().await;
+    common::db::live_bot(&store, "bot@localhost").await;
     let chat = chatting_room(&store, "chat").await;
     let claim = claims::claim_extra(&store, chat, "supervisor:3", Some("Carol@Example.org"))
         .await

@@ -78,6 +78,7 @@ async fn postgres_announces_every_transition_of_a_full_chat_in_order() {
     // A full chat: created, claimed for staff (the contract's SQL: the trigger announces
     // it), staff enters, claimed for a client, the client enters, changes nick, leaves, the
     // room closes.
+    common::db::live_bot(&store, BOT).await;
     let id = new_room(&store, "chat").await;
     claims::claim_staff(&store, "staff:42").await.unwrap();
     store
@@ -165,6 +166,7 @@ async fn other_databases_write_without_notifying() {
     for backend in [Backend::SqliteFile, Backend::MariaDb] {
         let db = TestDb::new(backend);
         let store = db.store().await;
+        common::db::live_bot(&store, BOT).await;
         let id = new_room(&store, "plain").await;
         claims::claim_staff(&store, "staff:1").await.unwrap();
         store

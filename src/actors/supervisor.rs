@@ -63,6 +63,10 @@ pub struct SupervisorActor {
     server_ping: Option<Duration>,
     /// Pings in a row the server did not answer.
     missed_pings: u32,
+    /// The lease, where the XMPP session's state is recorded for the claims.
+    lease: Option<std::sync::Arc<crate::lease::Lease>>,
+    /// The resource of the current session.
+    resource: Option<String>,
 }
 
 impl SupervisorActor {
@@ -93,7 +97,35 @@ impl SupervisorActor {
             room_context: None,
             server_ping: None,
             missed_pings: 0,
+            lease: None,
+            resource: None,
         }
+    }
+
+    /// Records the XMPP session's state in this lease's row: claims take only rooms of a bot
+    /// whose session is up (and recovered), and a would-be taker asks about the resource.
+    pub fn with_lease(mut self, lease: std::sync::Arc<crate::lease::Lease>) -> Self {
+        self.lease = Some(lease);
+        self
+    }
+
+    /// Writes whether the session is up, with its resource, into the lease row.
+    fn record_session(&self, up: bool) {
+        let Some(lease) = self.lease.clone() else {
+            return;
+        };
+        let resource = self.resource.clone();
+        actix::spawn(async move {
+            match lease.record_session(resource.as_deref(), up).await {
+                Ok(()) => log::info!(
+                    "XMPP session recorded as {}: claims {} this bot's rooms",
+                    if up { "up" } else { "down" },
+                    if up { "may take" } else { "skip" }
+                ),
+                // A lost lease ends the process through the lease task.
+                Err(error) => log::warn!("cannot record the XMPP session's state: {error}"),
+            }
+        });
     }
 
     /// Pings the server at this interval (XEP-0199); see [`Fatal::ServerUnresponsive`].
@@ -230,11 +262,14 @@ impl SupervisorActor {
         }
     }
 
+    /// Once every room is accounted for: the session is recorded up (claims may take this
+    /// bot's rooms again) and the pool creates rooms.
     fn start_pool_when_recovered(&mut self) {
         if self.recovering == 0
             && let Some(pool) = &self.pool
         {
             pool.do_send(StartCreating);
+            self.record_session(true);
         }
     }
 
@@ -384,16 +419,25 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                     "new XMPP session as {bound_jid}: rejoining {} room(s)",
                     self.rooms.len()
                 );
+                self.resource = Some(bound_jid.resource().to_string());
                 self.send_presence();
+                // Claims wait until every room is checked again.
+                self.recovering = self.rooms.len();
                 for room in self.rooms.values() {
                     room.do_send(Rejoin);
                 }
+                self.start_pool_when_recovered();
                 self.destroy_leftovers(ctx);
                 if let Some(pool) = &self.pool {
                     pool.do_send(super::pool::Replenish);
                 }
             }
-            XmppEvent::Suspended => log::warn!("XMPP connection lost; reconnecting"),
+            XmppEvent::Resumed => self.record_session(self.recovering == 0),
+            XmppEvent::Suspended => {
+                log::warn!("XMPP connection lost; reconnecting");
+                // At once: rooms may be gone with the session, and nobody watches them.
+                self.record_session(false);
+            }
             XmppEvent::LoginFailed { error, fatal: true } => {
                 self.give_up(Fatal::LoginFailed(error), ctx)
             }

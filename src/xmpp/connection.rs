@@ -62,6 +62,9 @@ pub enum XmppEvent {
     },
     /// The connection dropped; the stream reconnects by itself.
     Suspended,
+    /// The dropped connection's session was resumed (XEP-0198): nothing was lost, the rooms
+    /// are as they were.
+    Resumed,
     /// A login attempt failed. `fatal` failures (wrong credentials) are not retried.
     LoginFailed {
         /// What went wrong, for the log and the exit message.
@@ -346,6 +349,7 @@ async fn run(
                 }
                 Some(StreamEvent::Stream(Lifecycle::Resumed)) => {
                     log::info!("XMPP stream resumed (XEP-0198): no rejoin needed");
+                    let _ = events.unbounded_send(XmppEvent::Resumed);
                 }
                 Some(StreamEvent::Stream(Lifecycle::Suspended)) => {
                     let _ = events.unbounded_send(XmppEvent::Suspended);

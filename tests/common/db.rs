@@ -220,3 +220,29 @@ fn chain(err: &dyn std::error::Error) -> String {
     }
     text
 }
+
+/// Records `bot_jid` as a live bot (lease row with its XMPP session up and a fresh
+/// heartbeat), as a running bot does: the claim statements take only such bots' rooms.
+/// For tests that write rooms through the store without running a bot.
+#[allow(dead_code)] // not every test binary seeds rooms by hand
+pub async fn live_bot(store: &Store, bot_jid: &str) {
+    use entity::bot_instance;
+    use sea_orm::{ActiveValue::Set, EntityTrait};
+    let now = helpim_bot::store::now();
+    bot_instance::Entity::insert(bot_instance::ActiveModel {
+        bot_jid: Set(bot_jid.to_owned()),
+        holder: Set("test".into()),
+        pid: Set(0),
+        host: Set("test".into()),
+        acquired_at: Set(now),
+        heartbeat_at: Set(now),
+        renewals: Set(0),
+        process_scope: Set(None),
+        process_start: Set(None),
+        xmpp_resource: Set(None),
+        xmpp_up: Set(true),
+    })
+    .exec_without_returning(store.connection())
+    .await
+    .expect("record a live bot");
+}
