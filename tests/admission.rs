@@ -170,8 +170,9 @@ async fn an_expired_staff_claimant_returns_and_is_refused(server: ServerKind, ba
         BotOptions {
             available: 1,
             max_rooms: 4,
-            // The claim must expire within the test (production default: 120 s).
-            extra: "staff_claim_secs = 2".into(),
+            // The claim must expire within the test (production default: 120 s); the next
+            // claim is used at once, well within it.
+            extra: "staff_claim_secs = 3".into(),
             ..Default::default()
         },
     )
@@ -208,13 +209,14 @@ async fn an_expired_staff_claimant_returns_and_is_refused(server: ServerKind, ba
     }
 
     // The next claim (the oldest unclaimed room: the same one) gives the new password.
+    // The staff member is connected first: the claim is used at once, within its ttl.
+    let mut staff = w.person("staff").await;
     let next = w.claim_staff().await;
     assert_eq!(
         next.room_id, first.room_id,
         "the oldest room is claimed again"
     );
     assert_eq!(next.password, row.password);
-    let mut staff = w.person("staff").await;
     staff
         .join(&next.jid, "Counsellor", Some(&next.password))
         .await
@@ -241,8 +243,9 @@ async fn an_expired_client_claimant_is_refused_and_the_next_client_is_admitted(
         BotOptions {
             available: 1,
             max_rooms: 4,
-            // The client claim must expire within the test (production default: 60 s).
-            extra: "client_claim_secs = 2".into(),
+            // The client claim must expire within the test (production default: 60 s); the
+            // next claim is used at once, well within it.
+            extra: "client_claim_secs = 3".into(),
             ..Default::default()
         },
     )
@@ -276,10 +279,11 @@ async fn an_expired_client_claimant_is_refused_and_the_next_client_is_admitted(
         other => panic!("the old password must no longer open the room: {other:?}"),
     }
 
+    // The client is connected first: the claim is used at once, within its ttl.
+    let mut client = w.person("client").await;
     let next = w.claim_client().await;
     assert_eq!(next.room_id, room.room_id);
     assert_eq!(next.password, row.password);
-    let mut client = w.person("client").await;
     client
         .join(&next.jid, "Guest2", Some(&next.password))
         .await
