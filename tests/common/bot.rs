@@ -34,6 +34,9 @@ pub struct BotOptions {
     pub extra: String,
     /// Extra environment variables for the bot process (e.g. fault injection).
     pub env: Vec<(String, String)>,
+    /// `xmpp.port` when the bot must connect elsewhere than the server's port (a
+    /// [`super::proxy::CuttableProxy`] in front of it).
+    pub port: Option<u16>,
 }
 
 impl Default for BotOptions {
@@ -47,6 +50,7 @@ impl Default for BotOptions {
             require_claims: false,
             extra: String::new(),
             env: Vec::new(),
+            port: None,
         }
     }
 }
@@ -127,7 +131,7 @@ room_dir = "{room_dir}"
 lease_secs = 3
 {extra}
 "#,
-                port = server.port(),
+                port = options.port.unwrap_or_else(|| server.port()),
                 muc = server.muc_domain(),
                 max_chatters = options.max_chatters,
                 tls = if options.tls_required {
