@@ -124,7 +124,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Run => {
             helpim_bot::logging::init(config.logging.level, config.logging.room_dir.clone());
-            actix_rt::System::new().block_on(helpim_bot::app::run(config, shutdown_signal()))?;
+            let result =
+                actix_rt::System::new().block_on(helpim_bot::app::run(config, shutdown_signal()));
+            // Room log files are written by a thread of their own: let it finish.
+            log::logger().flush();
+            result?;
             Ok(())
         }
         Command::Migrate => block_on(async {
