@@ -51,6 +51,9 @@ const DEFAULT_JOIN_SECS: u64 = 15;
 const DEFAULT_SHUTDOWN_SECS: u64 = 15;
 const DEFAULT_RETRY_MAX_SECS: u64 = 60;
 const DEFAULT_POOL_CHECK_SECS: u64 = 2;
+/// Rooms entered at once: enough to keep a server's pipeline busy, few enough that a stock
+/// Prosody (`muc_room_cache_size` 100) never evicts a room that is being set up.
+const DEFAULT_POOL_CREATION_WINDOW: u32 = 16;
 const DEFAULT_STAFF_CLAIM_SECS: u64 = 120;
 const DEFAULT_CLIENT_CLAIM_SECS: u64 = 60;
 const DEFAULT_REJOIN_GRACE_SECS: u64 = 60;
@@ -187,6 +190,9 @@ pub struct PoolConfig {
     /// `check_secs`: how often the pool recounts (claims are made by the web application
     /// directly in the database) and releases expired claims.
     pub check: Duration,
+    /// Most rooms being entered at once, creations and rejoins together (at least 1): a
+    /// large pool becomes a queue the server works through instead of a flood.
+    pub creation_window: u32,
 }
 
 impl Default for PoolConfig {
@@ -195,6 +201,7 @@ impl Default for PoolConfig {
             available: DEFAULT_POOL_AVAILABLE,
             max_rooms: DEFAULT_POOL_MAX_ROOMS,
             check: Duration::from_secs(DEFAULT_POOL_CHECK_SECS),
+            creation_window: DEFAULT_POOL_CREATION_WINDOW,
         }
     }
 }
@@ -504,6 +511,7 @@ struct RawPool {
     available: Option<u32>,
     max_rooms: Option<u32>,
     check_secs: Option<u64>,
+    creation_window: Option<u32>,
 }
 
 /// `[database]` as written.
@@ -910,10 +918,18 @@ impl Validator<'_> {
         if check_secs < 1 {
             return Err(self.invalid("pool.check_secs", "must be at least 1 second, got 0"));
         }
+        let creation_window = raw.creation_window.unwrap_or(DEFAULT_POOL_CREATION_WINDOW);
+        if creation_window < 1 {
+            return Err(self.invalid(
+                "pool.creation_window",
+                "must be at least 1 (otherwise no room is ever created), got 0",
+            ));
+        }
         Ok(PoolConfig {
             available,
             max_rooms,
             check: Duration::from_secs(check_secs),
+            creation_window,
         })
     }
 
@@ -1221,6 +1237,7 @@ mod tests {
                 available: 3,
                 max_rooms: 20,
                 check: Duration::from_secs(2),
+                creation_window: 16,
             }
         );
         assert!(config.muc.require_claims);
@@ -1275,6 +1292,7 @@ mod tests {
                 available: 1,
                 max_rooms: 1,
                 check: Duration::from_secs(7),
+                creation_window: 16,
             }
         );
         assert!(!config.muc.require_claims);
@@ -1596,6 +1614,17 @@ mod tests {
         let (key, problem) = invalid(&text("", "", "[pool]\navailable = 0"));
         assert_eq!(key, "pool.available");
         assert_mentions(&problem, &["at least 1", "got 0"]);
+    }
+
+    #[test]
+    fn pool_creation_window_at_least_one_default_16() {
+        let (key, problem) = invalid(&text("", "", "[pool]\ncreation_window = 0"));
+        assert_eq!(key, "pool.creation_window");
+        assert_mentions(&problem, &["at least 1", "got 0"]);
+        let config = load(&text("", "", "[pool]\ncreation_window = 32")).unwrap();
+        assert_eq!(config.pool.creation_window, 32);
+        let config = load(&text("", "", "")).unwrap();
+        assert_eq!(config.pool.creation_window, 16);
     }
 
     #[test]

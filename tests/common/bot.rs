@@ -37,6 +37,9 @@ pub struct BotOptions {
     /// `xmpp.port` when the bot must connect elsewhere than the server's port (a
     /// [`super::proxy::CuttableProxy`] in front of it).
     pub port: Option<u16>,
+    /// `muc.service` instead of the server's MUC host (e.g. one that does not exist, so
+    /// that every creation is refused).
+    pub muc_service: Option<String>,
 }
 
 impl Default for BotOptions {
@@ -51,6 +54,7 @@ impl Default for BotOptions {
             extra: String::new(),
             env: Vec::new(),
             port: None,
+            muc_service: None,
         }
     }
 }
@@ -132,7 +136,10 @@ lease_secs = 3
 {extra}
 "#,
                 port = options.port.unwrap_or_else(|| server.port()),
-                muc = server.muc_domain(),
+                muc = options
+                    .muc_service
+                    .clone()
+                    .unwrap_or_else(|| server.muc_domain().to_owned()),
                 max_chatters = options.max_chatters,
                 tls = if options.tls_required {
                     "required"
