@@ -210,6 +210,7 @@ pub async fn run_with(
             service: config.muc.service.clone(),
             room_prefix: config.muc.room_prefix.clone(),
             retry_max: config.timeouts.retry_max,
+            creation_window: config.pool.creation_window,
             check: config.pool.check,
             staff_claim: config.timeouts.staff_claim,
             client_claim: config.timeouts.client_claim,

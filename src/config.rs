@@ -51,6 +51,9 @@ const DEFAULT_JOIN_SECS: u64 = 15;
 const DEFAULT_SHUTDOWN_SECS: u64 = 15;
 const DEFAULT_RETRY_MAX_SECS: u64 = 60;
 const DEFAULT_POOL_CHECK_SECS: u64 = 2;
+/// Rooms entered at once: enough to keep a server's pipeline busy, few enough that a stock
+/// Prosody (`muc_room_cache_size` 100) never evicts a room that is being set up.
+const DEFAULT_POOL_CREATION_WINDOW: u32 = 16;
 const DEFAULT_STAFF_CLAIM_SECS: u64 = 120;
 const DEFAULT_CLIENT_CLAIM_SECS: u64 = 60;
 const DEFAULT_REJOIN_GRACE_SECS: u64 = 60;
@@ -195,6 +198,9 @@ pub struct PoolConfig {
     /// `check_secs`: how often the pool recounts (claims are made by the web application
     /// directly in the database) and releases expired claims.
     pub check: Duration,
+    /// Most rooms being entered at once, creations and rejoins together (at least 1): a
+    /// large pool becomes a queue the server works through instead of a flood.
+    pub creation_window: u32,
 }
 
 impl Default for PoolConfig {
@@ -203,6 +209,7 @@ impl Default for PoolConfig {
             available: DEFAULT_POOL_AVAILABLE,
             max_rooms: DEFAULT_POOL_MAX_ROOMS,
             check: Duration::from_secs(DEFAULT_POOL_CHECK_SECS),
+            creation_window: DEFAULT_POOL_CREATION_WINDOW,
         }
     }
 }
@@ -534,6 +541,7 @@ struct RawPool {
     available: Option<u32>,
     max_rooms: Option<u32>,
     check_secs: Option<u64>,
+    creation_window: Option<u32>,
 }
 
 /// `[database]` as written.
@@ -950,10 +958,18 @@ impl Validator<'_> {
         if check_secs < 1 {
             return Err(self.invalid("pool.check_secs", "must be at least 1 second, got 0"));
         }
+        let creation_window = raw.creation_window.unwrap_or(DEFAULT_POOL_CREATION_WINDOW);
+        if creation_window < 1 {
+            return Err(self.invalid(
+                "pool.creation_window",
+                "must be at least 1 (otherwise no room is ever created), got 0",
+            ));
+        }
         Ok(PoolConfig {
             available,
             max_rooms,
             check: Duration::from_secs(check_secs),
+            creation_window,
         })
     }
 
@@ -1289,6 +1305,7 @@ mod tests {
                 available: 3,
                 max_rooms: 20,
                 check: Duration::from_secs(2),
+                creation_window: 16,
             }
         );
         assert!(config.muc.require_claims);
@@ -1351,6 +1368,7 @@ mod tests {
                 available: 1,
                 max_rooms: 1,
                 check: Duration::from_secs(7),
+                creation_window: 16,
             }
         );
         assert!(!config.muc.require_claims);
@@ -1752,6 +1770,17 @@ mod tests {
         let (key, problem) = invalid(&text("", "", "[pool]\navailable = 0"));
         assert_eq!(key, "pool.available");
         assert_mentions(&problem, &["at least 1", "got 0"]);
+    }
+
+    #[test]
+    fn pool_creation_window_at_least_one_default_16() {
+        let (key, problem) = invalid(&text("", "", "[pool]\ncreation_window = 0"));
+        assert_eq!(key, "pool.creation_window");
+        assert_mentions(&problem, &["at least 1", "got 0"]);
+        let config = load(&text("", "", "[pool]\ncreation_window = 32")).unwrap();
+        assert_eq!(config.pool.creation_window, 32);
+        let config = load(&text("", "", "")).unwrap();
+        assert_eq!(config.pool.creation_window, 16);
     }
 
     #[test]

@@ -145,13 +145,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
         }
         Command::Run => {
             helpim_bot::logging::init(config.logging.level, config.logging.room_dir.clone());
-            actix_rt::System::new().block_on(helpim_bot::app::run_with(
+            let result = actix_rt::System::new().block_on(helpim_bot::app::run_with(
                 config,
                 helpim_bot::app::RunOptions {
                     standby: cli.standby,
                 },
                 shutdown_signal(),
-            ))?;
+            ));
+            // Room log files are written by a thread of their own: let it finish.
+            log::logger().flush();
+            result?;
             Ok(())
         }
         Command::Migrate => block_on(async {

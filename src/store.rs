@@ -367,12 +367,33 @@ impl Store {
     /// so that a database restart costs one failed ping, not one failed write. A statement
     /// waits at most 10 s for a connection; sqlx retries a refused connection until then,
     /// so an unreachable server fails after 10 s with "pool timed out".
+    ///
+    /// A SQLite file is switched to WAL (write-ahead logging), so that the web application's
+    /// readers and the bot's writes never exclude each other (in the default rollback
+    /// journal a long read locks every writer out until it ends); WAL is a property of the
+    /// file and stays on for every later connection. `synchronous = NORMAL` is WAL's
+    /// recommended level: a commit is durable at the next checkpoint instead of costing an
+    /// fsync each, and the database can never be corrupted by a crash. The busy timeout
+    /// (5 s) lets a write wait for the web application's claim transaction instead of
+    /// failing with "database is locked": far longer than a claim or a transition holds the
+    /// write lock (milliseconds), short enough to surface a stuck writer. `sqlite::memory:`
+    /// ignores WAL (SQLite keeps its memory journal), which is harmless.
     pub async fn connect(url: &str) -> Result<Store, StoreError> {
+        use sea_orm::sqlx::sqlite::{SqliteJournalMode, SqliteSynchronous};
+        const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
         let mut options = ConnectOptions::new(url);
         options
             .sqlx_logging(false)
             .acquire_timeout(Duration::from_secs(10));
-        if !url.starts_with("sqlite:") {
+        if url.starts_with("sqlite:") {
+            options.map_sqlx_sqlite_opts(|sqlite| {
+                sqlite
+                    .journal_mode(SqliteJournalMode::Wal)
+                    .synchronous(SqliteSynchronous::Normal)
+                    .busy_timeout(SQLITE_BUSY_TIMEOUT)
+            });
+        } else {
             options
                 .max_connections(5)
                 .test_before_acquire_if_idle_for(Duration::from_secs(60));

@@ -5,9 +5,17 @@
 //! rooms this process is creating right now. One check runs at a time, so two checks can
 //! never both decide to fill the same gap; a room counts as "creating" until its row exists,
 //! so the cap holds even while many rooms change at once.
+//!
+//! Creations go through the [`JoinWindow`] shared with the supervisor's rejoins: at most
+//! `pool.creation_window` rooms are being entered at once, so a large pool is a queue the
+//! server works through (rooms become ready one after another, the first within a round
+//! trip or two) rather than a flood that makes every room wait for all the others. After a
+//! failed creation the pool waits out its backoff before it tries again, with one room,
+//! whatever else asks it to count.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use jid::BareJid;
@@ -16,6 +24,55 @@ use crate::store::{PoolCounts, Store};
 
 use super::room::{RoomActor, RoomContext};
 use super::supervisor::{ClaimExpired, SpawnRoom, SupervisorActor};
+
+/// The bounded window of room entries in flight: creations (the pool) and rejoins (the
+/// supervisor) together, so that neither floods the server.
+///
+/// A slot is held from the moment a room starts entering until it reports back (ready,
+/// failed, or rejoined); dropping the [`WindowSlot`] frees it. Waiters are served in order,
+/// and a freed slot goes to a waiting rejoin before a new creation can take it (creations
+/// only take free slots, they never wait).
+#[derive(Debug, Clone)]
+pub struct JoinWindow {
+    permits: Arc<tokio::sync::Semaphore>,
+}
+
+/// One room entry in flight; dropping it frees the slot.
+#[derive(Debug)]
+pub struct WindowSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
+impl JoinWindow {
+    /// A window of `size` slots (at least one).
+    pub fn new(size: u32) -> JoinWindow {
+        JoinWindow {
+            permits: Arc::new(tokio::sync::Semaphore::new(size.max(1) as usize)),
+        }
+    }
+
+    /// A free slot now, if any (and no rejoin is waiting for one).
+    pub fn try_enter(&self) -> Option<WindowSlot> {
+        let permit = self.permits.clone().try_acquire_owned().ok()?;
+        Some(WindowSlot { _permit: permit })
+    }
+
+    /// Waits for a slot, in order with the other waiters.
+    pub async fn enter(&self) -> WindowSlot {
+        let permit = self
+            .permits
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("the window's semaphore is never closed");
+        WindowSlot { _permit: permit }
+    }
+
+    /// How many slots are free.
+    pub fn free(&self) -> usize {
+        self.permits.available_permits()
+    }
+}
 
 /// Pool sizes and what new rooms need.
 #[derive(Debug, Clone)]
@@ -30,6 +87,9 @@ pub struct PoolSettings {
     pub room_prefix: String,
     /// Cap of the backoff after failed creations.
     pub retry_max: Duration,
+    /// Most rooms being entered at once (creations and rejoins together): the size of the
+    /// [`JoinWindow`].
+    pub creation_window: u32,
     /// How often the pool looks at the database even when nothing told it to (the web
     /// application claims rooms without telling the bot).
     pub check: Duration,
@@ -51,8 +111,15 @@ pub struct PoolActor {
     room_base: RoomContextBase,
     /// Rooms being created by this process (not yet in the database).
     creating: u32,
+    /// The window shared with the supervisor's rejoins.
+    window: JoinWindow,
+    /// The slots of the creations in flight, one per room in `creating`.
+    slots: VecDeque<WindowSlot>,
     /// Consecutive failed creations, for the backoff.
     failures: u32,
+    /// After a failure: no creation before this instant, and then one at a time until one
+    /// succeeds.
+    retry_at: Option<Instant>,
     /// A check is running; another request waits for it to end.
     checking: bool,
     again: bool,
@@ -102,13 +169,15 @@ impl PoolSettings {
 }
 
 impl PoolActor {
-    /// A pool for the bot `bot_jid`; rooms are spawned through `supervisor`.
+    /// A pool for the bot `bot_jid`; rooms are spawned through `supervisor`, each
+    /// creation holding a slot of `window`.
     pub fn new(
         settings: PoolSettings,
         store: Store,
         bot_jid: String,
         supervisor: Addr<SupervisorActor>,
         room_base: RoomContextBase,
+        window: JoinWindow,
     ) -> PoolActor {
         PoolActor {
             settings,
@@ -118,7 +187,10 @@ impl PoolActor {
             room_template: None,
             room_base,
             creating: 0,
+            window,
+            slots: VecDeque::new(),
             failures: 0,
+            retry_at: None,
             checking: false,
             again: false,
             stale: false,
@@ -158,7 +230,7 @@ impl PoolActor {
         })
     }
 
-    /// Starts as many creations as the counts allow.
+    /// Starts as many creations as the counts, the backoff and the window allow.
     fn top_up(&mut self, counts: PoolCounts) {
         if self.stopping {
             return;
@@ -168,7 +240,6 @@ impl PoolActor {
         let open = counts.open as u32 + self.creating;
         let wanted = s.available.saturating_sub(ready);
         let room_left = s.max_rooms.saturating_sub(open);
-        let n = wanted.min(room_left);
         if wanted > room_left {
             log::warn!(
                 "pool: {} ready of {} wanted, but {open} of max {} rooms are open",
@@ -177,13 +248,56 @@ impl PoolActor {
                 s.max_rooms
             );
         }
+        let n = allowed_creations(
+            wanted.min(room_left),
+            self.creating,
+            self.failures,
+            self.retry_at,
+            Instant::now(),
+        );
         let template = self.room_template.clone().expect("set in started");
         for _ in 0..n {
+            // Creations take only free slots: a freed slot goes to a waiting rejoin first,
+            // and the next count (after every room's write, at least every check) tries again.
+            let Some(slot) = self.window.try_enter() else {
+                log::debug!("pool: the join window is full; creating more later");
+                break;
+            };
             self.creating += 1;
+            self.slots.push_back(slot);
             let room = RoomActor::new_room(template.clone(), &s.service, &s.room_prefix);
             self.supervisor.do_send(SpawnRoom(room));
         }
     }
+
+    /// A creation ended (ready or failed): its slot is free for the next room.
+    fn creation_ended(&mut self) {
+        self.creating = self.creating.saturating_sub(1);
+        self.slots.pop_front();
+    }
+}
+
+/// How many creations may start now, out of `wanted`: none while a failure's backoff runs
+/// (until `retry_at`), then one probe at a time until a creation succeeds again.
+fn allowed_creations(
+    wanted: u32,
+    creating: u32,
+    failures: u32,
+    retry_at: Option<Instant>,
+    now: Instant,
+) -> u32 {
+    if failures == 0 {
+        return wanted;
+    }
+    if retry_at.is_some_and(|at| now < at) || creating > 0 {
+        return 0;
+    }
+    wanted.min(1)
+}
+
+/// The backoff after `failures` failed creations in a row: 2 s, 4 s, ... up to `max`.
+fn backoff(failures: u32, max: Duration) -> Duration {
+    Duration::from_secs(1u64 << failures.min(6)).min(max)
 }
 
 impl Actor for PoolActor {
@@ -299,8 +413,9 @@ impl Handler<RoomFinished> for PoolActor {
 
     fn handle(&mut self, msg: RoomFinished, ctx: &mut Self::Context) {
         if msg.ready {
-            self.creating = self.creating.saturating_sub(1);
+            self.creation_ended();
             self.failures = 0;
+            self.retry_at = None;
             self.stale |= self.checking;
         }
         ctx.notify(Replenish);
@@ -311,9 +426,16 @@ impl Handler<CreationFailed> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: CreationFailed, ctx: &mut Self::Context) {
-        self.creating = self.creating.saturating_sub(1);
+        self.creation_ended();
+        let now = Instant::now();
+        // Creations that were already in flight when the backoff began fail for the same
+        // reason: they do not lengthen it.
+        if self.retry_at.is_some_and(|at| now < at) {
+            return;
+        }
         self.failures += 1;
-        let delay = Duration::from_secs(1u64 << self.failures.min(6)).min(self.settings.retry_max);
+        let delay = backoff(self.failures, self.settings.retry_max);
+        self.retry_at = Some(now + delay);
         log::warn!(
             "pool: room creation failed ({} in a row); next try in {delay:?}",
             self.failures
@@ -327,5 +449,73 @@ impl Handler<StopCreating> for PoolActor {
 
     fn handle(&mut self, _: StopCreating, _: &mut Self::Context) {
         self.stopping = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn without_failures_every_wanted_creation_may_start() {
+        let now = Instant::now();
+        assert_eq!(allowed_creations(500, 0, 0, None, now), 500);
+        assert_eq!(allowed_creations(7, 16, 0, None, now), 7);
+    }
+
+    #[test]
+    fn a_failure_s_backoff_is_honoured_whoever_asks() {
+        let now = Instant::now();
+        let retry_at = Some(now + Duration::from_secs(2));
+        // The periodic check and every write ask again: nothing during the backoff.
+        assert_eq!(allowed_creations(10, 0, 1, retry_at, now), 0);
+        assert_eq!(
+            allowed_creations(10, 0, 1, retry_at, now + Duration::from_millis(1_999)),
+            0
+        );
+        // Then one probe, and no second one while it is in flight.
+        assert_eq!(
+            allowed_creations(10, 0, 1, retry_at, now + Duration::from_secs(2)),
+            1
+        );
+        assert_eq!(
+            allowed_creations(10, 1, 1, retry_at, now + Duration::from_secs(3)),
+            0
+        );
+    }
+
+    #[test]
+    fn the_backoff_doubles_up_to_its_cap() {
+        let max = Duration::from_secs(60);
+        assert_eq!(backoff(1, max), Duration::from_secs(2));
+        assert_eq!(backoff(2, max), Duration::from_secs(4));
+        assert_eq!(backoff(5, max), Duration::from_secs(32));
+        assert_eq!(backoff(6, max), Duration::from_secs(60));
+        assert_eq!(backoff(40, max), Duration::from_secs(60));
+    }
+
+    #[tokio::test]
+    async fn the_window_bounds_entries_and_a_waiting_rejoin_goes_first() {
+        let window = JoinWindow::new(2);
+        let a = window.try_enter().expect("a free slot");
+        let _b = window.try_enter().expect("a second free slot");
+        assert!(window.try_enter().is_none(), "the window is full");
+
+        let waiting = {
+            let window = window.clone();
+            tokio::spawn(async move { window.enter().await })
+        };
+        tokio::task::yield_now().await;
+        drop(a);
+        let _rejoin = tokio::time::timeout(Duration::from_secs(5), waiting)
+            .await
+            .expect("the waiting rejoin got the freed slot")
+            .unwrap();
+        assert!(
+            window.try_enter().is_none(),
+            "a creation cannot take the slot the rejoin got"
+        );
+        assert_eq!(window.free(), 0);
+        assert_eq!(JoinWindow::new(0).free(), 1, "at least one slot");
     }
 }

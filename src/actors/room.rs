@@ -642,6 +642,8 @@ impl RoomActor {
         ctx.wait(fut.into_actor(self).map(|(), act, ctx| {
             act.ctx.supervisor.do_send(UnregisterRoom(act.jid.clone()));
             act.ctx.pool.do_send(RoomFinished { ready: false });
+            // Its log file has had its last line.
+            crate::logging::close_room(act.jid.as_str());
             let _ = done.send(());
             ctx.stop();
         }));

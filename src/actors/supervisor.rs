@@ -4,9 +4,13 @@
 //! room's actor by the room's bare JID, answers pings and disco#info queries addressed to
 //! the bot, starts the pool, and carries out the shutdown. A stanza it cannot read is
 //! logged and dropped; it never stops the bot.
+//!
+//! Rooms found again (at start-up, after a crash of their actor, on every new session) are
+//! rejoined through the [`JoinWindow`] shared with the pool's creations: at most
+//! `pool.creation_window` rooms are entered at once, the rest wait in order.
 
-use std::collections::HashMap;
-use std::time::Duration;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::channel::{mpsc, oneshot};
@@ -22,7 +26,9 @@ use crate::xmpp::form::NS_DISCO_INFO;
 use crate::xmpp::muc::parse_room_presence;
 use crate::xmpp::{XmppEvent, XmppHandle};
 
-use super::pool::{PoolActor, PoolSettings, RoomContextBase, StartCreating, StopCreating};
+use super::pool::{
+    JoinWindow, PoolActor, PoolSettings, RoomContextBase, StartCreating, StopCreating, WindowSlot,
+};
 use super::room::{ExpireClaim, PresenceForRoom, Rejoin, RoomActor, ShutdownRoom};
 
 /// Why the supervisor gave up; the process exits non-zero with this.
@@ -67,7 +73,27 @@ pub struct SupervisorActor {
     lease: Option<std::sync::Arc<crate::lease::Lease>>,
     /// The resource of the current session.
     resource: Option<String>,
+    /// The window of room entries, shared with the pool's creations.
+    window: JoinWindow,
+    /// Rooms waiting for a slot of the window, in order.
+    entries: VecDeque<Entry>,
+    /// The slots of the rejoins in flight, oldest first, with when each was taken.
+    rejoining: VecDeque<(Instant, WindowSlot)>,
+    /// A wait for a slot is running (one at a time, so that entries keep their order).
+    acquiring: bool,
 }
+
+/// A room that must enter its room again, waiting for a slot of the window.
+enum Entry {
+    /// An actor built from the room's row, not started yet: it rejoins when it starts.
+    Start(Box<RoomActor>),
+    /// A running room actor, told to rejoin (a new session).
+    Rejoin(BareJid),
+}
+
+/// A rejoin slot whose room never reported back (it stopped meanwhile, or was not in a
+/// state to rejoin) is freed after this many join deadlines.
+const REJOIN_SLOT_GUARD: u32 = 4;
 
 impl SupervisorActor {
     /// A supervisor for an XMPP session that is already online.
@@ -87,7 +113,6 @@ impl SupervisorActor {
             events: Some(events),
             store,
             bot_jid,
-            pool_settings,
             room_base,
             pool: None,
             rooms: HashMap::new(),
@@ -99,6 +124,60 @@ impl SupervisorActor {
             missed_pings: 0,
             lease: None,
             resource: None,
+            window: JoinWindow::new(pool_settings.creation_window),
+            entries: VecDeque::new(),
+            rejoining: VecDeque::new(),
+            acquiring: false,
+            pool_settings,
+        }
+    }
+
+    /// Queues `entry` for the window.
+    fn enqueue(&mut self, entry: Entry, ctx: &mut Context<Self>) {
+        self.entries.push_back(entry);
+        self.pump(ctx);
+    }
+
+    /// Waits for a slot and hands it to the oldest waiting entry, then the next one.
+    fn pump(&mut self, ctx: &mut Context<Self>) {
+        if self.acquiring || self.entries.is_empty() || self.shutting_down {
+            return;
+        }
+        self.acquiring = true;
+        let window = self.window.clone();
+        let slot = async move { window.enter().await };
+        ctx.spawn(slot.into_actor(self).map(|slot, act, ctx| {
+            act.acquiring = false;
+            let mut slot = Some(slot);
+            while let Some(entry) = act.entries.pop_front() {
+                match entry {
+                    Entry::Start(room) => {
+                        let jid = room.jid().clone();
+                        act.rooms.insert(jid, room.start());
+                    }
+                    Entry::Rejoin(jid) => match act.rooms.get(&jid) {
+                        Some(addr) if addr.connected() => addr.do_send(Rejoin),
+                        _ => continue, // the room finished meanwhile: next one
+                    },
+                }
+                act.rejoining
+                    .push_back((Instant::now(), slot.take().expect("one slot per entry")));
+                break;
+            }
+            act.pump(ctx);
+        }));
+    }
+
+    /// Frees the slots of rejoins that never reported back.
+    fn expire_rejoin_slots(&mut self) {
+        let guard = self.room_base.join_timeout * REJOIN_SLOT_GUARD;
+        let now = Instant::now();
+        while self
+            .rejoining
+            .front()
+            .is_some_and(|(taken, _)| now.duration_since(*taken) > guard)
+        {
+            self.rejoining.pop_front();
         }
     }
 
@@ -182,8 +261,7 @@ impl SupervisorActor {
                 match RoomActor::recover(room_context.clone(), row) {
                     Ok(room) => {
                         act.recovering += 1;
-                        let jid = room.jid().clone();
-                        act.rooms.insert(jid, room.start());
+                        act.enqueue(Entry::Start(Box::new(room)), ctx);
                     }
                     Err(error) => log::error!(room = row.jid.as_str(); "recorded room has an invalid JID ({error}); left alone"),
                 }
@@ -242,15 +320,13 @@ impl SupervisorActor {
             let store = self.store.clone();
             let key = jid.to_string();
             let load = async move { store.room_by_jid(&key).await };
-            ctx.spawn(load.into_actor(self).map(move |row, act, _| {
+            ctx.spawn(load.into_actor(self).map(move |row, act, ctx| {
                 let room_context = act.room_context.clone().expect("set in started");
                 match row {
                     Ok(Some(row)) if row.status != crate::model::RoomStatus::Closed => {
                         log::error!(room = jid.as_str(); "the room's actor died; restarting it from its database row");
                         match RoomActor::recover_after_crash(room_context, &row) {
-                            Ok(room) => {
-                                act.rooms.insert(jid, room.start());
-                            }
+                            Ok(room) => act.enqueue(Entry::Start(Box::new(room)), ctx),
                             Err(error) => log::error!(room = jid.as_str(); "cannot restart: {error}"),
                         }
                     }
@@ -389,6 +465,7 @@ impl Actor for SupervisorActor {
             self.bot_jid.to_string(),
             ctx.address(),
             self.room_base.clone(),
+            self.window.clone(),
         );
         let pool = pool.start();
         self.room_context = Some(PoolActor::room_context(
@@ -403,7 +480,8 @@ impl Actor for SupervisorActor {
         self.recover_rooms(ctx);
         self.destroy_leftovers(ctx);
         ctx.run_interval(Duration::from_secs(1), |act, ctx| {
-            act.restart_dead_rooms(ctx)
+            act.restart_dead_rooms(ctx);
+            act.expire_rejoin_slots();
         });
         if let Some(every) = self.server_ping {
             ctx.run_interval(every, |act, ctx| act.ping_server(ctx));
@@ -423,8 +501,12 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                 self.send_presence();
                 // Claims wait until every room is checked again.
                 self.recovering = self.rooms.len();
-                for room in self.rooms.values() {
-                    room.do_send(Rejoin);
+                // Rooms still waiting from an earlier session are queued once, in order.
+                self.entries
+                    .retain(|entry| matches!(entry, Entry::Start(_)));
+                let jids: Vec<BareJid> = self.rooms.keys().cloned().collect();
+                for jid in jids {
+                    self.enqueue(Entry::Rejoin(jid), ctx);
                 }
                 self.start_pool_when_recovered();
                 self.destroy_leftovers(ctx);
@@ -482,7 +564,7 @@ impl Handler<ClaimExpired> for SupervisorActor {
     }
 }
 
-/// A recorded room finished its check after start-up.
+/// A room finished rejoining (after start-up, a crash of its actor, or a new session).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
 pub struct Recovered;
@@ -491,6 +573,8 @@ impl Handler<Recovered> for SupervisorActor {
     type Result = ();
 
     fn handle(&mut self, _: Recovered, _: &mut Self::Context) {
+        // A rejoin ended: its slot is free for the next room waiting.
+        self.rejoining.pop_front();
         if self.recovering > 0 {
             self.recovering -= 1;
             self.start_pool_when_recovered();

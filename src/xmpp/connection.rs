@@ -9,22 +9,29 @@
 //! reconnects and negotiates XEP-0198 stream management by itself), logs in through its own
 //! connector so that every failed attempt is reported (an authentication failure is final),
 //! and matches IQ responses to their requests itself, each with a deadline.
+//!
+//! The task never awaits a send (see [`Outbox`]): while the stream is disconnected and its
+//! queues are full, it still reads, expires IQs and takes commands, so a reconnect is never
+//! held up behind a send. Answers are matched by id in a hash map and expiry walks a
+//! deadline queue, so the cost per IQ does not grow with the number in flight.
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::time::Duration;
 
-use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
+use futures::{FutureExt, StreamExt};
 use jid::{FullJid, Jid};
 use minidom::Element;
 use sasl::common::Credentials;
+use tokio::time::Instant;
 use tokio_xmpp::Stanza;
 use tokio_xmpp::connect::{
     DnsConfig, ServerConnector, StartTlsServerConnector, TcpServerConnector,
 };
 use tokio_xmpp::stanzastream::{
-    Connection, Event as StreamEvent, StanzaStream, StreamEvent as Lifecycle,
+    Connection, Event as StreamEvent, StanzaStage, StanzaStream, StanzaToken,
+    StreamEvent as Lifecycle,
 };
 use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
 use xmpp_parsers::iq::Iq;
@@ -214,7 +221,7 @@ pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<
             )
         }
     };
-    tokio::spawn(run(stream, command_rx, event_tx));
+    tokio::spawn(run(stream, command_rx, event_tx, settings.iq_timeout));
     (
         XmppHandle {
             commands: command_tx,
@@ -264,7 +271,7 @@ fn open_stream<C: ServerConnector>(
             }
         });
     };
-    StanzaStream::new(Box::new(connector), 64)
+    StanzaStream::new(Box::new(connector), STREAM_QUEUE_DEPTH)
 }
 
 /// Connects, authenticates and restarts the stream: a [`Connection`] ready for binding.
@@ -305,28 +312,193 @@ struct Pending {
     reply: oneshot::Sender<Result<Option<Element>, IqError>>,
 }
 
+/// The IQs in flight: answers are matched by id in O(1), and expiry walks a deadline queue
+/// from its oldest end, so neither a new IQ nor an answer scans the others.
+///
+/// Every IQ gets the same timeout, so deadlines are pushed in increasing order and the
+/// queue is sorted by construction. An answered IQ leaves its deadline entry behind; it is
+/// skipped (and dropped) when its time comes, which keeps every operation O(1) amortised.
+struct PendingIqs {
+    by_id: HashMap<String, Pending>,
+    deadlines: VecDeque<(Instant, String)>,
+    timeout: Duration,
+}
+
+impl PendingIqs {
+    /// No IQ in flight; each will expire `timeout` after it was registered.
+    fn new(timeout: Duration) -> PendingIqs {
+        PendingIqs {
+            by_id: HashMap::new(),
+            deadlines: VecDeque::new(),
+            timeout,
+        }
+    }
+
+    /// Registers a request sent at `now`.
+    fn insert(&mut self, id: String, pending: Pending, now: Instant) {
+        self.deadlines.push_back((now + self.timeout, id.clone()));
+        self.by_id.insert(id, pending);
+    }
+
+    /// When the oldest entry of the deadline queue falls due (None: nothing to expire).
+    fn next_deadline(&self) -> Option<Instant> {
+        self.deadlines.front().map(|(at, _)| *at)
+    }
+
+    /// Answers [`IqError::Timeout`] to every request whose deadline is `now` or earlier, and
+    /// forgets it; returns how many expired.
+    fn expire(&mut self, now: Instant) -> usize {
+        let mut expired = 0;
+        while let Some((at, _)) = self.deadlines.front() {
+            if *at > now {
+                break;
+            }
+            let (_, id) = self.deadlines.pop_front().expect("front exists");
+            if let Some(waiting) = self.by_id.remove(&id) {
+                let _ = waiting.reply.send(Err(IqError::Timeout(self.timeout)));
+                expired += 1;
+            }
+        }
+        expired
+    }
+
+    /// Answers [`IqError::Disconnected`] to every request (the session that would answer
+    /// them is gone).
+    fn fail_all(&mut self) {
+        self.deadlines.clear();
+        for (_, waiting) in self.by_id.drain() {
+            let _ = waiting.reply.send(Err(IqError::Disconnected));
+        }
+    }
+
+    /// How many requests wait for an answer.
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.by_id.len()
+    }
+}
+
+/// How many stanzas the stream's own queues hold (each direction). The [`Outbox`] hands a
+/// stanza over as soon as the oldest one has left, so a modest depth does not slow a burst.
+const STREAM_QUEUE_DEPTH: usize = 64;
+
+/// Stanzas on their way into the [`StanzaStream`], which is never awaited.
+///
+/// The stream's transmit queue is bounded ([`STREAM_QUEUE_DEPTH`]) and its worker stops
+/// draining it while disconnected; awaiting `send` there would stop the task from reading,
+/// and with the event queue full as well the reconnect could stall. So a stanza is handed
+/// over only when the queue surely has room: every accepted stanza's [`StanzaToken`] is
+/// kept until it has left the queue (sent, failed or dropped), and the number of tokens
+/// still queued bounds how full the queue can be. The rest waits here, in order; the task
+/// waits on the oldest token, not on the stream.
+struct Outbox {
+    waiting: VecDeque<Box<Stanza>>,
+    queued: VecDeque<StanzaToken>,
+    depth: usize,
+}
+
+impl Outbox {
+    /// An empty outbox for a stream whose transmit queue holds `depth` stanzas.
+    fn new(depth: usize) -> Outbox {
+        Outbox {
+            waiting: VecDeque::new(),
+            queued: VecDeque::new(),
+            depth,
+        }
+    }
+
+    /// Queues `stanza` behind the ones already waiting and hands over what fits.
+    fn push(&mut self, stream: &StanzaStream, stanza: Box<Stanza>) {
+        self.waiting.push_back(stanza);
+        self.flush(stream);
+    }
+
+    /// Forgets the tokens of stanzas that have left the stream's queue.
+    fn reap(&mut self) {
+        while self
+            .queued
+            .front()
+            .is_some_and(|token| token.state() != StanzaStage::Queued)
+        {
+            self.queued.pop_front();
+        }
+    }
+
+    /// Hands waiting stanzas to the stream while its queue surely has room; never waits.
+    fn flush(&mut self, stream: &StanzaStream) {
+        self.reap();
+        while self.queued.len() < self.depth {
+            let Some(stanza) = self.waiting.pop_front() else {
+                break;
+            };
+            // The queue has room (fewer tokens queued than its depth), so the send completes
+            // on its first poll; `unconstrained` keeps tokio's cooperative budget from
+            // deferring it.
+            match tokio::task::unconstrained(stream.send(stanza)).now_or_never() {
+                Some(token) => self.queued.push_back(token),
+                None => log::error!("the XMPP stream refused a stanza despite room; dropped"),
+            }
+        }
+    }
+
+    /// Whether stanzas wait for room in the stream's queue.
+    fn is_blocked(&self) -> bool {
+        !self.waiting.is_empty()
+    }
+
+    /// Resolves once the oldest stanza in the stream's queue has left it (or never, when
+    /// none is queued).
+    async fn room_freed(&mut self) {
+        match self.queued.front_mut() {
+            Some(token) => {
+                let _ = token.wait_for(StanzaStage::Sent).await;
+                self.queued.pop_front();
+            }
+            None => std::future::pending().await,
+        }
+    }
+
+    /// Drops the IQ requests not handed over yet: their requesters were already told
+    /// [`IqError::Disconnected`], and a fresh session must not answer them.
+    fn drop_iqs(&mut self) {
+        self.waiting
+            .retain(|stanza| !matches!(**stanza, Stanza::Iq(_)));
+    }
+}
+
 /// The task: forwards commands to the stream and events from it, answering IQs in flight.
+///
+/// It never awaits a send: stanzas go through the [`Outbox`], so reading (and with it
+/// reconnecting, which reports through the event queue) goes on whatever the transmit queue
+/// holds.
 async fn run(
     mut stream: StanzaStream,
     mut commands: mpsc::UnboundedReceiver<CommandBox>,
     events: mpsc::UnboundedSender<XmppEvent>,
+    iq_timeout: Duration,
 ) {
-    let mut pending: HashMap<String, Pending> = HashMap::new();
+    let mut pending = PendingIqs::new(iq_timeout);
+    let mut outbox = Outbox::new(STREAM_QUEUE_DEPTH);
     let mut close_done = None;
+    let expiry = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(expiry);
     loop {
+        let next_expiry = pending.next_deadline();
+        if let Some(at) = next_expiry
+            && expiry.deadline() != at
+        {
+            expiry.as_mut().reset(at);
+        }
         tokio::select! {
             command = commands.next() => match command.map(|c| c.0) {
-                Some(Command::Send(stanza)) => {
-                    drop(stream.send(stanza).await);
-                }
+                Some(Command::Send(stanza)) => outbox.push(&stream, stanza),
                 Some(Command::Iq { iq, reply }) => {
-                    pending.retain(|_, p| !p.reply.is_canceled());
                     let (id, to) = match iq.as_ref() {
                         Iq::Get { id, to, .. } | Iq::Set { id, to, .. } => (id.clone(), to.clone()),
                         Iq::Result { id, to, .. } | Iq::Error { id, to, .. } => (id.clone(), to.clone()),
                     };
-                    pending.insert(id, Pending { to, reply });
-                    drop(stream.send(Box::new(Stanza::Iq(*iq))).await);
+                    pending.insert(id, Pending { to, reply }, Instant::now());
+                    outbox.push(&stream, Box::new(Stanza::Iq(*iq)));
                 }
                 Some(Command::Close(done)) => {
                     close_done = Some(done);
@@ -334,12 +506,15 @@ async fn run(
                 }
                 None => break,
             },
+            () = outbox.room_freed(), if outbox.is_blocked() => outbox.flush(&stream),
+            () = &mut expiry, if next_expiry.is_some() => {
+                pending.expire(Instant::now());
+            }
             event = stream.next() => match event {
                 None => break,
                 Some(StreamEvent::Stream(Lifecycle::Reset { bound_jid, .. })) => {
-                    for (_, p) in pending.drain() {
-                        let _ = p.reply.send(Err(IqError::Disconnected));
-                    }
+                    pending.fail_all();
+                    outbox.drop_iqs();
                     match bound_jid.try_into_full() {
                         Ok(bound_jid) => {
                             let _ = events.unbounded_send(XmppEvent::Online { bound_jid, resumed: false });
@@ -355,7 +530,7 @@ async fn run(
                     let _ = events.unbounded_send(XmppEvent::Suspended);
                 }
                 Some(StreamEvent::Stanza(Stanza::Iq(iq))) => {
-                    if let Some(iq) = answer_pending(&mut pending, iq) {
+                    if let Some(iq) = answer_pending(&mut pending.by_id, iq) {
                         let _ = events.unbounded_send(XmppEvent::Stanza(Box::new(Stanza::Iq(iq))));
                     }
                 }
@@ -365,9 +540,9 @@ async fn run(
             },
         }
     }
-    for (_, p) in pending.drain() {
-        let _ = p.reply.send(Err(IqError::Disconnected));
-    }
+    pending.fail_all();
+    // What is still waiting for room goes out before the stream closes, where it can.
+    outbox.flush(&stream);
     stream.close().await;
     let _ = events.unbounded_send(XmppEvent::Closed);
     if let Some(done) = close_done {
@@ -408,4 +583,131 @@ fn answer_pending(pending: &mut HashMap<String, Pending>, iq: Iq) -> Option<Iq> 
     };
     let _ = waiting.reply.send(result);
     None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending() -> (Pending, oneshot::Receiver<Result<Option<Element>, IqError>>) {
+        let (reply, answer) = oneshot::channel();
+        (Pending { to: None, reply }, answer)
+    }
+
+    fn result(id: &str) -> Iq {
+        Iq::Result {
+            from: None,
+            to: None,
+            id: id.to_owned(),
+            payload: None,
+        }
+    }
+
+    #[test]
+    fn answers_are_matched_by_id_and_expiry_skips_answered_requests() {
+        let timeout = Duration::from_secs(5);
+        let mut iqs = PendingIqs::new(timeout);
+        let t0 = Instant::now();
+        let (a, mut answer_a) = pending();
+        let (b, mut answer_b) = pending();
+        let (c, mut answer_c) = pending();
+        iqs.insert("a".into(), a, t0);
+        iqs.insert("b".into(), b, t0 + Duration::from_secs(1));
+        iqs.insert("c".into(), c, t0 + Duration::from_secs(2));
+        assert_eq!(iqs.next_deadline(), Some(t0 + timeout));
+
+        assert!(answer_pending(&mut iqs.by_id, result("b")).is_none());
+        assert_eq!(answer_b.try_recv().unwrap(), Some(Ok(None)));
+        assert!(
+            answer_pending(&mut iqs.by_id, result("zz")).is_some(),
+            "an answer to no request of ours is passed on"
+        );
+
+        assert_eq!(iqs.expire(t0 + Duration::from_millis(4_999)), 0);
+        assert_eq!(
+            iqs.expire(t0 + Duration::from_secs(6)),
+            1,
+            "a expires, b was answered"
+        );
+        assert_eq!(
+            answer_a.try_recv().unwrap(),
+            Some(Err(IqError::Timeout(timeout)))
+        );
+        assert_eq!(iqs.next_deadline(), Some(t0 + Duration::from_secs(7)));
+        assert_eq!(iqs.len(), 1);
+
+        iqs.fail_all();
+        assert_eq!(
+            answer_c.try_recv().unwrap(),
+            Some(Err(IqError::Disconnected))
+        );
+        assert_eq!(iqs.next_deadline(), None);
+    }
+
+    #[test]
+    fn many_requests_expire_in_order_without_rescanning() {
+        let timeout = Duration::from_secs(1);
+        let mut iqs = PendingIqs::new(timeout);
+        let t0 = Instant::now();
+        let mut answers = Vec::new();
+        for n in 0..10_000u64 {
+            let (p, answer) = pending();
+            iqs.insert(format!("id{n}"), p, t0 + Duration::from_micros(n));
+            answers.push(answer);
+        }
+        assert_eq!(
+            iqs.expire(t0 + timeout + Duration::from_micros(4_999)),
+            5_000
+        );
+        assert_eq!(iqs.len(), 5_000);
+        assert!(matches!(
+            answers[4_999].try_recv(),
+            Ok(Some(Err(IqError::Timeout(_))))
+        ));
+        assert!(matches!(answers[5_000].try_recv(), Ok(None)), "not yet due");
+    }
+
+    /// A stream that never connects: its worker never drains the transmit queue, as during
+    /// a disconnect.
+    fn disconnected_stream() -> StanzaStream {
+        let mut held = Vec::new();
+        StanzaStream::new(Box::new(move |_, slot| held.push(slot)), STREAM_QUEUE_DEPTH)
+    }
+
+    #[tokio::test]
+    async fn a_full_transmit_queue_never_blocks_the_task() {
+        let (command_tx, command_rx) = mpsc::unbounded();
+        let (event_tx, _event_rx) = mpsc::unbounded();
+        let timeout = Duration::from_millis(200);
+        let task = tokio::spawn(run(disconnected_stream(), command_rx, event_tx, timeout));
+
+        // Four times what the stream's queue takes, while it cannot send anything.
+        for n in 0..4 * STREAM_QUEUE_DEPTH {
+            let presence = xmpp_parsers::presence::Presence::available()
+                .with_to(Jid::new(&format!("room{n}@conference.localhost/bot")).unwrap());
+            command_tx
+                .unbounded_send(CommandBox(Command::Send(Box::new(presence.into()))))
+                .unwrap();
+        }
+        // The task still takes commands and expires IQs itself (no timeout on this side).
+        let (reply, answer) = oneshot::channel();
+        let iq = Iq::Get {
+            from: None,
+            to: Some(Jid::new("conference.localhost").unwrap()),
+            id: new_id(),
+            payload: Element::builder("query", "http://jabber.org/protocol/disco#info").build(),
+        };
+        command_tx
+            .unbounded_send(CommandBox(Command::Iq {
+                iq: Box::new(iq),
+                reply,
+            }))
+            .unwrap();
+        let answered = tokio::time::timeout(Duration::from_secs(5), answer)
+            .await
+            .expect("the task answered the IQ: it is not stuck in a send");
+        assert_eq!(answered.unwrap(), Err(IqError::Timeout(timeout)));
+        assert!(!task.is_finished());
+        task.abort();
+    }
 }

@@ -34,6 +34,12 @@ pub struct BotOptions {
     pub extra: String,
     /// Extra environment variables for the bot process (e.g. fault injection).
     pub env: Vec<(String, String)>,
+    /// `xmpp.port` when the bot must connect elsewhere than the server's port (a
+    /// [`super::proxy::CuttableProxy`] in front of it).
+    pub port: Option<u16>,
+    /// `muc.service` instead of the server's MUC host (e.g. one that does not exist, so
+    /// that every creation is refused).
+    pub muc_service: Option<String>,
 }
 
 impl Default for BotOptions {
@@ -47,6 +53,8 @@ impl Default for BotOptions {
             require_claims: true,
             extra: String::new(),
             env: Vec::new(),
+            port: None,
+            muc_service: None,
         }
     }
 }
@@ -127,8 +135,11 @@ room_dir = "{room_dir}"
 lease_secs = 3
 {extra}
 "#,
-                port = server.port(),
-                muc = server.muc_domain(),
+                port = options.port.unwrap_or_else(|| server.port()),
+                muc = options
+                    .muc_service
+                    .clone()
+                    .unwrap_or_else(|| server.muc_domain().to_owned()),
                 max_chatters = options.max_chatters,
                 tls = if options.tls_required {
                     "required"
