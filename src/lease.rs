@@ -300,7 +300,7 @@ pub async fn acquire(store: &Store, bot_jid: &str, ttl: Duration) -> Result<Leas
 /// Acquires the lease on `bot_jid` for this process, with time to live `ttl`.
 ///
 /// A free JID is taken at once. A JID whose holder is proved dead is taken over at once:
-/// on the same host by its pid and start time ([`dead_here`]), on any host by the server
+/// on the same host by its pid and start time (see `dead_here`), on any host by the server
 /// saying that the holder's XMPP session is gone (`options.probe`). Otherwise the row is
 /// watched for up to `ttl`: if the holder renews meanwhile it is alive, and the result is
 /// [`LeaseError::Held`] (typically within a third of `ttl`), or with `options.standby` the

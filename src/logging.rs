@@ -6,7 +6,7 @@
 //! `<room_dir>/<room jid>.log`, so a room's whole life can be followed in one file. Message
 //! bodies are never logged: the bot does not read them.
 //!
-//! Room files are written by a thread of their own ([`RoomAppender`]): the actor that logs
+//! Room files are written by a thread of their own (`RoomAppender`): the actor that logs
 //! only queues the line (never waiting on the disk, never opening a file), and the writer
 //! keeps the files of the most recently active rooms open ([`OPEN_ROOM_FILES`], least
 //! recently used closed first). A room that finishes closes its file: the room actor calls

@@ -10,7 +10,7 @@
 //! connector so that every failed attempt is reported (an authentication failure is final),
 //! and matches IQ responses to their requests itself, each with a deadline.
 //!
-//! The task never awaits a send (see [`Outbox`]): while the stream is disconnected and its
+//! The task never awaits a send (see `Outbox`): while the stream is disconnected and its
 //! queues are full, it still reads, expires IQs and takes commands, so a reconnect is never
 //! held up behind a send. Answers are matched by id in a hash map and expiry walks a
 //! deadline queue, so the cost per IQ does not grow with the number in flight.
