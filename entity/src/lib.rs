@@ -41,6 +41,15 @@ mod tests {
                 "status_changed_at",
                 "closed_at",
                 "close_reason",
+                "staff_jid",
+                "client_jid",
+                "staff_claimed_jid",
+                "client_claimed_jid",
+                "extra_claimed_at",
+                "extra_claimed_by",
+                "extra_claimed_jid",
+                "destroyed_at",
+                "personal_data_removed_at",
             ]
         );
     }
