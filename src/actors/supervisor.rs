@@ -190,11 +190,17 @@ impl SupervisorActor {
 
     /// Writes whether the session is up, with its resource, into the lease row.
     fn record_session(&self, up: bool) {
-        let Some(lease) = self.lease.clone() else {
-            return;
-        };
+        actix::spawn(self.session_recorder(up));
+    }
+
+    /// The write of [`SupervisorActor::record_session`], to await.
+    fn session_recorder(&self, up: bool) -> impl Future<Output = ()> + 'static {
+        let lease = self.lease.clone();
         let resource = self.resource.clone();
-        actix::spawn(async move {
+        async move {
+            let Some(lease) = lease else {
+                return;
+            };
             match lease.record_session(resource.as_deref(), up).await {
                 Ok(()) => log::info!(
                     "XMPP session recorded as {}: claims {} this bot's rooms",
@@ -204,7 +210,7 @@ impl SupervisorActor {
                 // A lost lease ends the process through the lease task.
                 Err(error) => log::warn!("cannot record the XMPP session's state: {error}"),
             }
-        });
+        }
     }
 
     /// Pings the server at this interval (XEP-0199); see [`Fatal::ServerUnresponsive`].
@@ -344,8 +350,13 @@ impl SupervisorActor {
         if self.recovering == 0
             && let Some(pool) = &self.pool
         {
-            pool.do_send(StartCreating);
-            self.record_session(true);
+            // Up first, then new rooms: a room that is ready can be claimed at once.
+            let pool = pool.clone();
+            let up = self.session_recorder(true);
+            actix::spawn(async move {
+                up.await;
+                pool.do_send(StartCreating);
+            });
         }
     }
 
