@@ -5,6 +5,8 @@
 
 mod common;
 
+use sea_orm::EntityTrait;
+
 use std::process::Command;
 use std::time::{Duration, Instant};
 
@@ -149,8 +151,18 @@ async fn the_bot_comes_online_answers_disco_and_exits_0_on_sigterm_and_sigint() 
     // The bot is online and answers service discovery as a bot, and pings.
     server.register("probe", "pw");
     let mut probe = TestClient::connect(&server, "probe", "pw").await;
+    // Each process binds a resource of its own, recorded in its lease row.
+    let lease = entity::bot_instance::Entity::find_by_id(bot.jid.clone())
+        .one(store.connection())
+        .await
+        .expect("read the lease")
+        .expect("the bot holds a lease");
+    let resource = lease
+        .xmpp_resource
+        .expect("the lease names the bot's resource");
+    assert!(resource.starts_with("helpim-bot."), "{resource}");
     let info = probe
-        .disco_info(&format!("{}/helpim-bot", bot.jid))
+        .disco_info(&format!("{}/{resource}", bot.jid))
         .await
         .expect("the bot answers disco#info");
     assert!(
@@ -161,7 +173,7 @@ async fn the_bot_comes_online_answers_disco_and_exits_0_on_sigterm_and_sigint() 
     );
     assert!(info.has_feature("urn:xmpp:ping"));
     let ping = minidom::Element::builder("ping", "urn:xmpp:ping").build();
-    let bot_full = format!("{}/helpim-bot", bot.jid);
+    let bot_full = format!("{}/{resource}", bot.jid);
     assert_eq!(
         probe.iq_get(&bot_full, ping).await,
         Ok(None),
@@ -227,6 +239,8 @@ async fn claim_prints_json_and_exits_3_when_nothing_is_left() {
     .await
     .unwrap();
     store.migrate().await.unwrap();
+    // Claims take only rooms of a live bot.
+    common::db::live_bot(&store, "helpim-bot@localhost").await;
     let room = store
         .create_room(&helpim_bot::store::NewRoom {
             jid: "helpim-x@conference.localhost".into(),
