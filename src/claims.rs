@@ -11,7 +11,10 @@
 //! verbatim), and the library functions run them unchanged.
 
 use chrono::{DateTime, Utc};
-use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Statement, TransactionTrait, Value};
+use sea_orm::{
+    ConnectionTrait, DatabaseBackend, IsolationLevel, QueryResult, Statement, TransactionTrait,
+    Value,
+};
 
 use crate::model::{EventKind, Role, RoomStatus};
 use crate::store::{self, Store, StoreError};
@@ -89,17 +92,22 @@ VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)";
 
 /// MySQL/MariaDB (10.6 or later): lock the oldest unclaimed available room of a live bot
 /// (? = the heartbeat cutoff), skipping rows other claimers hold; then
-/// [`MYSQL_SET_STAFF_CLAIM`] on the id found. The live bots are read in a derived table
+/// [`MYSQL_SET_STAFF_CLAIM`] on the id found. Run in a `READ COMMITTED` transaction, and
+/// through the index that serves the order: InnoDB locks every row a locking read passes,
+/// so a table scan (which the optimiser picks for small tables) would lock every free room
+/// and the other claimers, skipping them, would be told there is none. The live bots are read in a derived table
 /// that cannot be merged into the query (its `LIMIT`): merged, InnoDB would lock their
 /// `bot_instance` rows too, and `SKIP LOCKED` would skip every room while another claim runs.
-pub const MYSQL_FIND_STAFF_ROOM: &str = "SELECT id, jid, password FROM room
+pub const MYSQL_FIND_STAFF_ROOM: &str =
+    "SELECT id, jid, password FROM room FORCE INDEX (idx_room_status_staff_claimed_at)
 WHERE status = 'available' AND staff_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
                                        WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock the room whose staff has waited longest and has no client claim.
-pub const MYSQL_FIND_CLIENT_ROOM: &str = "SELECT id, jid, password FROM room
+pub const MYSQL_FIND_CLIENT_ROOM: &str =
+    "SELECT id, jid, password FROM room FORCE INDEX (idx_room_status_status_changed_at)
 WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
                                        WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
@@ -239,7 +247,11 @@ async fn claim(
     let room: Value = room_id.into();
     let fresh = chrono::Duration::from_std(HEARTBEAT_FRESH).unwrap_or(chrono::Duration::MAX);
     let cutoff: Value = (at - fresh).into();
-    let txn = db.begin().await?;
+    // READ COMMITTED on MySQL: InnoDB then releases the rows a claim read and rejected at
+    // once, instead of holding them (and making other claims skip them) until it commits.
+    // PostgreSQL's and SQLite's claims are single statements and keep the default.
+    let isolation = (backend == DatabaseBackend::MySql).then_some(IsolationLevel::ReadCommitted);
+    let txn = db.begin_with_config(isolation, None).await?;
     let row = match backend {
         DatabaseBackend::MySql => {
             let (find, set) = match role {
@@ -247,11 +259,13 @@ async fn claim(
                 Role::Extra => (MYSQL_FIND_EXTRA_ROOM, MYSQL_SET_EXTRA_CLAIM),
                 _ => (MYSQL_FIND_STAFF_ROOM, MYSQL_SET_STAFF_CLAIM),
             };
-            let find = match role {
-                Role::Extra => Statement::from_sql_and_values(backend, find, [room, cutoff]),
-                _ => Statement::from_sql_and_values(backend, find, [cutoff]),
+            let statement = |sql: &str| match role {
+                Role::Extra => {
+                    Statement::from_sql_and_values(backend, sql, [room.clone(), cutoff.clone()])
+                }
+                _ => Statement::from_sql_and_values(backend, sql, [cutoff.clone()]),
             };
-            let found = txn.query_one_raw(find).await?;
+            let found = txn.query_one_raw(statement(find)).await?;
             if let Some(found) = &found {
                 let id: i64 = found.try_get("", "id")?;
                 txn.execute_raw(Statement::from_sql_and_values(

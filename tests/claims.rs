@@ -95,7 +95,7 @@ async fn two_hundred_claimers(backend: Backend) {
                 assert_eq!(r, role);
                 none += 1
             }
-            Err(other) => panic!("{backend:?}: a claim failed: {other}"),
+            Err(other) => panic!("{backend:?}: a claim failed: {other:?}"),
         }
     }
     let staff: Vec<_> = won.iter().filter(|(r, _)| *r == Role::Staff).collect();
