@@ -20,6 +20,7 @@ pub mod config;
 pub mod lease;
 pub mod lifecycle;
 pub mod logging;
+pub mod metrics;
 pub mod model;
 pub mod stats;
 pub mod store;

@@ -284,6 +284,7 @@ impl Handler<RoomFinished> for PoolActor {
 
     fn handle(&mut self, msg: RoomFinished, ctx: &mut Self::Context) {
         if msg.ready {
+            crate::metrics::metrics().rooms_created.inc();
             self.creating = self.creating.saturating_sub(1);
             self.failures = 0;
             self.stale |= self.checking;
@@ -296,6 +297,7 @@ impl Handler<CreationFailed> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: CreationFailed, ctx: &mut Self::Context) {
+        crate::metrics::metrics().room_creation_failures.inc();
         self.creating = self.creating.saturating_sub(1);
         self.failures += 1;
         let delay = Duration::from_secs(1u64 << self.failures.min(6)).min(self.settings.retry_max);

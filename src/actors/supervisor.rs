@@ -199,6 +199,7 @@ impl SupervisorActor {
         if self.recovering == 0
             && let Some(pool) = &self.pool
         {
+            crate::metrics::metrics().set_recovery_done();
             pool.do_send(StartCreating);
         }
     }
@@ -344,6 +345,8 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
     fn handle(&mut self, event: XmppEvent, ctx: &mut Self::Context) {
         match event {
             XmppEvent::Online { bound_jid, .. } => {
+                crate::metrics::metrics().set_session_up(true);
+                crate::metrics::metrics().reconnects.inc();
                 log::warn!(
                     "new XMPP session as {bound_jid}: rejoining {} room(s)",
                     self.rooms.len()
@@ -356,14 +359,22 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                     pool.do_send(super::pool::Replenish);
                 }
             }
-            XmppEvent::Suspended => log::warn!("XMPP connection lost; reconnecting"),
+            XmppEvent::Suspended => {
+                crate::metrics::metrics().set_session_up(false);
+                log::warn!("XMPP connection lost; reconnecting")
+            }
             XmppEvent::LoginFailed { error, fatal: true } => {
                 self.give_up(Fatal::LoginFailed(error), ctx)
             }
             XmppEvent::LoginFailed { error, .. } => log::warn!("XMPP reconnect failed: {error}"),
             XmppEvent::Stanza(stanza) => self.stanza(*stanza),
-            XmppEvent::Closed if self.shutting_down => {}
-            XmppEvent::Closed => self.give_up(Fatal::StreamEnded, ctx),
+            XmppEvent::Closed if self.shutting_down => {
+                crate::metrics::metrics().set_session_up(false)
+            }
+            XmppEvent::Closed => {
+                crate::metrics::metrics().set_session_up(false);
+                self.give_up(Fatal::StreamEnded, ctx)
+            }
         }
     }
 
@@ -450,5 +461,20 @@ impl Handler<Shutdown> for SupervisorActor {
             .into_actor(self)
             .map(|(), _, ctx| ctx.stop()),
         )
+    }
+}
+
+/// Is the bot healthy? Answered by the supervisor itself, so that an answer also proves its
+/// mailbox is being processed (the systemd watchdog asks this; a wedged actor system does
+/// not answer and gets the process restarted).
+#[derive(Message, Debug)]
+#[rtype(result = "bool")]
+pub struct Alive;
+
+impl Handler<Alive> for SupervisorActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: Alive, _: &mut Self::Context) -> bool {
+        !self.shutting_down && crate::metrics::metrics().not_ready().is_none()
     }
 }
