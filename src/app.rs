@@ -57,6 +57,15 @@ pub enum AppError {
     /// lease: it must not (or no longer) manage the JID's rooms.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// The HTTP listener (`http.listen`) could not bind its address.
+    #[error("cannot listen on {addr} (http.listen; set http.enabled = false to run without it)")]
+    Http {
+        /// The address from the configuration.
+        addr: std::net::SocketAddr,
+        /// What the system said (address in use, not an address of this host, ...).
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -78,6 +87,13 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     log::info!("starting: {}", config.summary());
     let store = open_store(&config).await?;
     let mut shutdown = std::pin::pin!(shutdown);
+    let metrics = crate::metrics::metrics();
+    metrics.set_pool_target(config.pool.available, config.pool.max_rooms);
+    if let Err(error) = metrics.start_counting_claims(&store).await {
+        log::warn!("metrics: cannot read the event history; claims will not be counted: {error}");
+    }
+    // Up before the lease wait, so that /livez answers and /readyz says what is missing.
+    let _http = start_http(&config, &store)?;
 
     // One process per bot JID: take the lease before logging in (a second login with the
     // same full JID would kick the running bot's session) and before any room work. This
@@ -90,9 +106,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
         acquired = lease::acquire(&store, &bot_jid, config.timeouts.lease) => acquired?,
     };
+    metrics.set_lease_held(true);
+    crate::notify::status(&format!(
+        "lease on {bot_jid} held; connecting to the XMPP server"
+    ));
     // Renewed from now on, during the connection wait too; when it can no longer be, the
     // bot stops at once without touching any room (they may be another process's now).
-    let mut lease_lost = Box::pin(hold_lease(&lease));
+    let mut lease_lost = Box::pin(async {
+        let lost = hold_lease(&lease).await;
+        crate::metrics::metrics().set_lease_held(false);
+        lost
+    });
 
     let (xmpp, mut events) = connection::spawn(ConnectSettings {
         jid: config.xmpp_full_jid(),
@@ -142,6 +166,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         }
     };
     log::info!("XMPP session up as {bound}");
+    metrics.set_session_up(true);
 
     let (fatal_tx, fatal_rx) = oneshot::channel();
     let supervisor = SupervisorActor::new(
@@ -174,10 +199,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     )
     .with_server_ping(config.timeouts.server_ping)
     .start();
+    let notifier = actix_rt::spawn(crate::notify::supervise(
+        supervisor.clone(),
+        bot_jid.clone(),
+    ));
 
     let result = tokio::select! {
         () = &mut shutdown => {
             log::info!("shutting down: closing unused rooms, flushing the database");
+            crate::metrics::metrics().set_stopping();
+            notifier.abort();
+            crate::notify::stopping();
             let deadline = config.timeouts.shutdown;
             let done = supervisor.send(Shutdown { deadline });
             // The lease stays renewed while the rooms are closed.
@@ -216,6 +248,7 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
     loop {
         match lease.keep_alive().await {
             LeaseError::Expired { .. } => {
+                crate::metrics::metrics().set_lease_held(false);
                 log::warn!(
                     "the lease on {} could not be renewed in time (database unreachable?); \
                      staying in the rooms and retrying",
@@ -225,6 +258,7 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
                     tokio::time::sleep(lease.renew_interval()).await;
                     match lease.renew().await {
                         Ok(()) => {
+                            crate::metrics::metrics().set_lease_held(true);
                             log::info!("the lease on {} is renewed again", lease.bot_jid());
                             break;
                         }
@@ -240,7 +274,42 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
 
 /// Gives the lease up on the way out; a failure only costs the next start a ttl of waiting.
 async fn release(lease: lease::Lease) {
+    crate::metrics::metrics().set_lease_held(false);
     if let Err(err) = lease.release().await {
         log::warn!("could not release the lease: {err}");
     }
+}
+
+/// Starts the HTTP listener when `[http]` enables it; warns when it listens beyond loopback
+/// (the status page shows nicks).
+fn start_http(
+    config: &Config,
+    store: &Store,
+) -> Result<Option<crate::http::HttpListener>, AppError> {
+    let Some(addr) = config.http.listen else {
+        log::info!("HTTP listener disabled (http.enabled = false)");
+        return Ok(None);
+    };
+    let state = crate::http::HttpState {
+        store: store.clone(),
+        bot_jid: config.xmpp.jid.to_string(),
+        target: config.pool.available,
+        max_rooms: config.pool.max_rooms,
+        refresh_secs: 10,
+    };
+    let listener =
+        crate::http::start(addr, state).map_err(|source| AppError::Http { addr, source })?;
+    if addr.ip().is_loopback() {
+        log::info!(
+            "HTTP listener on http://{}/ (metrics, probes, status page)",
+            listener.addr
+        );
+    } else {
+        log::warn!(
+            "HTTP listener on http://{}/, beyond loopback: the status page shows nicks, so \
+             keep this port behind a firewall or an authenticating proxy",
+            listener.addr
+        );
+    }
+    Ok(Some(listener))
 }
