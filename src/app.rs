@@ -93,7 +93,15 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         log::warn!("metrics: cannot read the event history; claims will not be counted: {error}");
     }
     // Up before the lease wait, so that /livez answers and /readyz says what is missing.
-    let _http = start_http(&config, &store)?;
+    let _http = match config.http.listen {
+        Some(addr) => Some(
+            start_http(addr, &config, &store).map_err(|source| AppError::Http { addr, source })?,
+        ),
+        None => {
+            log::info!("HTTP listener disabled (http.enabled = false)");
+            None
+        }
+    };
 
     // One process per bot JID: take the lease before logging in (a second login with the
     // same full JID would kick the running bot's session) and before any room work. This
@@ -280,16 +288,13 @@ async fn release(lease: lease::Lease) {
     }
 }
 
-/// Starts the HTTP listener when `[http]` enables it; warns when it listens beyond loopback
-/// (the status page shows nicks).
+/// Starts the HTTP listener on `addr`; warns when it listens beyond loopback (the status
+/// page shows nicks).
 fn start_http(
+    addr: std::net::SocketAddr,
     config: &Config,
     store: &Store,
-) -> Result<Option<crate::http::HttpListener>, AppError> {
-    let Some(addr) = config.http.listen else {
-        log::info!("HTTP listener disabled (http.enabled = false)");
-        return Ok(None);
-    };
+) -> std::io::Result<crate::http::HttpListener> {
     let state = crate::http::HttpState {
         store: store.clone(),
         bot_jid: config.xmpp.jid.to_string(),
@@ -297,8 +302,7 @@ fn start_http(
         max_rooms: config.pool.max_rooms,
         refresh_secs: 10,
     };
-    let listener =
-        crate::http::start(addr, state).map_err(|source| AppError::Http { addr, source })?;
+    let listener = crate::http::start(addr, state)?;
     if addr.ip().is_loopback() {
         log::info!(
             "HTTP listener on http://{}/ (metrics, probes, status page)",
@@ -311,5 +315,5 @@ fn start_http(
             listener.addr
         );
     }
-    Ok(Some(listener))
+    Ok(listener)
 }
