@@ -1864,6 +1864,7 @@ mod tests {
         assert_eq!(config.database, DatabaseConfig::default());
         assert_eq!(config.logging, LoggingConfig::default());
         assert_eq!(config.timeouts, TimeoutConfig::default());
+        assert_eq!(config.http, HttpConfig::default());
         // Without the variable, the missing password is the only problem.
         let err = Config::from_toml_str(example, Path::new("x.toml"), &no_env).unwrap_err();
         assert!(
