@@ -634,3 +634,59 @@ fn json_logs_are_one_object_per_line() {
     );
     assert!(!stderr.contains("\"pw\""), "no password in the logs");
 }
+
+// --- ejabberd's max_user_conferences -----------------------------------------------------
+
+#[tokio::test]
+async fn ejabberds_max_user_conferences_is_named_in_one_log_line() {
+    let ejabberd = common::ejabberd::TestEjabberd::start();
+    // Lower the rooms-per-account limit below the pool, as ejabberd's default (100) is
+    // below a large pool.max_rooms, and reload the running server.
+    let file = ejabberd.dir().join("ejabberd.yml");
+    let config = std::fs::read_to_string(&file).unwrap();
+    assert!(config.contains("max_user_conferences: 1000"));
+    std::fs::write(
+        &file,
+        config.replace("max_user_conferences: 1000", "max_user_conferences: 2"),
+    )
+    .unwrap();
+    let (reloaded, output) = ejabberd.ctl(&["reload_config"]);
+    assert!(reloaded, "ejabberdctl reload_config: {output}");
+
+    let db = common::db::TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let bot = common::bot::TestBot::start(
+        &ejabberd,
+        &db.url,
+        BotOptions {
+            available: 3,
+            max_rooms: 5,
+            require_claims: true,
+            extra: "[http]\nenabled = false\n".into(),
+            ..Default::default()
+        },
+    );
+    wait_available(&store, &bot.jid, 2).await;
+    let line = eventually("the max_user_conferences line", WAIT, || async {
+        bot.log_text()
+            .lines()
+            .find(|l| l.contains("max_user_conferences"))
+            .map(str::to_owned)
+            .ok_or_else(|| bot.log_tail(5))
+    })
+    .await;
+    assert!(line.contains("ERROR"), "{line}");
+    assert!(line.contains("pool.max_rooms (5)"), "{line}");
+    assert!(line.contains(&bot.jid), "{line}");
+    // Said once, however often the pool tries again.
+    eventually("another creation attempt", WAIT, || async {
+        let attempts = bot.log_text().matches("room creation failed").count();
+        if attempts >= 2 {
+            Ok(())
+        } else {
+            Err(format!("{attempts} failed creations"))
+        }
+    })
+    .await;
+    assert_eq!(bot.log_text().matches("max_user_conferences").count(), 1);
+}

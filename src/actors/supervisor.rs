@@ -63,6 +63,8 @@ pub struct SupervisorActor {
     server_ping: Option<Duration>,
     /// Pings in a row the server did not answer.
     missed_pings: u32,
+    /// The operator was told that ejabberd's `max_user_conferences` refuses joins (once).
+    told_max_conferences: bool,
 }
 
 impl SupervisorActor {
@@ -93,6 +95,7 @@ impl SupervisorActor {
             room_context: None,
             server_ping: None,
             missed_pings: 0,
+            told_max_conferences: false,
         }
     }
 
@@ -226,6 +229,17 @@ impl SupervisorActor {
             return;
         };
         let room = from.to_bare();
+        if !self.told_max_conferences && too_many_conferences(&presence) {
+            self.told_max_conferences = true;
+            log::error!(
+                room = room.as_str();
+                "the XMPP server refused the bot a room because its account {} is in too many \
+                 rooms at once: raise ejabberd's mod_muc option max_user_conferences (default \
+                 100) above pool.max_rooms ({}) and reload ejabberd",
+                self.bot_jid,
+                self.pool_settings.max_rooms
+            );
+        }
         let Some(addr) = self.rooms.get(&room) else {
             log::debug!("presence from {from}, which is no room of ours: ignored");
             return;
@@ -298,6 +312,27 @@ impl SupervisorActor {
     fn send_presence(&self) {
         self.xmpp.send(Presence::available());
     }
+}
+
+/// Whether `presence` is ejabberd's refusal of a join because the account is already in
+/// `max_user_conferences` rooms: `resource-constraint` with the text "You have joined too
+/// many conferences" (Prosody has no such limit).
+fn too_many_conferences(presence: &Presence) -> bool {
+    const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+    presence.type_ == xmpp_parsers::presence::Type::Error
+        && presence
+            .payloads
+            .iter()
+            .filter(|e| e.name() == "error")
+            .any(|error| {
+                error.get_child("resource-constraint", NS_STANZAS).is_some()
+                    && error.children().any(|c| {
+                        c.is("text", NS_STANZAS)
+                            && c.text()
+                                .to_ascii_lowercase()
+                                .contains("too many conferences")
+                    })
+            })
 }
 
 fn feature(var: &str) -> Element {
@@ -476,5 +511,36 @@ impl Handler<Alive> for SupervisorActor {
 
     fn handle(&mut self, _: Alive, _: &mut Self::Context) -> bool {
         !self.shutting_down && crate::metrics::metrics().not_ready().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(xml: &str) -> Presence {
+        let element: Element = xml.parse().unwrap();
+        Presence::try_from(element).unwrap()
+    }
+
+    #[test]
+    fn ejabberds_max_user_conferences_refusal_is_recognised() {
+        let refusal = presence(
+            "<presence xmlns='jabber:client' from='helpim-a@conference.localhost/HelpIM' \
+             to='bot@localhost/r' type='error'><error type='wait'><resource-constraint \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>You have joined too many \
+             conferences</text></error></presence>",
+        );
+        assert!(too_many_conferences(&refusal));
+        // A full room is another resource-constraint: not this.
+        let full = presence(
+            "<presence xmlns='jabber:client' from='helpim-a@conference.localhost/HelpIM' \
+             to='bot@localhost/r' type='error'><error type='wait'><resource-constraint \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Too many users in this \
+             conference</text></error></presence>",
+        );
+        assert!(!too_many_conferences(&full));
     }
 }
