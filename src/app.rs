@@ -110,6 +110,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
     let lease = tokio::select! {
         () = &mut shutdown => {
             log::info!("shutdown requested while acquiring the lease on {bot_jid}");
+            crate::notify::stopping();
             return Ok(());
         }
         acquired = lease::acquire(&store, &bot_jid, config.timeouts.lease) => acquired?,
@@ -144,6 +145,7 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         tokio::select! {
             () = &mut shutdown => {
                 log::info!("shutdown requested before the XMPP session was up");
+                crate::notify::stopping();
                 break Ok(None);
             }
             lost = &mut lease_lost => return Err(lost.into()),
