@@ -690,3 +690,52 @@ async fn ejabberds_max_user_conferences_is_named_in_one_log_line() {
     .await;
     assert_eq!(bot.log_text().matches("max_user_conferences").count(), 1);
 }
+
+// --- Prosody as Debian ships it -----------------------------------------------------------
+
+#[tokio::test]
+async fn stock_debian_prosody_with_the_bot_unlimited_runs_a_chat() {
+    // Debian's modules and limits (c2s 10 kB/s), smacks, a room cache of 100; the bot's JID
+    // in unlimited_jids as the README says.
+    let server = common::prosody::TestProsody::start_stock(&["helpim-bot@localhost"]);
+    let config = std::fs::read_to_string(server.config_file()).unwrap();
+    assert!(config.contains("\"limits\";") && config.contains("\"smacks\";"));
+    assert!(config.contains("unlimited_jids = { \"helpim-bot@localhost\" }"));
+    let db = common::db::TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let bot = common::bot::TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 5,
+            max_rooms: 8,
+            require_claims: true,
+            extra: "[http]\nenabled = false\n".into(),
+            ..Default::default()
+        },
+    );
+    assert_eq!(bot.jid, "helpim-bot@localhost");
+    wait_available(&store, &bot.jid, 5).await;
+
+    let staff_claim = claims::claim_staff(&store, "web:1").await.unwrap();
+    server.register("frank", "pw");
+    let mut staff = common::client::TestClient::connect(&server, "frank", "pw").await;
+    staff
+        .join(&staff_claim.jid, "Frank", Some(&staff_claim.password))
+        .await
+        .expect("staff joins");
+    wait_status(&store, staff_claim.room_id, RoomStatus::StaffWaiting).await;
+    let client_claim = claims::claim_client(&store, "web:2").await.unwrap();
+    server.register("gina", "pw");
+    let mut client = common::client::TestClient::connect(&server, "gina", "pw").await;
+    client
+        .join(&client_claim.jid, "Gina", Some(&client_claim.password))
+        .await
+        .expect("client joins");
+    wait_status(&store, staff_claim.room_id, RoomStatus::Chatting).await;
+    client.leave(&client_claim.jid, "Gina").await;
+    staff.leave(&staff_claim.jid, "Frank").await;
+    let closed = wait_status(&store, staff_claim.room_id, RoomStatus::Closed).await;
+    assert_eq!(closed.close_reason, Some(CloseReason::Completed));
+    wait_available(&store, &bot.jid, 5).await;
+}
