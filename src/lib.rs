@@ -26,4 +26,5 @@ pub mod model;
 pub mod notify;
 pub mod stats;
 pub mod store;
+pub mod throttle;
 pub mod xmpp;

@@ -738,4 +738,48 @@ async fn stock_debian_prosody_with_the_bot_unlimited_runs_a_chat() {
     let closed = wait_status(&store, staff_claim.room_id, RoomStatus::Closed).await;
     assert_eq!(closed.close_reason, Some(CloseReason::Completed));
     wait_available(&store, &bot.jid, 5).await;
+    assert!(
+        !bot.log_text().contains("slowing the bot down"),
+        "no throttling warning when the bot is unlimited"
+    );
+}
+
+#[tokio::test]
+async fn stock_debian_prosody_throttling_the_bot_is_named_once() {
+    // The same stock server, but the bot is NOT in unlimited_jids: its 10 kB/s make room
+    // creations take seconds while a ping on the quiet connection takes milliseconds.
+    let server = common::prosody::TestProsody::start_stock(&[]);
+    let db = common::db::TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let bot = common::bot::TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 15,
+            max_rooms: 20,
+            require_claims: true,
+            extra: "[http]\nenabled = false\n".into(),
+            ..Default::default()
+        },
+    );
+    let line = eventually(
+        "the throttling warning",
+        Duration::from_secs(60),
+        || async {
+            bot.log_text()
+                .lines()
+                .find(|l| l.contains("slowing the bot down"))
+                .map(str::to_owned)
+                .ok_or_else(|| bot.log_tail(3))
+        },
+    )
+    .await;
+    eprintln!("{line}");
+    assert!(line.contains("WARN"), "{line}");
+    for setting in ["unlimited_jids", "muc_room_cache_size", "c2s_shaper"] {
+        assert!(line.contains(setting), "{setting} not named: {line}");
+    }
+    // The bot copes all the same, and says it once.
+    wait_available(&store, &bot.jid, 15).await;
+    assert_eq!(bot.log_text().matches("slowing the bot down").count(), 1);
 }

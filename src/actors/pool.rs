@@ -169,6 +169,7 @@ impl PoolActor {
         let template = self.room_template.clone().expect("set in started");
         for _ in 0..n {
             self.creating += 1;
+            crate::throttle::creation_started();
             let room = RoomActor::new_room(template.clone(), &s.service, &s.room_prefix);
             self.supervisor.do_send(SpawnRoom(room));
         }
@@ -285,6 +286,7 @@ impl Handler<RoomFinished> for PoolActor {
     fn handle(&mut self, msg: RoomFinished, ctx: &mut Self::Context) {
         if msg.ready {
             crate::metrics::metrics().rooms_created.inc();
+            crate::throttle::creation_finished();
             self.creating = self.creating.saturating_sub(1);
             self.failures = 0;
             self.stale |= self.checking;
@@ -298,6 +300,7 @@ impl Handler<CreationFailed> for PoolActor {
 
     fn handle(&mut self, _: CreationFailed, ctx: &mut Self::Context) {
         crate::metrics::metrics().room_creation_failures.inc();
+        crate::throttle::creation_failed();
         self.creating = self.creating.saturating_sub(1);
         self.failures += 1;
         let delay = Duration::from_secs(1u64 << self.failures.min(6)).min(self.settings.retry_max);

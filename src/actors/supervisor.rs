@@ -113,7 +113,12 @@ impl SupervisorActor {
         let server = Jid::from(jid::BareJid::from_parts(None, self.bot_jid.domain()));
         let ping = async move {
             let ping = Element::builder("ping", xmpp_parsers::ns::PING).build();
-            xmpp.get(server, ping).await
+            let sent = std::time::Instant::now();
+            let answer = xmpp.get(server, ping).await;
+            if answer.is_ok() {
+                crate::throttle::record_ping(sent.elapsed());
+            }
+            answer
         };
         ctx.spawn(ping.into_actor(self).map(|answer, act, ctx| match answer {
             // Any answer, even an error, shows the connection is alive.
@@ -371,6 +376,9 @@ impl Actor for SupervisorActor {
             act.restart_dead_rooms(ctx)
         });
         if let Some(every) = self.server_ping {
+            // One at once too, while the connection is still quiet: the round trip the
+            // throttling check compares room creations with.
+            self.ping_server(ctx);
             ctx.run_interval(every, |act, ctx| act.ping_server(ctx));
         }
     }
