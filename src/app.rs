@@ -303,6 +303,7 @@ fn start_http(
         target: config.pool.available,
         max_rooms: config.pool.max_rooms,
         refresh_secs: 10,
+        main: actix_rt::Arbiter::current(),
     };
     let listener = crate::http::start(addr, state)?;
     if addr.ip().is_loopback() {

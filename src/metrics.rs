@@ -94,6 +94,8 @@ pub enum KickReason {
     NotAssigned,
     /// The chat had ended (`one_left`): nobody new may enter.
     ChatEnded,
+    /// The person entered before the room was recorded (not an event of the history).
+    NotOpen,
     /// The room already had its two people.
     Full,
     /// Any other reason.
@@ -102,9 +104,10 @@ pub enum KickReason {
 
 impl KickReason {
     /// Every value, for initialising the counters.
-    pub const ALL: [KickReason; 4] = [
+    pub const ALL: [KickReason; 5] = [
         KickReason::NotAssigned,
         KickReason::ChatEnded,
+        KickReason::NotOpen,
         KickReason::Full,
         KickReason::Other,
     ];
@@ -114,6 +117,7 @@ impl KickReason {
         match self {
             KickReason::NotAssigned => "not_assigned",
             KickReason::ChatEnded => "chat_ended",
+            KickReason::NotOpen => "not_open",
             KickReason::Full => "full",
             KickReason::Other => "other",
         }
@@ -410,6 +414,15 @@ impl Metrics {
             let latency = (committed - change.at).to_std().unwrap_or_default();
             self.presence_to_commit.observe(latency.as_secs_f64());
         }
+    }
+
+    /// Counts a kick that is not recorded as an event (the writer counts the others).
+    pub fn count_kick(&self, reason: KickReason) {
+        self.kicks
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
     }
 
     /// Sets the pool's configured sizes (exported beside the ready rooms).

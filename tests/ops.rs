@@ -27,10 +27,19 @@ const WAIT: Duration = Duration::from_secs(15);
 /// A world (Prosody, SQLite file, the bot) whose bot listens for HTTP on a free loopback
 /// port and requires claims (the production default). `env` adds to the bot's environment.
 async fn world(available: u32, env: Vec<(String, String)>) -> (World, SocketAddr) {
+    world_on(Backend::SqliteFile, available, env).await
+}
+
+/// [`world`] on another database.
+async fn world_on(
+    backend: Backend,
+    available: u32,
+    env: Vec<(String, String)>,
+) -> (World, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", pick_port()).parse().unwrap();
     let w = World::start(
         ServerKind::Prosody,
-        Backend::SqliteFile,
+        backend,
         BotOptions {
             available,
             max_rooms: 8,
@@ -255,6 +264,44 @@ async fn readiness_fails_when_the_xmpp_session_is_lost_and_liveness_does_not() {
     wait_http(addr, "/readyz", 200).await;
     let (s, _) = scrape(addr);
     assert_eq!(value(&s, "helpim_reconnects_total", &[]), 1.0);
+}
+
+#[tokio::test]
+async fn metrics_probes_and_page_on_postgresql() {
+    // A connection pool (unlike SQLite's one connection): the listener's database calls run
+    // on the bot's runtime, and the bot's writes keep working after many scrapes.
+    let (w, addr) = world_on(Backend::Postgres, 2, Vec::new()).await;
+    wait_http(addr, "/readyz", 200).await;
+    wait_available(&w.store, &w.bot.jid, 2).await;
+    for _ in 0..20 {
+        let (s, _) = scrape(addr);
+        assert_eq!(value(&s, "helpim_rooms", &[("status", "available")]), 2.0);
+        let (code, page) = http_get(addr, "/").unwrap();
+        assert_eq!(code, 200);
+        assert!(
+            page.contains("<strong id=\"count-available\">2</strong>"),
+            "{page}"
+        );
+    }
+    let claim = claims::claim_staff(&w.store, "web:1").await.unwrap();
+    let mut staff = w.person("hal").await;
+    staff
+        .join(&claim.jid, "Hal", Some(&claim.password))
+        .await
+        .expect("staff joins");
+    wait_status(&w.store, claim.room_id, RoomStatus::StaffWaiting).await;
+    let (code, page) = http_get(addr, &format!("/rooms/{}", claim.room_id)).unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("Hal") && !page.contains(&claim.password));
+    let (s, _) = scrape(addr);
+    assert_eq!(
+        value(
+            &s,
+            "helpim_transitions_total",
+            &[("from", "available"), ("to", "staff_waiting")]
+        ),
+        1.0
+    );
 }
 
 // --- the status page in a real browser ---------------------------------------------------

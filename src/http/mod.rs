@@ -41,6 +41,30 @@ pub struct HttpState {
     pub max_rooms: u32,
     /// How often the page reloads itself.
     pub refresh_secs: u32,
+    /// The bot's own runtime, where every database call of the handlers runs: the store's
+    /// pooled connections then all belong to one runtime, the one that outlives the
+    /// listener's worker (see [`on_main`]).
+    pub main: actix_rt::ArbiterHandle,
+}
+
+/// Runs `work` on the bot's runtime ([`HttpState::main`]) and waits for its result;
+/// `None` when that runtime is gone (the bot is stopping).
+///
+/// The listener's worker has a runtime of its own; a database connection opened there
+/// would belong to it and break when it stops, under a write of the bot's.
+pub async fn on_main<T, F>(state: &HttpState, work: F) -> Option<T>
+where
+    F: std::future::Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let (done, result) = futures::channel::oneshot::channel();
+    let spawned = state.main.spawn(async move {
+        let _ = done.send(work.await);
+    });
+    if !spawned {
+        return None;
+    }
+    result.await.ok()
 }
 
 /// A running listener; stopped when dropped.
@@ -122,7 +146,13 @@ pub async fn not_ready(metrics: &Metrics, store: &Store) -> Option<String> {
 }
 
 async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
-    match not_ready(metrics::metrics(), &state.store).await {
+    let store = state.store.clone();
+    let checked = on_main(&state, async move {
+        not_ready(metrics::metrics(), &store).await
+    })
+    .await
+    .unwrap_or_else(|| Some("shutting down".to_owned()));
+    match checked {
         None => text(
             actix_web::http::StatusCode::OK,
             "ready: lease held, XMPP session up, database answers, recovery done\n".to_owned(),
@@ -136,16 +166,18 @@ async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
 
 async fn metrics_text(state: web::Data<HttpState>) -> HttpResponse {
     let metrics = metrics::metrics();
-    match tokio::time::timeout(
-        DATABASE_DEADLINE,
-        metrics.refresh(&state.store, &state.bot_jid),
-    )
-    .await
-    {
-        Ok(Ok(())) => {}
+    let (store, bot) = (state.store.clone(), state.bot_jid.clone());
+    let refreshed = on_main(&state, async move {
+        tokio::time::timeout(DATABASE_DEADLINE, metrics.refresh(&store, &bot)).await
+    })
+    .await;
+    match refreshed {
+        None | Some(Ok(Ok(()))) => {}
         // The other metrics are still worth a scrape; the gauges keep their last values.
-        Ok(Err(error)) => log::warn!("metrics: cannot read the room counts: {error}"),
-        Err(_) => log::warn!("metrics: the database did not answer within {DATABASE_DEADLINE:?}"),
+        Some(Ok(Err(error))) => log::warn!("metrics: cannot read the room counts: {error}"),
+        Some(Err(_)) => {
+            log::warn!("metrics: the database did not answer within {DATABASE_DEADLINE:?}")
+        }
     }
     HttpResponse::Ok()
         .insert_header((CONTENT_TYPE, metrics::CONTENT_TYPE))

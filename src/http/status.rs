@@ -541,7 +541,11 @@ fn error_page(status: actix_web::http::StatusCode, message: &str, refresh: u32) 
 
 /// `GET /`.
 pub async fn overview(state: web::Data<HttpState>) -> HttpResponse {
-    match load_overview(&state.store, &state.bot_jid).await {
+    let (store, bot) = (state.store.clone(), state.bot_jid.clone());
+    let loaded = super::on_main(&state, async move { load_overview(&store, &bot).await }).await;
+    match loaded.unwrap_or(Err(StoreError::Db(sea_orm::DbErr::Custom(
+        "the bot is stopping".to_owned(),
+    )))) {
         Ok(o) => html(
             actix_web::http::StatusCode::OK,
             render_overview(
@@ -572,14 +576,19 @@ pub async fn room(state: web::Data<HttpState>, id: web::Path<String>) -> HttpRes
             state.refresh_secs,
         );
     };
-    let loaded = async {
-        let Some(room) = state.store.room(id).await? else {
+    let store = state.store.clone();
+    let loaded = super::on_main(&state, async move {
+        let Some(room) = store.room(id).await? else {
             return Ok(None);
         };
-        let events = state.store.events(id).await?;
+        let events = store.events(id).await?;
         Ok::<_, StoreError>(Some((room, events)))
-    };
-    match loaded.await {
+    })
+    .await
+    .unwrap_or(Err(StoreError::Db(sea_orm::DbErr::Custom(
+        "the bot is stopping".to_owned(),
+    ))));
+    match loaded {
         Ok(Some((room, events))) if room.bot_jid == state.bot_jid => html(
             actix_web::http::StatusCode::OK,
             render_room(&room, &events, crate::store::now(), state.refresh_secs),
