@@ -93,10 +93,19 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         log::warn!("metrics: cannot read the event history; claims will not be counted: {error}");
     }
     // Up before the lease wait, so that /livez answers and /readyz says what is missing.
-    let _http = match config.http.listen {
-        Some(addr) => Some(
-            start_http(addr, &config, &store).map_err(|source| AppError::Http { addr, source })?,
-        ),
+    // An address in use may be a second process with this very configuration: the lease
+    // then says so better, so the bind is tried again once the lease is held.
+    let mut http = match config.http.listen {
+        Some(addr) => match start_http(addr, &config, &store) {
+            Ok(listener) => Some(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                log::warn!(
+                    "cannot listen on {addr} yet ({error}); trying again once the lease is held"
+                );
+                None
+            }
+            Err(source) => return Err(AppError::Http { addr, source }),
+        },
         None => {
             log::info!("HTTP listener disabled (http.enabled = false)");
             None
@@ -116,6 +125,17 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()>) -> Result<(
         acquired = lease::acquire(&store, &bot_jid, config.timeouts.lease) => acquired?,
     };
     metrics.set_lease_held(true);
+    if let (None, Some(addr)) = (&http, config.http.listen) {
+        match start_http(addr, &config, &store) {
+            Ok(listener) => http = Some(listener),
+            Err(source) => {
+                metrics.set_lease_held(false);
+                release(lease).await;
+                return Err(AppError::Http { addr, source });
+            }
+        }
+    }
+    let _http = http;
     crate::notify::status(&format!(
         "lease on {bot_jid} held; connecting to the XMPP server"
     ));
