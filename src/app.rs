@@ -57,6 +57,15 @@ pub enum AppError {
     /// lease: it must not (or no longer) manage the JID's rooms.
     #[error(transparent)]
     Lease(#[from] LeaseError),
+    /// The HTTP listener (`http.listen`) could not bind its address.
+    #[error("cannot listen on {addr} (http.listen; set http.enabled = false to run without it)")]
+    Http {
+        /// The address from the configuration.
+        addr: std::net::SocketAddr,
+        /// What the system said (address in use, not an address of this host, ...).
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 /// Opens the database named in the config and brings its schema up to date.
@@ -95,6 +104,30 @@ pub async fn run_with(
     log::info!("starting: {}", config.summary());
     let store = open_store(&config).await?;
     let mut shutdown = std::pin::pin!(shutdown);
+    let metrics = crate::metrics::metrics();
+    metrics.set_pool_target(config.pool.available, config.pool.max_rooms);
+    if let Err(error) = metrics.start_counting_claims(&store).await {
+        log::warn!("metrics: cannot read the event history; claims will not be counted: {error}");
+    }
+    // Up before the lease wait, so that /livez answers and /readyz says what is missing.
+    // An address in use may be a second process with this very configuration: the lease
+    // then says so better, so the bind is tried again once the lease is held.
+    let mut http = match config.http.listen {
+        Some(addr) => match start_http(addr, &config, &store) {
+            Ok(listener) => Some(listener),
+            Err(error) if error.kind() == std::io::ErrorKind::AddrInUse => {
+                log::warn!(
+                    "cannot listen on {addr} yet ({error}); trying again once the lease is held"
+                );
+                None
+            }
+            Err(source) => return Err(AppError::Http { addr, source }),
+        },
+        None => {
+            log::info!("HTTP listener disabled (http.enabled = false)");
+            None
+        }
+    };
 
     // Each process binds a resource of its own: two processes of one JID (a standby, a
     // restart overlapping a dying process) never kick each other's session off, and a
@@ -128,6 +161,7 @@ pub async fn run_with(
         tokio::select! {
             () = &mut shutdown => {
                 log::info!("shutdown requested before the XMPP session was up");
+                crate::notify::stopping();
                 xmpp.close(Duration::from_secs(3)).await;
                 return Ok(());
             }
@@ -149,6 +183,7 @@ pub async fn run_with(
         }
     };
     log::info!("XMPP session up as {bound}");
+    metrics.set_session_up(true);
 
     // One process per bot JID, before any room work. A holder proved dead (its pid on this
     // host, or its XMPP session gone) is taken over at once; otherwise this waits up to one
@@ -172,6 +207,7 @@ pub async fn run_with(
             tokio::select! {
                 () = &mut shutdown => {
                     log::info!("shutdown requested while acquiring the lease on {bot_jid}");
+                    crate::notify::stopping();
                     xmpp.close(Duration::from_secs(3)).await;
                     return Ok(());
                 }
@@ -187,10 +223,27 @@ pub async fn run_with(
             }
         }
     };
+    metrics.set_lease_held(true);
     let lease = std::sync::Arc::new(lease);
+    if let (None, Some(addr)) = (&http, config.http.listen) {
+        match start_http(addr, &config, &store) {
+            Ok(listener) => http = Some(listener),
+            Err(source) => {
+                release(&lease).await;
+                xmpp.close(Duration::from_secs(3)).await;
+                return Err(AppError::Http { addr, source });
+            }
+        }
+    }
+    let _http = http;
+    crate::notify::status(&format!("lease on {bot_jid} held; recovering the rooms"));
     // Renewed from now on; when it can no longer be, the bot stops at once without touching
     // any room (they may be another process's now).
-    let mut lease_lost = Box::pin(hold_lease(&lease));
+    let mut lease_lost = Box::pin(async {
+        let lost = hold_lease(&lease).await;
+        crate::metrics::metrics().set_lease_held(false);
+        lost
+    });
     // The lease holder purges old personal data once a day; dropped (stopped) on every way
     // out of this function.
     let _daily_purge = crate::retention::spawn_daily(
@@ -231,10 +284,17 @@ pub async fn run_with(
     .with_server_ping(config.timeouts.server_ping)
     .with_lease(lease.clone())
     .start();
+    let notifier = actix_rt::spawn(crate::notify::supervise(
+        supervisor.clone(),
+        bot_jid.clone(),
+    ));
 
     let result = tokio::select! {
         () = &mut shutdown => {
             log::info!("shutting down: closing unused rooms, flushing the database");
+            crate::metrics::metrics().set_stopping();
+            notifier.abort();
+            crate::notify::stopping();
             let deadline = config.timeouts.shutdown;
             let done = supervisor.send(Shutdown { deadline });
             // The lease stays renewed while the rooms are closed.
@@ -273,6 +333,7 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
     loop {
         match lease.keep_alive().await {
             LeaseError::Expired { .. } => {
+                crate::metrics::metrics().set_lease_held(false);
                 log::warn!(
                     "the lease on {} could not be renewed in time (database unreachable?); \
                      staying in the rooms and retrying",
@@ -282,6 +343,7 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
                     tokio::time::sleep(lease.renew_interval()).await;
                     match lease.renew().await {
                         Ok(()) => {
+                            crate::metrics::metrics().set_lease_held(true);
                             log::info!("the lease on {} is renewed again", lease.bot_jid());
                             break;
                         }
@@ -322,7 +384,39 @@ async fn probe_session(xmpp: &crate::xmpp::XmppHandle, full: &str) -> lease::Ses
 
 /// Gives the lease up on the way out; a failure only costs the next start a ttl of waiting.
 async fn release(lease: &lease::Lease) {
+    crate::metrics::metrics().set_lease_held(false);
     if let Err(err) = lease.release().await {
         log::warn!("could not release the lease: {err}");
     }
+}
+
+/// Starts the HTTP listener on `addr`; warns when it listens beyond loopback (the status
+/// page shows nicks).
+fn start_http(
+    addr: std::net::SocketAddr,
+    config: &Config,
+    store: &Store,
+) -> std::io::Result<crate::http::HttpListener> {
+    let state = crate::http::HttpState {
+        store: store.clone(),
+        bot_jid: config.xmpp.jid.to_string(),
+        target: config.pool.available,
+        max_rooms: config.pool.max_rooms,
+        refresh_secs: 10,
+        main: actix_rt::Arbiter::current(),
+    };
+    let listener = crate::http::start(addr, state)?;
+    if addr.ip().is_loopback() {
+        log::info!(
+            "HTTP listener on http://{}/ (metrics, probes, status page)",
+            listener.addr
+        );
+    } else {
+        log::warn!(
+            "HTTP listener on http://{}/, beyond loopback: the status page shows nicks, so \
+             keep this port behind a firewall or an authenticating proxy",
+            listener.addr
+        );
+    }
+    Ok(listener)
 }

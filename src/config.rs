@@ -20,7 +20,7 @@
 
 use std::fmt;
 use std::io;
-use std::net::IpAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -67,6 +67,9 @@ const DEFAULT_PERSONAL_DATA_DAYS: u32 = 30;
 /// The longest retention period accepted (100 years): beyond it, "never" is meant, and a
 /// bound keeps the cut-off date computable.
 const MAX_RETENTION_DAYS: u32 = 36_500;
+/// Where the HTTP listener (metrics, probes, status page) listens unless told otherwise:
+/// loopback only, because the status page shows nicks.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:9187";
 
 /// Longest accepted `muc.room_prefix`: room names are the prefix plus a random suffix and
 /// must stay short, valid JID localparts.
@@ -136,6 +139,8 @@ pub struct Config {
     pub timeouts: TimeoutConfig,
     /// How long personal data and closed rooms are kept (`[retention]`).
     pub retention: RetentionConfig,
+    /// The HTTP listener for metrics, probes and the status page.
+    pub http: HttpConfig,
     /// The file this configuration was read from, for messages.
     pub source: PathBuf,
 }
@@ -240,6 +245,8 @@ pub struct LoggingConfig {
     pub level: LevelFilter,
     /// Where room logs are written; the directory exists (it is created at load time).
     pub room_dir: Option<PathBuf>,
+    /// How lines on standard error are written.
+    pub format: LogFormat,
 }
 
 impl Default for LoggingConfig {
@@ -247,6 +254,32 @@ impl Default for LoggingConfig {
         LoggingConfig {
             level: LevelFilter::Info,
             room_dir: None,
+            format: LogFormat::Text,
+        }
+    }
+}
+
+/// How log lines on standard error are written (`logging.format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum LogFormat {
+    /// `2026-11-25T15:00:00.123Z INFO  room=<jid> message`: for people.
+    #[default]
+    Text,
+    /// One JSON object per line, with `room` a field of its own: for log shippers.
+    Json,
+}
+
+/// The HTTP listener (`[http]`): `/metrics`, `/livez`, `/readyz` and the status page.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpConfig {
+    /// Where to listen; `None` when `http.enabled = false`.
+    pub listen: Option<SocketAddr>,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            listen: Some(DEFAULT_HTTP_LISTEN.parse().expect("a valid address")),
         }
     }
 }
@@ -508,6 +541,15 @@ struct RawConfig {
     logging: Option<RawLogging>,
     timeouts: Option<RawTimeouts>,
     retention: Option<RawRetention>,
+    http: Option<RawHttp>,
+}
+
+/// `[http]` as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    enabled: Option<bool>,
+    listen: Option<String>,
 }
 
 /// `[xmpp]` as written; `tls` is a string so a bad value gets our message listing choices.
@@ -557,6 +599,7 @@ struct RawDatabase {
 struct RawLogging {
     level: Option<String>,
     room_dir: Option<PathBuf>,
+    format: Option<String>,
 }
 
 /// `[retention]` as written, in days.
@@ -716,6 +759,7 @@ impl Validator<'_> {
         let pool = self.pool(raw.pool.unwrap_or_default())?;
         let timeouts = self.timeouts(raw.timeouts.unwrap_or_default())?;
         let retention = self.retention(raw.retention.unwrap_or_default())?;
+        let http = self.http(raw.http.unwrap_or_default())?;
         let database = self.database(raw.database.unwrap_or_default(), env)?;
         let logging = self.logging(raw.logging.unwrap_or_default())?;
         Ok(Config {
@@ -726,6 +770,7 @@ impl Validator<'_> {
             logging,
             timeouts,
             retention,
+            http,
             source: self.path.to_owned(),
         })
     }
@@ -995,7 +1040,38 @@ impl Validator<'_> {
         Ok(DatabaseConfig { url })
     }
 
+    fn http(&self, raw: RawHttp) -> Result<HttpConfig, ConfigError> {
+        let text = raw.listen.as_deref().unwrap_or(DEFAULT_HTTP_LISTEN);
+        let listen: SocketAddr = text.parse().map_err(|_| {
+            self.invalid(
+                "http.listen",
+                format!(
+                    "must be an IP address and port such as \"{DEFAULT_HTTP_LISTEN}\" or                      \"[::1]:9187\", got {text:?}"
+                ),
+            )
+        })?;
+        if listen.port() == 0 {
+            return Err(self.invalid(
+                "http.listen",
+                "needs a port other than 0, so that Prometheus and probes can find it",
+            ));
+        }
+        Ok(HttpConfig {
+            listen: raw.enabled.unwrap_or(true).then_some(listen),
+        })
+    }
+
     fn logging(&self, raw: RawLogging) -> Result<LoggingConfig, ConfigError> {
+        let format = match raw.format.as_deref() {
+            None | Some("text") => LogFormat::Text,
+            Some("json") => LogFormat::Json,
+            Some(other) => {
+                return Err(self.invalid(
+                    "logging.format",
+                    format!("must be \"text\" or \"json\", got {other:?}"),
+                ));
+            }
+        };
         let level = match raw.level.as_deref() {
             None => LevelFilter::Info,
             Some(text) => text.parse::<LevelFilter>().map_err(|_| {
@@ -1034,7 +1110,11 @@ impl Validator<'_> {
             }
         };
 
-        Ok(LoggingConfig { level, room_dir })
+        Ok(LoggingConfig {
+            level,
+            room_dir,
+            format,
+        })
     }
 
     fn retention(&self, raw: RawRetention) -> Result<RetentionConfig, ConfigError> {
@@ -1970,11 +2050,61 @@ mod tests {
         assert_eq!(config.logging, LoggingConfig::default());
         assert_eq!(config.timeouts, TimeoutConfig::default());
         assert_eq!(config.retention, RetentionConfig::default());
+        assert_eq!(config.http, HttpConfig::default());
         // Without the variable, the missing password is the only problem.
         let err = Config::from_toml_str(example, Path::new("x.toml"), &no_env).unwrap_err();
         assert!(
             matches!(&err, ConfigError::Invalid { key, .. } if key == "xmpp.password"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn http_listens_on_loopback_by_default() {
+        let config = load(&text("", "", "")).unwrap();
+        assert_eq!(
+            config.http.listen,
+            Some("127.0.0.1:9187".parse().unwrap()),
+            "loopback only unless configured"
+        );
+        assert_eq!(config.http, HttpConfig::default());
+        assert_eq!(config.logging.format, LogFormat::Text);
+    }
+
+    #[test]
+    fn http_listen_and_enabled_are_read() {
+        let config = load(&text("", "", "[http]\nlisten = \"[::1]:9000\"")).unwrap();
+        assert_eq!(config.http.listen, Some("[::1]:9000".parse().unwrap()));
+        let config = load(&text("", "", "[http]\nlisten = \"0.0.0.0:9187\"")).unwrap();
+        assert_eq!(config.http.listen, Some("0.0.0.0:9187".parse().unwrap()));
+        let off = load(&text("", "", "[http]\nenabled = false")).unwrap();
+        assert_eq!(off.http.listen, None);
+    }
+
+    #[test]
+    fn http_listen_must_be_an_address_with_a_port() {
+        for bad in ["localhost:9187", "127.0.0.1", "9187", ""] {
+            let (key, problem) = invalid(&text("", "", &format!("[http]\nlisten = {bad:?}")));
+            assert_eq!(key, "http.listen");
+            assert_mentions(&problem, &["127.0.0.1:9187", &format!("{bad:?}")]);
+        }
+        let (key, problem) = invalid(&text("", "", "[http]\nlisten = \"127.0.0.1:0\""));
+        assert_eq!(key, "http.listen");
+        assert_mentions(&problem, &["port other than 0"]);
+    }
+
+    #[test]
+    fn http_unknown_key_is_refused() {
+        let err = load(&text("", "", "[http]\nport = 9187")).unwrap_err();
+        assert!(err.to_string().contains("port"), "{err}");
+    }
+
+    #[test]
+    fn logging_format_is_text_or_json() {
+        let config = load(&text("", "", "[logging]\nformat = \"json\"")).unwrap();
+        assert_eq!(config.logging.format, LogFormat::Json);
+        let (key, problem) = invalid(&text("", "", "[logging]\nformat = \"yaml\""));
+        assert_eq!(key, "logging.format");
+        assert_mentions(&problem, &["\"text\"", "\"json\"", "\"yaml\""]);
     }
 }

@@ -47,6 +47,8 @@ fn may_carry_secrets(metadata: &Metadata<'_>) -> bool {
         })
 }
 
+use crate::config::LogFormat;
+
 /// The room a record is about, from its `room` key-value.
 fn room_of(record: &Record<'_>) -> Option<String> {
     record
@@ -253,9 +255,37 @@ fn write_room_files(mut files: RoomFiles, queue: Receiver<Job>, dropped: Arc<Ato
     }
 }
 
+/// One JSON object for log shippers: `ts`, `level`, `target`, `room` (when the record is
+/// about a room), every other key-value of the record as a field, and `msg`.
+fn format_json(record: &Record<'_>) -> String {
+    /// Copies a record's key-values into the object as strings.
+    struct Fields<'a>(&'a mut serde_json::Map<String, serde_json::Value>);
+    impl<'kvs> log::kv::VisitSource<'kvs> for Fields<'_> {
+        fn visit_pair(
+            &mut self,
+            key: log::kv::Key<'kvs>,
+            value: log::kv::Value<'kvs>,
+        ) -> Result<(), log::kv::Error> {
+            self.0
+                .insert(key.as_str().to_owned(), value.to_string().into());
+            Ok(())
+        }
+    }
+    let mut object = serde_json::Map::new();
+    let ts = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.3fZ");
+    object.insert("ts".into(), ts.to_string().into());
+    object.insert("level".into(), record.level().as_str().into());
+    object.insert("target".into(), record.target().into());
+    let _ = record.key_values().visit(&mut Fields(&mut object));
+    object.insert("msg".into(), record.args().to_string().into());
+    serde_json::Value::Object(object).to_string()
+}
+
 /// The logger: standard error through `env_logger`'s filter, plus per-room files.
 struct HelpimLogger {
     filter: env_logger::Logger,
+    /// How lines on standard error look; room files are always text, for people.
+    format: LogFormat,
 }
 
 impl Log for HelpimLogger {
@@ -268,7 +298,10 @@ impl Log for HelpimLogger {
             return;
         }
         let line = format_line(record);
-        eprintln!("{line}");
+        match self.format {
+            LogFormat::Text => eprintln!("{line}"),
+            LogFormat::Json => eprintln!("{}", format_json(record)),
+        }
         if let (Some(files), Some(room)) = (ROOM_FILES.get(), room_of(record)) {
             files.append(room, line);
         }
@@ -287,6 +320,11 @@ impl Log for HelpimLogger {
 /// crates' `debug` and `trace` records are never printed (they may hold passwords and
 /// message bodies).
 pub fn init(level: LevelFilter, room_dir: Option<PathBuf>) {
+    init_with_format(level, room_dir, LogFormat::Text);
+}
+
+/// [`init`], with standard error written in `format` (`logging.format`).
+pub fn init_with_format(level: LevelFilter, room_dir: Option<PathBuf>, format: LogFormat) {
     let mut builder = env_logger::Builder::new();
     builder
         .filter_level(level)
@@ -304,7 +342,7 @@ pub fn init(level: LevelFilter, room_dir: Option<PathBuf>) {
             Err(error) => eprintln!("cannot start the room log writer: {error}"),
         }
     }
-    let logger = HelpimLogger { filter };
+    let logger = HelpimLogger { filter, format };
     if log::set_boxed_logger(Box::new(logger)).is_ok() {
         log::set_max_level(max);
     }
@@ -408,5 +446,39 @@ mod tests {
         assert_eq!(appender.sync(Duration::from_secs(5)), Some(4));
         appender.close("r0@muc");
         assert_eq!(appender.sync(Duration::from_secs(5)), Some(3));
+    }
+
+    #[test]
+    fn json_lines_carry_room_as_a_field() {
+        let room = "helpim-abc@conference.localhost";
+        let line = format_json(
+            &Record::builder()
+                .args(format_args!("entered \"quoted\"\nnext"))
+                .level(log::Level::Info)
+                .target("helpim_bot::actors::room")
+                .key_values(&[("room", room)])
+                .build(),
+        );
+        assert!(!line.contains('\n'), "one object per line: {line}");
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(value["room"], room);
+        assert_eq!(value["level"], "INFO");
+        assert_eq!(value["target"], "helpim_bot::actors::room");
+        assert_eq!(value["msg"], "entered \"quoted\"\nnext");
+        assert!(value["ts"].as_str().unwrap().ends_with('Z'));
+    }
+
+    #[test]
+    fn json_lines_without_room_have_no_room_field() {
+        let line = format_json(
+            &Record::builder()
+                .args(format_args!("starting"))
+                .level(log::Level::Warn)
+                .target("helpim_bot::app")
+                .build(),
+        );
+        let value: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert!(value.get("room").is_none());
+        assert_eq!(value["msg"], "starting");
     }
 }

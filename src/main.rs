@@ -103,6 +103,8 @@ enum Command {
 struct Failure {
     code: u8,
     error: anyhow::Error,
+    /// Already logged (as JSON, `logging.format = "json"`): not printed again as text.
+    logged: bool,
 }
 
 impl<E: Into<anyhow::Error>> From<E> for Failure {
@@ -110,6 +112,7 @@ impl<E: Into<anyhow::Error>> From<E> for Failure {
         Failure {
             code: 1,
             error: error.into(),
+            logged: false,
         }
     }
 }
@@ -118,6 +121,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
+        Err(failure) if failure.logged => ExitCode::from(failure.code),
         Err(failure) => {
             eprintln!("helpim-bot: error: {}", failure.error);
             for cause in failure.error.chain().skip(1) {
@@ -132,6 +136,7 @@ fn load(path: &std::path::Path) -> Result<Config, Failure> {
     Config::load(path).map_err(|e: ConfigError| Failure {
         code: 2,
         error: e.into(),
+        logged: false,
     })
 }
 
@@ -144,18 +149,36 @@ fn run(cli: Cli) -> Result<(), Failure> {
             Ok(())
         }
         Command::Run => {
-            helpim_bot::logging::init(config.logging.level, config.logging.room_dir.clone());
-            let result = actix_rt::System::new().block_on(helpim_bot::app::run_with(
+            helpim_bot::logging::init_with_format(
+                config.logging.level,
+                config.logging.room_dir.clone(),
+                config.logging.format,
+            );
+            let json = config.logging.format == helpim_bot::config::LogFormat::Json;
+            let ran = actix_rt::System::new().block_on(helpim_bot::app::run_with(
                 config,
                 helpim_bot::app::RunOptions {
                     standby: cli.standby,
                 },
                 shutdown_signal(),
             ));
+            let result = match ran {
+                Ok(()) => Ok(()),
+                // A log shipper reads one JSON object per line: the last words too.
+                Err(error) if json => {
+                    let error = anyhow::Error::new(error);
+                    log::error!("helpim-bot: error: {error:#}");
+                    Err(Failure {
+                        code: 1,
+                        error,
+                        logged: true,
+                    })
+                }
+                Err(error) => Err(error.into()),
+            };
             // Room log files are written by a thread of their own: let it finish.
             log::logger().flush();
-            result?;
-            Ok(())
+            result
         }
         Command::Migrate => block_on(async {
             helpim_bot::app::open_store(&config).await?;
@@ -242,6 +265,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 error: anyhow::Error::new(err).context(format!(
                     "unhealthy: {bot_jid}: cannot read its lease from the database"
                 )),
+                logged: false,
             })?;
             if report.is_healthy() {
                 println!("{report}");
@@ -250,6 +274,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Err(Failure {
                     code: 1,
                     error: anyhow::anyhow!("{report}"),
+                    logged: false,
                 })
             }
         }),
@@ -285,6 +310,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 Err(error @ ClaimError::NoneAvailable(_)) => Err(Failure {
                     code: 3,
                     error: error.into(),
+                    logged: false,
                 }),
                 Err(error) => Err(error.into()),
             }
@@ -299,6 +325,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 return Err(Failure {
                     code: 1,
                     error: anyhow::anyhow!("no room {room:?} in the database"),
+                    logged: false,
                 });
             };
             println!("room {} ({}), now {}", found.jid, found.id, found.status);

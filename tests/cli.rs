@@ -28,8 +28,11 @@ fn write_config(
         format!(
             "[xmpp]\njid = \"helpim-bot@localhost\"\npassword = \"{password}\"\nhost = \"127.0.0.1\"\n\
              port = {port}\ntls = \"none\"\n[muc]\nservice = \"conference.localhost\"\n\
-             [database]\nurl = \"sqlite://{}/bot.sqlite\"\n{extra}\n",
-            dir.display()
+             [database]\nurl = \"sqlite://{}/bot.sqlite\"\n\
+             [http]\nlisten = \"127.0.0.1:{http}\"\n{extra}\n",
+            dir.display(),
+            // The listener is on by default; tests run in parallel: a port of its own.
+            http = common::server::pick_port(),
         ),
     )
     .unwrap();

@@ -265,6 +265,7 @@ impl PoolActor {
             };
             self.creating += 1;
             self.slots.push_back(slot);
+            crate::throttle::creation_started();
             let room = RoomActor::new_room(template.clone(), &s.service, &s.room_prefix);
             self.supervisor.do_send(SpawnRoom(room));
         }
@@ -413,6 +414,8 @@ impl Handler<RoomFinished> for PoolActor {
 
     fn handle(&mut self, msg: RoomFinished, ctx: &mut Self::Context) {
         if msg.ready {
+            crate::metrics::metrics().rooms_created.inc();
+            crate::throttle::creation_finished();
             self.creation_ended();
             self.failures = 0;
             self.retry_at = None;
@@ -426,6 +429,8 @@ impl Handler<CreationFailed> for PoolActor {
     type Result = ();
 
     fn handle(&mut self, _: CreationFailed, ctx: &mut Self::Context) {
+        crate::metrics::metrics().room_creation_failures.inc();
+        crate::throttle::creation_failed();
         self.creation_ended();
         let now = Instant::now();
         // Creations that were already in flight when the backoff began fail for the same

@@ -81,6 +81,8 @@ pub struct SupervisorActor {
     rejoining: VecDeque<(Instant, WindowSlot)>,
     /// A wait for a slot is running (one at a time, so that entries keep their order).
     acquiring: bool,
+    /// The operator was told that ejabberd's `max_user_conferences` refuses joins (once).
+    told_max_conferences: bool,
 }
 
 /// A room that must enter its room again, waiting for a slot of the window.
@@ -128,6 +130,7 @@ impl SupervisorActor {
             entries: VecDeque::new(),
             rejoining: VecDeque::new(),
             acquiring: false,
+            told_max_conferences: false,
             pool_settings,
         }
     }
@@ -227,7 +230,12 @@ impl SupervisorActor {
         let server = Jid::from(jid::BareJid::from_parts(None, self.bot_jid.domain()));
         let ping = async move {
             let ping = Element::builder("ping", xmpp_parsers::ns::PING).build();
-            xmpp.get(server, ping).await
+            let sent = std::time::Instant::now();
+            let answer = xmpp.get(server, ping).await;
+            if answer.is_ok() {
+                crate::throttle::record_ping(sent.elapsed());
+            }
+            answer
         };
         ctx.spawn(ping.into_actor(self).map(|answer, act, ctx| match answer {
             // Any answer, even an error, shows the connection is alive.
@@ -350,6 +358,7 @@ impl SupervisorActor {
         if self.recovering == 0
             && let Some(pool) = &self.pool
         {
+            crate::metrics::metrics().set_recovery_done();
             // Up first, then new rooms: a room that is ready can be claimed at once.
             let pool = pool.clone();
             let up = self.session_recorder(true);
@@ -382,6 +391,17 @@ impl SupervisorActor {
             return;
         };
         let room = from.to_bare();
+        if !self.told_max_conferences && too_many_conferences(&presence) {
+            self.told_max_conferences = true;
+            log::error!(
+                room = room.as_str();
+                "the XMPP server refused the bot a room because its account {} is in too many \
+                 rooms at once: raise ejabberd's mod_muc option max_user_conferences (default \
+                 100) above pool.max_rooms ({}) and reload ejabberd",
+                self.bot_jid,
+                self.pool_settings.max_rooms
+            );
+        }
         let Some(addr) = self.rooms.get(&room) else {
             log::debug!("presence from {from}, which is no room of ours: ignored");
             return;
@@ -456,6 +476,27 @@ impl SupervisorActor {
     }
 }
 
+/// Whether `presence` is ejabberd's refusal of a join because the account is already in
+/// `max_user_conferences` rooms: `resource-constraint` with the text "You have joined too
+/// many conferences" (Prosody has no such limit).
+fn too_many_conferences(presence: &Presence) -> bool {
+    const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+    presence.type_ == xmpp_parsers::presence::Type::Error
+        && presence
+            .payloads
+            .iter()
+            .filter(|e| e.name() == "error")
+            .any(|error| {
+                error.get_child("resource-constraint", NS_STANZAS).is_some()
+                    && error.children().any(|c| {
+                        c.is("text", NS_STANZAS)
+                            && c.text()
+                                .to_ascii_lowercase()
+                                .contains("too many conferences")
+                    })
+            })
+}
+
 fn feature(var: &str) -> Element {
     Element::builder("feature", NS_DISCO_INFO)
         .attr(minidom::rxml::xml_ncname!("var").to_owned(), var)
@@ -495,6 +536,9 @@ impl Actor for SupervisorActor {
             act.expire_rejoin_slots();
         });
         if let Some(every) = self.server_ping {
+            // One at once too, while the connection is still quiet: the round trip the
+            // throttling check compares room creations with.
+            self.ping_server(ctx);
             ctx.run_interval(every, |act, ctx| act.ping_server(ctx));
         }
     }
@@ -504,6 +548,8 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
     fn handle(&mut self, event: XmppEvent, ctx: &mut Self::Context) {
         match event {
             XmppEvent::Online { bound_jid, .. } => {
+                crate::metrics::metrics().set_session_up(true);
+                crate::metrics::metrics().reconnects.inc();
                 log::warn!(
                     "new XMPP session as {bound_jid}: rejoining {} room(s)",
                     self.rooms.len()
@@ -525,8 +571,12 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                     pool.do_send(super::pool::Replenish);
                 }
             }
-            XmppEvent::Resumed => self.record_session(self.recovering == 0),
+            XmppEvent::Resumed => {
+                crate::metrics::metrics().set_session_up(true);
+                self.record_session(self.recovering == 0)
+            }
             XmppEvent::Suspended => {
+                crate::metrics::metrics().set_session_up(false);
                 log::warn!("XMPP connection lost; reconnecting");
                 // At once: rooms may be gone with the session, and nobody watches them.
                 self.record_session(false);
@@ -536,8 +586,13 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
             }
             XmppEvent::LoginFailed { error, .. } => log::warn!("XMPP reconnect failed: {error}"),
             XmppEvent::Stanza(stanza) => self.stanza(*stanza),
-            XmppEvent::Closed if self.shutting_down => {}
-            XmppEvent::Closed => self.give_up(Fatal::StreamEnded, ctx),
+            XmppEvent::Closed if self.shutting_down => {
+                crate::metrics::metrics().set_session_up(false)
+            }
+            XmppEvent::Closed => {
+                crate::metrics::metrics().set_session_up(false);
+                self.give_up(Fatal::StreamEnded, ctx)
+            }
         }
     }
 
@@ -647,5 +702,51 @@ impl Handler<Shutdown> for SupervisorActor {
             .into_actor(self)
             .map(|(), _, ctx| ctx.stop()),
         )
+    }
+}
+
+/// Is the bot healthy? Answered by the supervisor itself, so that an answer also proves its
+/// mailbox is being processed (the systemd watchdog asks this; a wedged actor system does
+/// not answer and gets the process restarted).
+#[derive(Message, Debug)]
+#[rtype(result = "bool")]
+pub struct Alive;
+
+impl Handler<Alive> for SupervisorActor {
+    type Result = bool;
+
+    fn handle(&mut self, _: Alive, _: &mut Self::Context) -> bool {
+        !self.shutting_down && crate::metrics::metrics().not_ready().is_none()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn presence(xml: &str) -> Presence {
+        let element: Element = xml.parse().unwrap();
+        Presence::try_from(element).unwrap()
+    }
+
+    #[test]
+    fn ejabberds_max_user_conferences_refusal_is_recognised() {
+        let refusal = presence(
+            "<presence xmlns='jabber:client' from='helpim-a@conference.localhost/HelpIM' \
+             to='bot@localhost/r' type='error'><error type='wait'><resource-constraint \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>You have joined too many \
+             conferences</text></error></presence>",
+        );
+        assert!(too_many_conferences(&refusal));
+        // A full room is another resource-constraint: not this.
+        let full = presence(
+            "<presence xmlns='jabber:client' from='helpim-a@conference.localhost/HelpIM' \
+             to='bot@localhost/r' type='error'><error type='wait'><resource-constraint \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/><text xml:lang='en' \
+             xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>Too many users in this \
+             conference</text></error></presence>",
+        );
+        assert!(!too_many_conferences(&full));
     }
 }

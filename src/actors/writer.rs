@@ -15,6 +15,7 @@ use futures::channel::{mpsc, oneshot};
 use actix::Recipient;
 
 use super::pool::Replenish;
+use crate::metrics::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};
 
 /// The sending side of a room's write queue.
@@ -49,7 +50,9 @@ impl RoomWriter {
     pub fn push(&self, change: RoomChange) {
         if let Some(queue) = &self.queue {
             // The task lives until the queue is closed, so this cannot fail before `finish`.
-            let _ = queue.unbounded_send(change);
+            if queue.unbounded_send(change).is_ok() {
+                crate::metrics::metrics().pending_writes.inc();
+            }
         }
     }
 
@@ -73,16 +76,35 @@ async fn write_in_order(
     retry_max: Duration,
     written: Recipient<Replenish>,
 ) {
+    let metrics = crate::metrics::metrics();
+    // Set from the first change: a room that was not `available` any more (recovered after
+    // a restart) has its entries in the history, read once.
+    let mut clock: Option<ChatClock> = None;
     while let Some(change) = changes.next().await {
+        let clock = match &mut clock {
+            Some(clock) => clock,
+            None if ChatClock::needs_history(&change) => {
+                let events = store.events(change.room_id).await.unwrap_or_else(|error| {
+                    log::warn!(room = room.as_str();
+                        "cannot read the room's history for its wait and chat times: {error}");
+                    Vec::new()
+                });
+                clock.insert(ChatClock::from_history(&events))
+            }
+            None => clock.insert(ChatClock::default()),
+        };
         let mut delay = Duration::from_millis(100);
         loop {
             match store.apply(&change).await {
                 Ok(()) => {
+                    metrics.observe_commit(&change, chrono::Utc::now());
+                    ChatClock::record(clock.on_commit(&change), metrics);
                     written.do_send(Replenish);
                     break;
                 }
                 Err(StoreError::Conflict { .. }) | Err(StoreError::BadRow { .. }) => {
                     // Not transient: somebody else changed the row. Retrying cannot help.
+                    metrics.write_conflicts.inc();
                     log::error!(room = room.as_str();
                         "database row disagrees with the bot; change {} {}→{} not written",
                         change.kind, change.from, change.to);
@@ -91,10 +113,12 @@ async fn write_in_order(
                 Err(error) => {
                     log::warn!(room = room.as_str();
                         "database write failed ({error}); retrying in {delay:?}");
+                    metrics.write_retries.inc();
                     tokio::time::sleep(delay).await;
                     delay = (delay * 2).min(retry_max);
                 }
             }
         }
+        metrics.pending_writes.dec();
     }
 }

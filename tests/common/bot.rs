@@ -134,6 +134,7 @@ room_dir = "{room_dir}"
 # A killed bot's successor takes over after this (tests restart bots).
 lease_secs = 3
 {extra}
+{http}
 "#,
                 port = options.port.unwrap_or_else(|| server.port()),
                 muc = options
@@ -151,6 +152,16 @@ lease_secs = 3
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),
                 extra = options.extra.replace("[timeouts]\n", ""),
+                // The HTTP listener is on (the production default), on a port of its own
+                // since tests run in parallel; a test that configures [http] itself wins.
+                http = if options.extra.contains("[http]") {
+                    String::new()
+                } else {
+                    format!(
+                        "[http]\nlisten = \"127.0.0.1:{}\"",
+                        super::server::pick_port()
+                    )
+                },
             ),
         )
         .expect("write the bot config");

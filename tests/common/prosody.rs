@@ -24,6 +24,12 @@ const TEMPLATE: &str = concat!(
     "/config/prosody/prosody.cfg.lua.in"
 );
 
+/// Debian's stock configuration, made runnable on loopback ([`TestProsody::start_stock`]).
+const STOCK_TEMPLATE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/config/prosody/prosody-stock.cfg.lua.in"
+);
+
 const NOT_INSTALLED: &str = "Prosody is not installed: run `apt-get install -y prosody`";
 
 /// How long `prosodyctl` may take.
@@ -123,6 +129,40 @@ impl TestProsody {
             "Prosody could not bind a free port in {PORT_ATTEMPTS} attempts\n{}",
             server.log_tail(30)
         );
+    }
+
+    /// Starts a server configured as Debian ships Prosody
+    /// (`config/prosody/prosody-stock.cfg.lua.in`: `limits` with c2s at 10 kB/s, `smacks`
+    /// with 600 s of hibernation, a room cache of 100), with `unlimited` (bare JIDs) exempt
+    /// from the limits.
+    pub fn start_stock(unlimited: &[&str]) -> TestProsody {
+        let mut server = Self::start();
+        server.stop();
+        let data_dir = server.dir.path().join("data");
+        let values = [
+            ("@PORT@", server.port.to_string()),
+            ("@DATA_DIR@", lua_path(&data_dir)),
+            (
+                "@PID_FILE@",
+                lua_path(&server.dir.path().join("prosody.pid")),
+            ),
+            ("@LOG_FILE@", lua_path(server.process.log_file())),
+            ("@LOG_LEVEL@", log_level(LOG_LEVEL_ENV).to_owned()),
+            ("@MUC_DOMAIN@", server.muc_domain.clone()),
+            ("@DOMAIN@", server.domain.clone()),
+            (
+                "@UNLIMITED_JIDS@",
+                unlimited
+                    .iter()
+                    .map(|jid| format!("{jid:?}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            ),
+        ];
+        let config = substitute(STOCK_TEMPLATE, "Prosody", "--", &values);
+        fs::write(&server.config_file, config).expect("cannot write the Prosody config");
+        server.start_again();
+        server
     }
 
     /// Restarts a stopped server on the same port with the same data (accounts and

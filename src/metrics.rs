@@ -1,0 +1,863 @@
+//! The bot's Prometheus metrics: one process-wide registry that the actors update and the
+//! HTTP listener encodes (OpenMetrics text, see [`crate::http`]).
+//!
+//! Names start with `helpim_`, use base units (seconds) and counters end in `_total`. No
+//! label ever carries a room JID, a nick or any other free text: every label value comes
+//! from a closed set (a [`RoomStatus`], a [`CloseReason`], a [`Role`], a [`KickReason`]),
+//! so the number of series is bounded whatever people do.
+//!
+//! Where each metric is observed:
+//! - the per-room writer ([`crate::actors::writer`]) sees every committed [`RoomChange`]:
+//!   transitions, closes, kicks, the presence-to-commit latency, staff waits and chat
+//!   durations ([`ChatClock`]), pending writes and write retries;
+//! - the supervisor and [`crate::app`]: the XMPP session, reconnects, the lease, recovery;
+//! - the pool: rooms created and failed creations;
+//! - at scrape time, from the database ([`Metrics::refresh`]): rooms by status, ready rooms
+//!   beside their target, and claims and claim expiries (the web application claims rooms in
+//!   its own process, so the `room_event` history is the only place the bot can see them).
+//!
+//! The registry is process-wide ([`metrics`]) rather than passed down: the room actor
+//! starts its writer without knowing about metrics, and one bot runs per process.
+
+use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use chrono::{DateTime, Utc};
+use entity::{room, room_event};
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::info::Info;
+use prometheus_client::registry::{Registry, Unit};
+use sea_orm::sea_query::{Expr, ExprTrait, Query};
+use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
+
+use crate::model::{CloseReason, EventKind, Role, RoomStatus};
+use crate::store::{RoomChange, RoomEvent, Store, StoreError};
+
+/// The `Content-Type` of [`Metrics::encode`]'s output.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Buckets of the presence-to-commit latency, in seconds: fine below 20 ms, where the
+/// goals of the performance work lie (p99 at most 10 ms), coarse up to a database outage.
+const LATENCY_BUCKETS: [f64; 15] = [
+    0.0005, 0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Buckets of how long staff wait for a client, in seconds (up to two hours).
+const STAFF_WAIT_BUCKETS: [f64; 12] = [
+    5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 900.0, 1800.0, 2700.0, 3600.0, 7200.0,
+];
+
+/// Buckets of how long a chat lasts, from the client's entry to the close, in seconds.
+const CHAT_BUCKETS: [f64; 11] = [
+    60.0, 300.0, 600.0, 900.0, 1200.0, 1800.0, 2700.0, 3600.0, 5400.0, 7200.0, 10800.0,
+];
+
+/// Labels of a status transition.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TransitionLabels {
+    /// The status before.
+    pub from: &'static str,
+    /// The status after.
+    pub to: &'static str,
+}
+
+/// A `reason` label from a closed set.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ReasonLabel {
+    /// The reason's contract string.
+    pub reason: &'static str,
+}
+
+/// A `role` label (`staff` or `client`).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RoleLabel {
+    /// The role's contract string.
+    pub role: &'static str,
+}
+
+/// A `status` label.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StatusLabel {
+    /// The status's contract string.
+    pub status: &'static str,
+}
+
+/// Why the bot kicked somebody, as a bounded label value; derived from the kick's event
+/// detail (the text the person was shown), never the text itself.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KickReason {
+    /// The person had no claim for the room (`muc.require_claims`).
+    NotAssigned,
+    /// The chat had ended (`one_left`): nobody new may enter.
+    ChatEnded,
+    /// The person entered before the room was recorded (not an event of the history).
+    NotOpen,
+    /// The room already had its two people.
+    Full,
+    /// Any other reason.
+    Other,
+}
+
+impl KickReason {
+    /// Every value, for initialising the counters.
+    pub const ALL: [KickReason; 5] = [
+        KickReason::NotAssigned,
+        KickReason::ChatEnded,
+        KickReason::NotOpen,
+        KickReason::Full,
+        KickReason::Other,
+    ];
+
+    /// The label value.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            KickReason::NotAssigned => "not_assigned",
+            KickReason::ChatEnded => "chat_ended",
+            KickReason::NotOpen => "not_open",
+            KickReason::Full => "full",
+            KickReason::Other => "other",
+        }
+    }
+
+    /// The reason of a kick from its event detail (the lifecycle's kick texts).
+    pub fn from_detail(detail: &str) -> KickReason {
+        let detail = detail.to_ascii_lowercase();
+        if detail.contains("not been assigned") || detail.contains("claim") {
+            KickReason::NotAssigned
+        } else if detail.contains("ended") {
+            KickReason::ChatEnded
+        } else if detail.contains("full") {
+            KickReason::Full
+        } else {
+            KickReason::Other
+        }
+    }
+}
+
+/// Every metric of the bot, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// `helpim_transitions_total{from,to}`: committed status changes (from ≠ to).
+    pub transitions: Family<TransitionLabels, Counter>,
+    /// `helpim_closes_total{reason}`: rooms closed, by close reason.
+    pub closes: Family<ReasonLabel, Counter>,
+    /// `helpim_kicks_total{reason}`: people the bot kicked.
+    pub kicks: Family<ReasonLabel, Counter>,
+    /// `helpim_claims_total{role}`: claims made (by the web application or the CLI).
+    pub claims: Family<RoleLabel, Counter>,
+    /// `helpim_claim_expiries_total{role}`: claims released because nobody used them.
+    pub claim_expiries: Family<RoleLabel, Counter>,
+    /// `helpim_staff_wait_seconds`: from the staff member's entry to the client's.
+    pub staff_wait: Histogram,
+    /// `helpim_chat_duration_seconds`: from the client's entry to the room's close.
+    pub chat_duration: Histogram,
+    /// `helpim_presence_to_commit_seconds`: from the bot handling a person's presence to
+    /// the commit of the resulting row.
+    pub presence_to_commit: Histogram,
+    /// `helpim_pending_writes`: room changes queued and not yet committed.
+    pub pending_writes: Gauge,
+    /// `helpim_write_retries_total`: database writes retried after a transient failure.
+    pub write_retries: Counter,
+    /// `helpim_write_conflicts_total`: changes dropped because the row disagreed.
+    pub write_conflicts: Counter,
+    /// `helpim_xmpp_session_up`: 1 while the XMPP session is online.
+    pub xmpp_session_up: Gauge,
+    /// `helpim_reconnects_total`: new XMPP sessions after the first.
+    pub reconnects: Counter,
+    /// `helpim_lease_held`: 1 while this process holds (and renews) the bot JID's lease.
+    pub lease_held: Gauge,
+    /// `helpim_recovery_done`: 1 once the recorded rooms are accounted for after start-up.
+    pub recovery_done: Gauge,
+    /// `helpim_rooms{status}`: this bot's rooms that are not closed, by status.
+    pub rooms: Family<StatusLabel, Gauge>,
+    /// `helpim_pool_ready_rooms`: rooms available and unclaimed.
+    pub pool_ready: Gauge,
+    /// `helpim_pool_target_ready_rooms`: `pool.available`.
+    pub pool_target: Gauge,
+    /// `helpim_pool_max_rooms`: `pool.max_rooms`.
+    pub pool_max: Gauge,
+    /// `helpim_rooms_created_total`: rooms configured and recorded as available.
+    pub rooms_created: Counter,
+    /// `helpim_room_creation_failures_total`: creations that failed and were cleaned up.
+    pub room_creation_failures: Counter,
+    /// Set once shutdown began: readiness fails from then on (not exported).
+    stopping: AtomicBool,
+    /// The last `room_event` id already counted into the claim counters; `None` before
+    /// [`Metrics::start_counting_claims`].
+    claim_watermark: tokio::sync::Mutex<Option<i64>>,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+/// The process-wide metrics.
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The metrics of this process.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+/// A 0/1 gauge value.
+fn flag(on: bool) -> i64 {
+    i64::from(on)
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A fresh registry with every metric registered (and labelled counters at zero).
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("helpim");
+        let m = Metrics {
+            registry: Registry::default(),
+            transitions: Family::default(),
+            closes: Family::default(),
+            kicks: Family::default(),
+            claims: Family::default(),
+            claim_expiries: Family::default(),
+            staff_wait: Histogram::new(STAFF_WAIT_BUCKETS),
+            chat_duration: Histogram::new(CHAT_BUCKETS),
+            presence_to_commit: Histogram::new(LATENCY_BUCKETS),
+            pending_writes: Gauge::default(),
+            write_retries: Counter::default(),
+            write_conflicts: Counter::default(),
+            xmpp_session_up: Gauge::default(),
+            reconnects: Counter::default(),
+            lease_held: Gauge::default(),
+            recovery_done: Gauge::default(),
+            rooms: Family::default(),
+            pool_ready: Gauge::default(),
+            pool_target: Gauge::default(),
+            pool_max: Gauge::default(),
+            rooms_created: Counter::default(),
+            room_creation_failures: Counter::default(),
+            stopping: AtomicBool::new(false),
+            claim_watermark: tokio::sync::Mutex::new(None),
+        };
+        for reason in CloseReason::ALL {
+            let _ = m.closes.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
+        for reason in KickReason::ALL {
+            let _ = m.kicks.get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            });
+        }
+        for role in [Role::Staff, Role::Client] {
+            let label = RoleLabel {
+                role: role.as_str(),
+            };
+            let _ = m.claims.get_or_create(&label);
+            let _ = m.claim_expiries.get_or_create(&label);
+        }
+        for status in RoomStatus::ALL.iter().filter(|s| **s != RoomStatus::Closed) {
+            let _ = m.rooms.get_or_create(&StatusLabel {
+                status: status.as_str(),
+            });
+        }
+
+        registry.register(
+            "build",
+            "Version of the running helpim-bot",
+            Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
+        );
+        registry.register(
+            "transitions",
+            "Room status changes committed to the database",
+            m.transitions.clone(),
+        );
+        registry.register("closes", "Rooms closed, by reason", m.closes.clone());
+        registry.register(
+            "kicks",
+            "People the bot kicked out of a room, by reason",
+            m.kicks.clone(),
+        );
+        registry.register(
+            "claims",
+            "Rooms claimed by the web application, by role",
+            m.claims.clone(),
+        );
+        registry.register(
+            "claim_expiries",
+            "Claims released because nobody used them in time, by role",
+            m.claim_expiries.clone(),
+        );
+        registry.register_with_unit(
+            "staff_wait",
+            "How long staff waited for a client, from entry to the client's entry",
+            Unit::Seconds,
+            m.staff_wait.clone(),
+        );
+        registry.register_with_unit(
+            "chat_duration",
+            "How long chats lasted, from the client's entry to the close",
+            Unit::Seconds,
+            m.chat_duration.clone(),
+        );
+        registry.register_with_unit(
+            "presence_to_commit",
+            "From the bot handling a person's presence to the commit of its row",
+            Unit::Seconds,
+            m.presence_to_commit.clone(),
+        );
+        registry.register(
+            "pending_writes",
+            "Room changes queued for the database and not yet committed",
+            m.pending_writes.clone(),
+        );
+        registry.register(
+            "write_retries",
+            "Database writes retried after a transient failure",
+            m.write_retries.clone(),
+        );
+        registry.register(
+            "write_conflicts",
+            "Room changes not written because the row disagreed with the bot",
+            m.write_conflicts.clone(),
+        );
+        registry.register(
+            "xmpp_session_up",
+            "1 while the XMPP session is online",
+            m.xmpp_session_up.clone(),
+        );
+        registry.register(
+            "reconnects",
+            "New XMPP sessions after the first one",
+            m.reconnects.clone(),
+        );
+        registry.register(
+            "lease_held",
+            "1 while this process holds the lease on its bot JID",
+            m.lease_held.clone(),
+        );
+        registry.register(
+            "recovery_done",
+            "1 once the rooms recorded before start-up are accounted for",
+            m.recovery_done.clone(),
+        );
+        registry.register(
+            "rooms",
+            "This bot's rooms that are not closed, by status",
+            m.rooms.clone(),
+        );
+        registry.register(
+            "pool_ready_rooms",
+            "Rooms available and not claimed: what the web application can hand out",
+            m.pool_ready.clone(),
+        );
+        registry.register(
+            "pool_target_ready_rooms",
+            "Ready rooms the pool keeps (pool.available)",
+            m.pool_target.clone(),
+        );
+        registry.register(
+            "pool_max_rooms",
+            "Most open rooms the pool may have (pool.max_rooms)",
+            m.pool_max.clone(),
+        );
+        registry.register(
+            "rooms_created",
+            "Rooms configured on the server and recorded as available",
+            m.rooms_created.clone(),
+        );
+        registry.register(
+            "room_creation_failures",
+            "Room creations that failed",
+            m.room_creation_failures.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The registry as OpenMetrics text (ends with `# EOF`).
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String cannot fail");
+        text
+    }
+
+    /// Counts one committed room change: transition, close, kick and, for a change about a
+    /// person, the latency from the presence (`change.at`) to `committed`.
+    pub fn observe_commit(&self, change: &RoomChange, committed: DateTime<Utc>) {
+        if change.from != change.to {
+            self.transitions
+                .get_or_create(&TransitionLabels {
+                    from: change.from.as_str(),
+                    to: change.to.as_str(),
+                })
+                .inc();
+            if change.to == RoomStatus::Closed {
+                let reason = change.close_reason.map_or("unknown", CloseReason::as_str);
+                self.closes.get_or_create(&ReasonLabel { reason }).inc();
+            }
+        }
+        if change.kind == EventKind::Kicked {
+            let reason = KickReason::from_detail(&change.detail).as_str();
+            self.kicks.get_or_create(&ReasonLabel { reason }).inc();
+        }
+        // A change naming a person was caused by that person's presence; a timeout or a
+        // shutdown names nobody.
+        if change.nick.is_some() {
+            let latency = (committed - change.at).to_std().unwrap_or_default();
+            self.presence_to_commit.observe(latency.as_secs_f64());
+        }
+    }
+
+    /// Counts a kick that is not recorded as an event (the writer counts the others).
+    pub fn count_kick(&self, reason: KickReason) {
+        self.kicks
+            .get_or_create(&ReasonLabel {
+                reason: reason.as_str(),
+            })
+            .inc();
+    }
+
+    /// Sets the pool's configured sizes (exported beside the ready rooms).
+    pub fn set_pool_target(&self, available: u32, max_rooms: u32) {
+        self.pool_target.set(i64::from(available));
+        self.pool_max.set(i64::from(max_rooms));
+    }
+
+    /// Records whether the XMPP session is online.
+    pub fn set_session_up(&self, up: bool) {
+        self.xmpp_session_up.set(flag(up));
+    }
+
+    /// Records whether this process holds its lease.
+    pub fn set_lease_held(&self, held: bool) {
+        self.lease_held.set(flag(held));
+    }
+
+    /// Records that the recorded rooms are accounted for after start-up.
+    pub fn set_recovery_done(&self) {
+        self.recovery_done.set(1);
+    }
+
+    /// Records that the bot is shutting down: it is no longer ready.
+    pub fn set_stopping(&self) {
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+
+    /// What readiness lacks, as one line for people; `None` when ready. The database is
+    /// checked separately (it needs a round trip).
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.stopping.load(Ordering::Relaxed) {
+            Some("shutting down")
+        } else if self.lease_held.get() != 1 {
+            Some("the lease on the bot JID is not held")
+        } else if self.xmpp_session_up.get() != 1 {
+            Some("the XMPP session is not up")
+        } else if self.recovery_done.get() != 1 {
+            Some("the recorded rooms are still being recovered")
+        } else {
+            None
+        }
+    }
+
+    /// Starts counting claims from now on: claims recorded before this process started
+    /// are not counted (counters start at zero with the process, as Prometheus expects).
+    pub async fn start_counting_claims(&self, store: &Store) -> Result<(), StoreError> {
+        let newest = room_event::Entity::find()
+            .select_only()
+            .column_as(Expr::col(room_event::Column::Id).max(), "max_id")
+            .into_tuple::<Option<i64>>()
+            .one(store.connection())
+            .await?
+            .flatten();
+        *self.claim_watermark.lock().await = Some(newest.unwrap_or(0));
+        Ok(())
+    }
+
+    /// Brings the database-derived metrics up to date for `bot_jid`: rooms by status, ready
+    /// rooms, and the claims and claim expiries recorded since the last refresh.
+    ///
+    /// Claims are read from `room_event` by id above a watermark; with PostgreSQL, an event
+    /// whose transaction commits after a later id was already read is missed (rare: the
+    /// window is one scrape and one concurrent claim).
+    pub async fn refresh(&self, store: &Store, bot_jid: &str) -> Result<(), StoreError> {
+        let db = store.connection();
+        let by_status: Vec<(String, i64)> = room::Entity::find()
+            .select_only()
+            .column(room::Column::Status)
+            .column_as(Expr::col(room::Column::Id).count(), "n")
+            .filter(room::Column::BotJid.eq(bot_jid))
+            .filter(room::Column::Status.ne(RoomStatus::Closed.as_str()))
+            .group_by(room::Column::Status)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for status in RoomStatus::ALL.iter().filter(|s| **s != RoomStatus::Closed) {
+            let n = by_status
+                .iter()
+                .find(|(s, _)| s == status.as_str())
+                .map_or(0, |(_, n)| *n);
+            self.rooms
+                .get_or_create(&StatusLabel {
+                    status: status.as_str(),
+                })
+                .set(n);
+        }
+        let counts = store.pool_counts(bot_jid).await?;
+        self.pool_ready
+            .set(i64::try_from(counts.ready).unwrap_or(i64::MAX));
+
+        let mut watermark = self.claim_watermark.lock().await;
+        let Some(after) = *watermark else {
+            return Ok(());
+        };
+        let mine = Query::select()
+            .column(room::Column::Id)
+            .from(room::Entity)
+            .and_where(Expr::col(room::Column::BotJid).eq(bot_jid))
+            .to_owned();
+        let kinds = [
+            EventKind::StaffClaimed,
+            EventKind::ClientClaimed,
+            EventKind::ClaimExpired,
+        ]
+        .map(EventKind::as_str);
+        let rows: Vec<(i64, String, Option<String>)> = room_event::Entity::find()
+            .select_only()
+            .column(room_event::Column::Id)
+            .column(room_event::Column::Kind)
+            .column(room_event::Column::Role)
+            .filter(room_event::Column::Id.gt(after))
+            .filter(room_event::Column::Kind.is_in(kinds))
+            .filter(room_event::Column::RoomId.in_subquery(mine))
+            .order_by_asc(room_event::Column::Id)
+            .into_tuple()
+            .all(db)
+            .await?;
+        for (id, kind, role) in rows {
+            *watermark = Some(id);
+            let role = match (kind.as_str(), role.as_deref()) {
+                (_, Some("client")) => Role::Client,
+                (_, Some("staff")) => Role::Staff,
+                ("client_claimed", _) => Role::Client,
+                _ => Role::Staff,
+            };
+            let label = RoleLabel {
+                role: role.as_str(),
+            };
+            if kind == EventKind::ClaimExpired.as_str() {
+                self.claim_expiries.get_or_create(&label).inc();
+            } else {
+                self.claims.get_or_create(&label).inc();
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What one room's writer remembers to measure staff waits and chat durations: when the
+/// staff member and the client first entered. Pure, so it is unit-tested without a writer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatClock {
+    /// When the staff member first entered.
+    staff_entered: Option<DateTime<Utc>>,
+    /// When the client first entered.
+    client_entered: Option<DateTime<Utc>>,
+}
+
+/// Durations completed by one change, in seconds.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChatDurations {
+    /// The staff wait that ended with this change (the client entered).
+    pub staff_wait: Option<f64>,
+    /// The chat that ended with this change (the room closed).
+    pub chat: Option<f64>,
+}
+
+impl ChatClock {
+    /// Whether a writer whose first change is `first` must read the room's history to
+    /// know when people entered: only a room that was not `available` has one to read.
+    pub fn needs_history(first: &RoomChange) -> bool {
+        first.from != RoomStatus::Available
+    }
+
+    /// A clock set from a room's recorded history (a room recovered after a restart).
+    pub fn from_history(events: &[RoomEvent]) -> ChatClock {
+        let mut clock = ChatClock::default();
+        for event in events {
+            clock.entered(event.kind, event.role, event.at);
+        }
+        clock
+    }
+
+    fn entered(&mut self, kind: EventKind, role: Option<Role>, at: DateTime<Utc>) {
+        if kind != EventKind::Entered {
+            return;
+        }
+        match role {
+            Some(Role::Staff) if self.staff_entered.is_none() => self.staff_entered = Some(at),
+            Some(Role::Client) if self.client_entered.is_none() => self.client_entered = Some(at),
+            _ => {}
+        }
+    }
+
+    /// Takes one committed change into account; returns the durations it completes.
+    pub fn on_commit(&mut self, change: &RoomChange) -> ChatDurations {
+        let secs = |from: DateTime<Utc>, to: DateTime<Utc>| {
+            (to - from).to_std().unwrap_or_default().as_secs_f64()
+        };
+        let mut done = ChatDurations::default();
+        let first_client = change.kind == EventKind::Entered
+            && change.role == Some(Role::Client)
+            && self.client_entered.is_none();
+        self.entered(change.kind, change.role, change.at);
+        if first_client && let Some(staff) = self.staff_entered {
+            done.staff_wait = Some(secs(staff, change.at));
+        }
+        if change.to == RoomStatus::Closed
+            && change.from != RoomStatus::Closed
+            && let Some(client) = self.client_entered
+        {
+            done.chat = Some(secs(client, change.at));
+        }
+        done
+    }
+
+    /// Records the durations a change completed in `metrics`.
+    pub fn record(durations: ChatDurations, metrics: &Metrics) {
+        if let Some(wait) = durations.staff_wait {
+            metrics.staff_wait.observe(wait);
+        }
+        if let Some(chat) = durations.chat {
+            metrics.chat_duration.observe(chat);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(secs: i64) -> DateTime<Utc> {
+        Utc.with_ymd_and_hms(2026, 12, 2, 8, 0, 0).unwrap() + chrono::Duration::seconds(secs)
+    }
+
+    fn change(kind: EventKind, from: RoomStatus, to: RoomStatus, role: Option<Role>) -> RoomChange {
+        RoomChange {
+            room_id: 1,
+            kind,
+            from,
+            to,
+            at: at(0),
+            nick: role.map(|r| format!("{r}-nick")),
+            role,
+            detail: String::new(),
+            set_staff_nick: None,
+            set_client_nick: None,
+            set_staff_jid: None,
+            set_client_jid: None,
+            use_extra_claim: false,
+            close_reason: None,
+        }
+    }
+
+    /// The text parsed by a Prometheus text parser, as (name, labels, value) triples.
+    fn scrape(m: &Metrics) -> prometheus_parse::Scrape {
+        let text = m.encode();
+        assert!(
+            text.ends_with("# EOF\n"),
+            "OpenMetrics text ends with # EOF"
+        );
+        prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned()))).unwrap()
+    }
+
+    fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let sample = scrape
+            .samples
+            .iter()
+            .find(|s| s.metric == name && labels.iter().all(|(k, v)| s.labels.get(k) == Some(*v)))
+            .unwrap_or_else(|| panic!("no sample {name}{labels:?}"));
+        match &sample.value {
+            prometheus_parse::Value::Counter(v)
+            | prometheus_parse::Value::Gauge(v)
+            | prometheus_parse::Value::Untyped(v) => *v,
+            other => panic!("{name} is not a scalar: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_chat_is_counted_and_timed() {
+        let m = Metrics::new();
+        let mut clock = ChatClock::default();
+        use RoomStatus::*;
+        let mut staff = change(
+            EventKind::Entered,
+            Available,
+            StaffWaiting,
+            Some(Role::Staff),
+        );
+        staff.at = at(0);
+        let mut client = change(
+            EventKind::Entered,
+            StaffWaiting,
+            Chatting,
+            Some(Role::Client),
+        );
+        client.at = at(90);
+        let mut left = change(EventKind::Left, Chatting, OneLeft, Some(Role::Client));
+        left.at = at(600);
+        let mut closed = change(EventKind::Closed, OneLeft, Closed, Some(Role::Staff));
+        closed.at = at(690);
+        closed.close_reason = Some(CloseReason::Completed);
+        let mut kick = change(EventKind::Kicked, OneLeft, OneLeft, Some(Role::Intruder));
+        kick.detail = "This chat has ended.".into();
+        for c in [&staff, &client, &left, &kick, &closed] {
+            m.observe_commit(c, c.at + chrono::Duration::milliseconds(3));
+            ChatClock::record(clock.on_commit(c), &m);
+        }
+
+        let s = scrape(&m);
+        let t = |from, to| {
+            value(
+                &s,
+                "helpim_transitions_total",
+                &[("from", from), ("to", to)],
+            )
+        };
+        assert_eq!(t("available", "staff_waiting"), 1.0);
+        assert_eq!(t("one_left", "closed"), 1.0);
+        assert_eq!(
+            value(&s, "helpim_closes_total", &[("reason", "completed")]),
+            1.0
+        );
+        assert_eq!(
+            value(&s, "helpim_closes_total", &[("reason", "timeout")]),
+            0.0
+        );
+        assert_eq!(
+            value(&s, "helpim_kicks_total", &[("reason", "chat_ended")]),
+            1.0
+        );
+        let histogram = |name: &str| {
+            let sample = s.samples.iter().find(|x| x.metric == name).unwrap();
+            match &sample.value {
+                prometheus_parse::Value::Histogram(buckets) => buckets.clone(),
+                other => panic!("{name}: {other:?}"),
+            }
+        };
+        // Every change naming a person (all five) at 3 ms: in the 5 ms bucket, not 2 ms.
+        let latency = histogram("helpim_presence_to_commit_seconds");
+        let count = |b: &[prometheus_parse::HistogramCount], le: f64| {
+            b.iter().find(|c| c.less_than == le).unwrap().count
+        };
+        assert_eq!(count(&latency, 0.002), 0.0);
+        assert_eq!(count(&latency, 0.005), 5.0);
+        let wait = histogram("helpim_staff_wait_seconds");
+        assert_eq!(count(&wait, 60.0), 0.0);
+        assert_eq!(count(&wait, 120.0), 1.0);
+        let chat = histogram("helpim_chat_duration_seconds");
+        assert_eq!(count(&chat, 300.0), 0.0);
+        assert_eq!(count(&chat, 600.0), 1.0);
+        assert_eq!(value(&s, "helpim_build_info", &[]), 1.0);
+    }
+
+    #[test]
+    fn names_follow_the_conventions_and_no_label_is_free_text() {
+        let m = Metrics::new();
+        let mut c = change(
+            EventKind::Kicked,
+            RoomStatus::Chatting,
+            RoomStatus::Chatting,
+            Some(Role::Intruder),
+        );
+        c.detail = "some text nobody planned for, with a nick: alice".into();
+        m.observe_commit(&c, c.at);
+        let text = m.encode();
+        let s = scrape(&m);
+        assert_eq!(value(&s, "helpim_kicks_total", &[("reason", "other")]), 1.0);
+        assert!(!text.contains("alice"));
+        for sample in &s.samples {
+            assert!(sample.metric.starts_with("helpim_"), "{}", sample.metric);
+        }
+        // Counter families are declared without the suffix and sampled with it.
+        for line in text.lines().filter(|l| l.starts_with("# TYPE ")) {
+            let mut parts = line.split(' ').skip(2);
+            let (name, kind) = (parts.next().unwrap(), parts.next().unwrap());
+            if kind == "counter" {
+                assert!(
+                    text.lines()
+                        .any(|l| l.starts_with(&format!("{name}_total"))),
+                    "{name} has no _total sample"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_recovered_room_reads_its_history_once() {
+        use RoomStatus::*;
+        let first = change(EventKind::Left, Chatting, OneLeft, Some(Role::Client));
+        assert!(ChatClock::needs_history(&first));
+        let new = change(
+            EventKind::Entered,
+            Available,
+            StaffWaiting,
+            Some(Role::Staff),
+        );
+        assert!(!ChatClock::needs_history(&new));
+        let history = [RoomEvent {
+            id: 3,
+            room_id: 1,
+            kind: EventKind::Entered,
+            from_status: Some(StaffWaiting),
+            to_status: Chatting,
+            at: at(-100),
+            nick: Some("c".into()),
+            role: Some(Role::Client),
+            detail: String::new(),
+            close_reason: None,
+        }];
+        let mut clock = ChatClock::from_history(&history);
+        let mut closed = change(EventKind::Closed, OneLeft, Closed, None);
+        closed.at = at(200);
+        assert_eq!(clock.on_commit(&closed).chat, Some(300.0));
+    }
+
+    #[test]
+    fn kick_reasons_are_a_closed_set() {
+        assert_eq!(
+            KickReason::from_detail("This room has not been assigned to you."),
+            KickReason::NotAssigned
+        );
+        assert_eq!(
+            KickReason::from_detail("This chat has ended."),
+            KickReason::ChatEnded
+        );
+        assert_eq!(
+            KickReason::from_detail("This chat is full."),
+            KickReason::Full
+        );
+        assert_eq!(KickReason::from_detail("whatever"), KickReason::Other);
+    }
+
+    #[test]
+    fn readiness_names_what_is_missing() {
+        let m = Metrics::new();
+        assert_eq!(m.not_ready(), Some("the lease on the bot JID is not held"));
+        m.set_lease_held(true);
+        assert_eq!(m.not_ready(), Some("the XMPP session is not up"));
+        m.set_session_up(true);
+        m.set_recovery_done();
+        assert_eq!(m.not_ready(), None);
+        m.set_stopping();
+        assert_eq!(m.not_ready(), Some("shutting down"));
+    }
+}
