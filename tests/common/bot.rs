@@ -89,6 +89,8 @@ pub struct TestBot {
     pub jid: String,
     /// Extra environment of the process.
     env: Vec<(String, String)>,
+    /// Extra arguments of the process (`--standby`).
+    args: Vec<String>,
 }
 
 impl TestBot {
@@ -131,8 +133,7 @@ level = "debug"
 room_dir = "{room_dir}"
 
 [timeouts]
-# A killed bot's successor takes over after this (tests restart bots).
-lease_secs = 3
+{lease}
 {extra}
 {http}
 "#,
@@ -151,6 +152,13 @@ lease_secs = 3
                 available = options.available,
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),
+                // Short, so that a successor never waits long for an unproven holder; a
+                // test of the production takeover sets `lease_secs` itself.
+                lease = if options.extra.contains("lease_secs") {
+                    ""
+                } else {
+                    "lease_secs = 3"
+                },
                 extra = options.extra.replace("[timeouts]\n", ""),
                 // The HTTP listener is on (the production default), on a port of its own
                 // since tests run in parallel; a test that configures [http] itself wins.
@@ -167,6 +175,7 @@ lease_secs = 3
         .expect("write the bot config");
         let mut bot = TestBot {
             env: options.env.clone(),
+            args: Vec::new(),
             child: None,
             config,
             log: dir.path().join("bot.log"),
@@ -189,6 +198,7 @@ lease_secs = 3
         let child = Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
             .arg("--config")
             .arg(&self.config)
+            .args(&self.args)
             .env(
                 "RUST_LOG",
                 "debug,tokio_xmpp=info,xso=info,rustls=info,sqlx=warn,sea_orm=info",
@@ -201,6 +211,27 @@ lease_secs = 3
             .spawn()
             .expect("start the helpim-bot binary");
         self.child = Some(child);
+    }
+
+    /// A second process of this bot (same config, same JID) started with `--standby`; it
+    /// has a log of its own.
+    pub fn standby(&self) -> TestBot {
+        let dir = tempfile::Builder::new()
+            .prefix("helpim-bot-standby-")
+            .tempdir()
+            .expect("temp dir for the standby");
+        let mut bot = TestBot {
+            child: None,
+            config: self.config.clone(),
+            log: dir.path().join("bot.log"),
+            room_dir: self.room_dir.clone(),
+            jid: self.jid.clone(),
+            env: self.env.clone(),
+            args: vec!["--standby".into()],
+            dir,
+        };
+        bot.spawn();
+        bot
     }
 
     /// Sends SIGTERM and waits (at most 30 s) for the exit status.

@@ -7,6 +7,7 @@ pub mod bot;
 pub mod client;
 pub mod db;
 pub mod ejabberd;
+pub mod http;
 pub mod prosody;
 pub mod proxy;
 pub mod server;
