@@ -37,7 +37,9 @@
 //! which compares `heartbeat_at` with the checking machine's clock: run the health check on
 //! the bot's host (as a supervisor does) or keep the clocks synchronised (NTP).
 
-use std::sync::Mutex;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
@@ -137,6 +139,11 @@ pub struct Lease {
     /// When the last successful renewal (or the acquisition) was sent: the start of the
     /// validity window, on this process's monotonic clock.
     renewed: Mutex<Instant>,
+    /// Session records are numbered when they are made ([`Lease::record_session`]) ...
+    session_tickets: AtomicU64,
+    /// ... and the number of the last one written is kept under this lock, so that an older
+    /// record that runs late (a "down" after the "up" that followed it) is not written.
+    session_written: tokio::sync::Mutex<u64>,
 }
 
 /// Who this process is, as written in the lease row.
@@ -325,6 +332,8 @@ pub async fn acquire_with(
         token: me.token.clone(),
         ttl,
         renewed: Mutex::new(sent),
+        session_tickets: AtomicU64::new(0),
+        session_written: tokio::sync::Mutex::new(0),
     };
     // The standby names the active process once per holder, not at every look.
     let mut announced: Option<String> = None;
@@ -628,25 +637,43 @@ impl Lease {
     /// Records this process's XMPP session in the row: its resource and whether it is up.
     /// Claims take only rooms of a bot whose session is up; a taker asks the server about
     /// the resource. [`LeaseError::Lost`] when another process holds the lease.
-    pub async fn record_session(&self, resource: Option<&str>, up: bool) -> Result<(), LeaseError> {
-        let mut update = bot_instance::ActiveModel {
-            xmpp_up: Set(up),
-            ..Default::default()
-        };
-        if let Some(resource) = resource {
-            update.xmpp_resource = Set(Some(resource.to_owned()));
+    ///
+    /// Records land in the order of the calls, whenever the returned futures run: one
+    /// overtaken by a later call is skipped (`Ok(false)`), so a reconnect's "up" is never
+    /// overwritten by the "down" of the drop before it. `Ok(true)`: written.
+    pub fn record_session(
+        self: &Arc<Self>,
+        resource: Option<&str>,
+        up: bool,
+    ) -> impl Future<Output = Result<bool, LeaseError>> + Send + 'static {
+        let ticket = self.session_tickets.fetch_add(1, Ordering::SeqCst) + 1;
+        let lease = Arc::clone(self);
+        let resource = resource.map(str::to_owned);
+        async move {
+            let mut written = lease.session_written.lock().await;
+            if *written > ticket {
+                return Ok(false);
+            }
+            let mut update = bot_instance::ActiveModel {
+                xmpp_up: Set(up),
+                ..Default::default()
+            };
+            if let Some(resource) = resource {
+                update.xmpp_resource = Set(Some(resource));
+            }
+            let updated = bot_instance::Entity::update_many()
+                .set(update)
+                .filter(bot_instance::Column::BotJid.eq(lease.bot_jid.as_str()))
+                .filter(bot_instance::Column::Holder.eq(lease.token.as_str()))
+                .exec(lease.store.connection())
+                .await?
+                .rows_affected;
+            if updated == 0 {
+                return Err(lease.lost().await);
+            }
+            *written = ticket;
+            Ok(true)
         }
-        let updated = bot_instance::Entity::update_many()
-            .set(update)
-            .filter(bot_instance::Column::BotJid.eq(self.bot_jid.as_str()))
-            .filter(bot_instance::Column::Holder.eq(self.token.as_str()))
-            .exec(self.store.connection())
-            .await?
-            .rows_affected;
-        if updated == 0 {
-            return Err(self.lost().await);
-        }
-        Ok(())
     }
 
     /// Gives the lease up (deletes the row) so that the next process takes the JID at

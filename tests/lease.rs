@@ -347,3 +347,31 @@ async fn race_postgres() {
 async fn race_mariadb() {
     race(Backend::MariaDb).await;
 }
+
+/// The session state in the row is the last one recorded, whatever order the writes run
+/// in: a "down" that runs late (after the reconnect's "up") must not make the bot's rooms
+/// unclaimable for good.
+#[tokio::test]
+async fn session_records_land_in_the_order_they_were_made() {
+    for backend in [Backend::SqliteFile, Backend::Postgres, Backend::MariaDb] {
+        let db = TestDb::new(backend);
+        let store = db.store().await;
+        let (lease, _) = acquire_ok(&store, BOT).await;
+        let lease = Arc::new(lease);
+        let down = lease.record_session(Some("bot.aaaa"), false);
+        let up = lease.record_session(Some("bot.bbbb"), true);
+        // The later record runs first, the earlier one after it.
+        assert!(up.await.unwrap(), "{backend:?}: the up is written");
+        assert!(
+            !down.await.unwrap(),
+            "{backend:?}: the late down is skipped"
+        );
+        let recorded = row(&store, BOT).await.unwrap();
+        assert!(recorded.xmpp_up, "{backend:?}");
+        assert_eq!(recorded.xmpp_resource.as_deref(), Some("bot.bbbb"));
+        // In order, each lands.
+        assert!(lease.record_session(None, false).await.unwrap());
+        assert!(!row(&store, BOT).await.unwrap().xmpp_up);
+        lease.release().await.unwrap();
+    }
+}

@@ -17,7 +17,7 @@ use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
 use common::server::{ServerKind, XmppServer};
-use common::world::{World, claim_staff, client_enters, staff_enters};
+use common::world::{World, claim_staff, open_chats, staff_enters};
 
 const WAIT: Duration = Duration::from_secs(20);
 
@@ -29,23 +29,17 @@ struct Chat {
     client: Option<TestClient>,
 }
 
-/// `n` chats, one after the other, each entered through its claims as the web application
-/// makes them: `Staff{i}` (account `staff`), then `Guest{i}` (account `client`). Returns
-/// once every room is `chatting`.
+/// `n` chats entered through claims (`common::world::open_chats`), each `chatting`.
 async fn start_chats(server: &dyn XmppServer, store: &Store, n: usize) -> Vec<Chat> {
-    let mut chats = Vec::new();
-    for i in 0..n {
-        let mut staff = TestClient::connect(server, "staff", "pw").await;
-        let mut client = TestClient::connect(server, "client", "pw").await;
-        let room = staff_enters(store, &mut staff, &format!("Staff{i}")).await;
-        client_enters(store, &room, &mut client, &format!("Guest{i}")).await;
-        chats.push(Chat {
+    open_chats(server, store, n)
+        .await
+        .into_iter()
+        .map(|(room, staff, client)| Chat {
             room,
             staff: Some(staff),
             client: Some(client),
-        });
-    }
-    chats
+        })
+        .collect()
 }
 
 /// A Prosody and SQLite world with the accounts `staff` and `client`, and borrows of its parts.

@@ -18,7 +18,7 @@ use common::client::TestClient;
 use common::db::Backend;
 use common::http::http_get;
 use common::server::{ServerKind, XmppServer, pick_port};
-use common::world::{World, client_enters, staff_enters};
+use common::world::{World, open_chats};
 
 /// How soon a proven-dead holder must be taken over (issue 10).
 const TAKEOVER: Duration = Duration::from_secs(2);
@@ -57,20 +57,16 @@ struct Chat {
 
 /// `n` chats entered through claims, each `chatting` when this returns.
 async fn chats(server: &dyn XmppServer, store: &Store, n: usize) -> Vec<Chat> {
-    let mut chats = Vec::new();
-    for i in 0..n {
-        let mut staff = TestClient::connect(server, "staff", "pw").await;
-        let mut client = TestClient::connect(server, "client", "pw").await;
-        let room = staff_enters(store, &mut staff, &format!("Staff{i}")).await;
-        client_enters(store, &room, &mut client, &format!("Guest{i}")).await;
-        chats.push(Chat {
+    open_chats(server, store, n)
+        .await
+        .into_iter()
+        .map(|(room, staff, client)| Chat {
             room_id: room.room_id,
             jid: room.jid,
             _staff: staff,
             client,
-        });
-    }
-    chats
+        })
+        .collect()
 }
 
 impl Chat {

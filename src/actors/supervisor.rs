@@ -198,14 +198,18 @@ impl SupervisorActor {
 
     /// The write of [`SupervisorActor::record_session`], to await.
     fn session_recorder(&self, up: bool) -> impl Future<Output = ()> + 'static {
-        let lease = self.lease.clone();
-        let resource = self.resource.clone();
+        // Numbered now, in the actor's order: a late "down" never overwrites a later "up".
+        let record = self
+            .lease
+            .as_ref()
+            .map(|lease| lease.record_session(self.resource.as_deref(), up));
         async move {
-            let Some(lease) = lease else {
+            let Some(record) = record else {
                 return;
             };
-            match lease.record_session(resource.as_deref(), up).await {
-                Ok(()) => log::info!(
+            match record.await {
+                Ok(false) => log::debug!("a later XMPP session state was recorded already"),
+                Ok(true) => log::info!(
                     "XMPP session recorded as {}: claims {} this bot's rooms",
                     if up { "up" } else { "down" },
                     if up { "may take" } else { "skip" }

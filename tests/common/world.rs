@@ -174,3 +174,23 @@ impl World {
         (claim, staff, client)
     }
 }
+
+/// `n` chats, one after the other, each entered through its claims as the web application
+/// makes them: `Staff{i}` (account `staff`, password `pw`), then `Guest{i}` (account
+/// `client`). Returns (the staff claim, staff, client) per chat once every room is
+/// `chatting`.
+pub async fn open_chats(
+    server: &dyn XmppServer,
+    store: &Store,
+    n: usize,
+) -> Vec<(Claim, TestClient, TestClient)> {
+    let mut chats = Vec::new();
+    for i in 0..n {
+        let mut staff = TestClient::connect(server, "staff", "pw").await;
+        let mut client = TestClient::connect(server, "client", "pw").await;
+        let room = staff_enters(store, &mut staff, &format!("Staff{i}")).await;
+        client_enters(store, &room, &mut client, &format!("Guest{i}")).await;
+        chats.push((room, staff, client));
+    }
+    chats
+}
