@@ -1,15 +1,19 @@
 //! XEP-0198 stream management for real: Prosody as Debian ships it (`smacks`, 600 s of
 //! hibernation), the bot connected through a TCP proxy the test cuts. The stream resumes:
-//! no rejoin, no row changes, and the chat is still followed afterwards.
+//! no rejoin, no row changes, and the chat is still followed afterwards. Cut for longer
+//! than the hibernation: a new session, the empty rooms found gone and closed `lost`, the
+//! chat rejoined and followed, the pool refilled.
 
 mod common;
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use helpim_bot::model::RoomStatus;
+use helpim_bot::model::{CloseReason, RoomStatus};
 
-use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
+use common::bot::{
+    BotOptions, TestBot, eventually, wait_available, wait_gone_from_server, wait_status,
+};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
@@ -106,5 +110,80 @@ async fn a_cut_connection_resumes_without_rejoins_and_the_chat_is_still_followed
     wait_status(&store, room.room_id, RoomStatus::OneLeft).await;
     staff.leave(&room.jid, "Staff").await;
     wait_status(&store, room.room_id, RoomStatus::Closed).await;
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn a_cut_longer_than_the_hibernation_gives_a_new_session_and_reconciled_rooms() {
+    // The stock server with a short hibernation, so that the test outlasts it.
+    let mut server = TestProsody::start_stock(&["helpim-bot@localhost"]);
+    server.stop();
+    let config = std::fs::read_to_string(server.config_file()).unwrap();
+    assert!(config.contains("smacks_hibernation_time = 600"));
+    std::fs::write(
+        server.config_file(),
+        config.replace(
+            "smacks_hibernation_time = 600",
+            "smacks_hibernation_time = 2",
+        ),
+    )
+    .unwrap();
+    server.start_again();
+    let target: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let proxy = CuttableProxy::start(target).await;
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let bot = TestBot::start(
+        &server,
+        &db.url,
+        BotOptions {
+            available: 2,
+            max_rooms: 6,
+            port: Some(proxy.port),
+            extra: "[http]\nenabled = false\n".into(),
+            ..Default::default()
+        },
+    );
+    wait_available(&store, &bot.jid, 2).await;
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    let mut staff = TestClient::connect(&server, "staff", "pw").await;
+    let mut client = TestClient::connect(&server, "client", "pw").await;
+    let room = staff_enters(&store, &mut staff, "Staff").await;
+    client_enters(&store, &room, &mut client, "Guest").await;
+    let ready = wait_available(&store, &bot.jid, 2).await;
+
+    proxy.cut();
+    // The hibernation ends: the server removes the bot from its rooms, and the rooms only
+    // the bot was in are gone.
+    server.register("probe", "pw");
+    let mut probe = TestClient::connect(&server, "probe", "pw").await;
+    for row in &ready {
+        wait_gone_from_server(&mut probe, &row.jid).await;
+    }
+    proxy.restore();
+
+    // A new session: the gone rooms are closed lost, the chat is rejoined and still
+    // chatting, and the pool is full again with new rooms.
+    for row in &ready {
+        let closed = wait_status(&store, row.id, RoomStatus::Closed).await;
+        assert_eq!(closed.close_reason, Some(CloseReason::Lost));
+    }
+    let fresh = wait_available(&store, &bot.jid, 2).await;
+    assert!(fresh.iter().all(|r| ready.iter().all(|old| old.id != r.id)));
+    assert!(
+        bot.log_text().contains("new XMPP session"),
+        "{}",
+        bot.log_tail(30)
+    );
+    assert_eq!(
+        store.room(room.room_id).await.unwrap().unwrap().status,
+        RoomStatus::Chatting
+    );
+    client.leave(&room.jid, "Guest").await;
+    wait_status(&store, room.room_id, RoomStatus::OneLeft).await;
+    staff.leave(&room.jid, "Staff").await;
+    let closed = wait_status(&store, room.room_id, RoomStatus::Closed).await;
+    assert_eq!(closed.close_reason, Some(CloseReason::Completed));
     drop(proxy);
 }
