@@ -488,3 +488,60 @@ async fn rooms_of(store: &Store, bot: &str) -> Vec<i64> {
         .map(|r| r.id)
         .collect()
 }
+
+/// XEP-0410: a room that forgot the bot without a word (the test plugin
+/// `mod_helpim_test_forget` on Prosody) is noticed by the bot's self-ping, which rejoins
+/// and follows the chat on.
+#[tokio::test]
+async fn a_room_that_silently_dropped_the_bot_is_noticed_by_the_self_ping_and_rejoined() {
+    let w = chat_world(BotOptions {
+        available: 1,
+        max_rooms: 3,
+        // A self-ping every second instead of every 300 s, so the test need not wait.
+        extra: "[timeouts]\nroom_ping_secs = 1".into(),
+        ..Default::default()
+    })
+    .await;
+    let (bot, store, server) = (&w.bot, &w.store, &w.server);
+    wait_available(store, &bot.jid, 1).await;
+    let mut chats = start_chats(server.as_ref(), store, 1).await;
+    let chat = &mut chats[0];
+    let jid = chat.room.jid.clone();
+
+    // The room forgets the bot (nick "HelpIM"): nobody gets a presence.
+    let forget = xmpp_parsers::message::Message::groupchat(jid::Jid::new(&jid).unwrap())
+        .with_body(Default::default(), "helpim-test: forget HelpIM".into());
+    chat.staff.as_mut().unwrap().send(forget.into()).await;
+    eventually("the self-ping to notice", WAIT, || async {
+        let log = bot.log_text();
+        (log.contains("self-ping says the bot is no longer in the room")
+            && log.contains("rejoining to check the room"))
+        .then_some(())
+        .ok_or(bot.log_tail(5))
+    })
+    .await;
+
+    // Back inside, the bot follows the chat: the client leaves, then the staff member.
+    let id = chat.room.room_id;
+    assert_eq!(
+        store.room(id).await.unwrap().unwrap().status,
+        RoomStatus::Chatting
+    );
+    // The rejoin is done once the bot sees the chat again; then a departure is recorded.
+    eventually("the rejoin to finish", WAIT, || async {
+        let log = bot.log_text();
+        let rejoining = log.rfind("rejoining to check the room");
+        let after = rejoining.map(|at| &log[at..]).unwrap_or("");
+        after
+            .lines()
+            .any(|l| l.contains("back in the room") && l.contains("Staff0") && l.contains("Guest0"))
+            .then_some(())
+            .ok_or(bot.log_tail(5))
+    })
+    .await;
+    chat.client.as_mut().unwrap().leave(&jid, "Guest0").await;
+    wait_status(store, id, RoomStatus::OneLeft).await;
+    chat.staff.as_mut().unwrap().leave(&jid, "Staff0").await;
+    let row = wait_status(store, id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Completed));
+}

@@ -245,12 +245,13 @@ impl TestProsody {
                     "c2s_require_encryption = true",
                 );
         }
-        // The kick-refusing test plugin (see `XmppServer::unkickable_user`): its directory
+        // The test plugins (a kick-refusing one, see `XmppServer::unkickable_user`, and one
+        // that makes a room forget an occupant silently, see `tests/self_ping.rs`): their directory
         // in the global section, and the module on the MUC component, which is the last
         // section of the template.
         let plugins = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/prosody");
         config = format!(
-            "plugin_paths = {{ \"{plugins}\" }}\n{config}\n\tmodules_enabled = {{ \"helpim_test_unkickable\" }}\n"
+            "plugin_paths = {{ \"{plugins}\" }}\n{config}\n\tmodules_enabled = {{ \"helpim_test_unkickable\", \"helpim_test_forget\" }}\n"
         );
         fs::write(&self.config_file, config).expect("cannot write the Prosody config");
     }
