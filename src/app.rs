@@ -239,8 +239,9 @@ pub async fn run_with(
     crate::notify::status(&format!("lease on {bot_jid} held; recovering the rooms"));
     // Renewed from now on; when it can no longer be, the bot stops at once without touching
     // any room (they may be another process's now).
+    let held_xmpp = xmpp.clone();
     let mut lease_lost = Box::pin(async {
-        let lost = hold_lease(&lease).await;
+        let lost = hold_lease(&lease, &held_xmpp).await;
         crate::metrics::metrics().set_lease_held(false);
         lost
     });
@@ -324,19 +325,23 @@ pub async fn run_with(
     result
 }
 
-/// Keeps the lease renewed. When it expires because the database is unreachable, the bot
-/// stays in its rooms (their writes wait in order) and keeps trying; once a renewal works
-/// again nothing was lost. Only a lease another process took over ends the bot. The cost: in
-/// a network partition where only this process cannot reach the database, another instance
-/// may take the JID over while this one still acts on XMPP, until it learns of the takeover.
-async fn hold_lease(lease: &lease::Lease) -> LeaseError {
+/// Keeps the lease renewed. When it expires (the database unreachable for three quarters
+/// of a ttl), another process may take the JID over at any moment, so the bot stops acting
+/// on XMPP: every room action is held back in the connection task ([`XmppHandle::hold`];
+/// the session itself stays up) while the rooms' writes wait in order and renewals go on.
+/// Once a renewal works again, nobody took over: the held actions go out and nothing was
+/// lost. A lease another process took over ends the bot without sending them.
+///
+/// [`XmppHandle::hold`]: crate::xmpp::XmppHandle::hold
+async fn hold_lease(lease: &lease::Lease, xmpp: &crate::xmpp::XmppHandle) -> LeaseError {
     loop {
         match lease.keep_alive().await {
             LeaseError::Expired { .. } => {
                 crate::metrics::metrics().set_lease_held(false);
+                xmpp.hold(true);
                 log::warn!(
                     "the lease on {} could not be renewed in time (database unreachable?); \
-                     staying in the rooms and retrying",
+                     holding every room action back and retrying",
                     lease.bot_jid()
                 );
                 loop {
@@ -344,6 +349,7 @@ async fn hold_lease(lease: &lease::Lease) -> LeaseError {
                     match lease.renew().await {
                         Ok(()) => {
                             crate::metrics::metrics().set_lease_held(true);
+                            xmpp.hold(false);
                             log::info!("the lease on {} is renewed again", lease.bot_jid());
                             break;
                         }

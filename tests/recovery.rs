@@ -330,27 +330,58 @@ async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
     wait_status(store, chat.room.room_id, RoomStatus::Closed).await;
 }
 
+/// Prosody with the accounts `staff` and `client`, a PostgreSQL database, and a bot that
+/// reaches the database only through a proxy the test can cut. The store is the test's own
+/// view: direct, never cut.
+struct CuttablePostgres {
+    server: TestProsody,
+    store: Store,
+    proxy: common::proxy::CuttableProxy,
+    bot: TestBot,
+    _db: TestDb,
+}
+
+impl CuttablePostgres {
+    /// Starts it all; the bot has `available` ready rooms when this returns.
+    async fn start(available: u32, extra: &str) -> CuttablePostgres {
+        let server = TestProsody::start();
+        server.register("staff", "pw");
+        server.register("client", "pw");
+        let db = TestDb::new(Backend::Postgres);
+        let store = db.store().await;
+        let proxy = common::proxy::CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+        let via_proxy = db.url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
+        assert_ne!(via_proxy, db.url, "the URL goes through the proxy");
+        let bot = TestBot::start(
+            &server,
+            &via_proxy,
+            BotOptions {
+                available,
+                max_rooms: 3 * available,
+                extra: extra.into(),
+                ..Default::default()
+            },
+        );
+        wait_available(&store, &bot.jid, available as usize).await;
+        CuttablePostgres {
+            server,
+            store,
+            proxy,
+            bot,
+            _db: db,
+        }
+    }
+}
+
 #[tokio::test]
 async fn postgres_unreachable_during_transitions_loses_and_reorders_nothing() {
-    let server = TestProsody::start();
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    let db = TestDb::new(Backend::Postgres);
-    let store = db.store().await; // the test's own view: direct, never cut
-    let proxy = common::proxy::CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let via_proxy = db.url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
-    assert_ne!(via_proxy, db.url, "the URL goes through the proxy");
-    let mut bot = TestBot::start(
-        &server,
-        &via_proxy,
-        BotOptions {
-            available: 2,
-            max_rooms: 6,
-            extra: "[timeouts]\nretry_max_secs = 1\none_left_secs = 0".into(),
-            ..Default::default()
-        },
-    );
-    wait_available(&store, &bot.jid, 2).await;
+    let CuttablePostgres {
+        server,
+        store,
+        proxy,
+        mut bot,
+        _db,
+    } = CuttablePostgres::start(2, "[timeouts]\nretry_max_secs = 1\none_left_secs = 0").await;
     let mut chats = start_chats(&server, &store, 1).await;
     let room = chats[0].room.clone();
 
@@ -544,4 +575,61 @@ async fn a_room_that_silently_dropped_the_bot_is_noticed_by_the_self_ping_and_re
     chat.staff.as_mut().unwrap().leave(&jid, "Staff0").await;
     let row = wait_status(store, id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
+}
+
+/// Issue 10: a holder whose lease expired (its database unreachable) does nothing on XMPP
+/// until it holds the lease again: another process could own the rooms by then. Here the
+/// `one_left` timeout falls due during the outage; the room is destroyed only once the
+/// lease is renewed.
+#[tokio::test]
+async fn a_holder_whose_lease_expired_acts_on_no_room_until_it_is_renewed() {
+    // one_left ends the chat 1 s after a departure (an XMPP action that needs no database):
+    // the action the expired lease must hold back.
+    let CuttablePostgres {
+        server,
+        store,
+        proxy,
+        bot,
+        _db,
+    } = CuttablePostgres::start(1, "[timeouts]\nretry_max_secs = 1\none_left_secs = 1").await;
+    let mut chats = start_chats(&server, &store, 1).await;
+    let room = chats[0].room.clone();
+
+    proxy.cut();
+    eventually("the lease to expire", WAIT, || async {
+        let log = bot.log_text();
+        log.contains("could not be renewed in time")
+            .then_some(())
+            .ok_or(bot.log_tail(3))
+    })
+    .await;
+    chats[0]
+        .client
+        .as_mut()
+        .unwrap()
+        .leave(&room.jid, "Guest0")
+        .await;
+    // Well past the one_left timeout, the room is still there: nothing was sent.
+    let mut probe = TestClient::connect(&server, "client", "pw").await;
+    let until = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < until {
+        probe
+            .disco_info(&room.jid)
+            .await
+            .unwrap_or_else(|e| panic!("the room was acted on without a lease: {e}"));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+
+    proxy.restore();
+    eventually("the lease to be renewed", WAIT, || async {
+        let log = bot.log_text();
+        log.contains("held stanza(s) sent")
+            .then_some(())
+            .ok_or(bot.log_tail(3))
+    })
+    .await;
+    // Then the held actions go out: the chat ends and its room is destroyed.
+    common::bot::wait_gone_from_server(&mut probe, &room.jid).await;
+    let row = wait_status(&store, room.room_id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Timeout), "{row:?}");
 }

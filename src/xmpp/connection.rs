@@ -112,6 +112,9 @@ enum Command {
         reply: oneshot::Sender<Result<Option<Element>, IqError>>,
     },
     Close(oneshot::Sender<()>),
+    /// Hold back (true) or release (false) what the bot does on XMPP; see
+    /// [`XmppHandle::hold`].
+    Hold(bool),
 }
 
 /// A cheap, cloneable handle to the connection task: send stanzas, make IQ requests.
@@ -176,6 +179,17 @@ impl XmppHandle {
         }
     }
 
+    /// While held, stanzas that act on rooms or people wait in the connection task instead
+    /// of being sent; releasing sends them in order (IQ requests whose requester gave up
+    /// meanwhile are dropped). Answers to the server and pings to the server's own domain
+    /// (the keepalive, session probes) still go out, so the session stays alive. The
+    /// lease holds the bot while it cannot prove it still owns the JID.
+    pub fn hold(&self, held: bool) {
+        let _ = self
+            .commands
+            .unbounded_send(CommandBox(Command::Hold(held)));
+    }
+
     /// Ends the stream cleanly (the server then sends unavailable for the bot in every room)
     /// and waits until it is closed, at most `deadline`.
     pub async fn close(&self, deadline: Duration) {
@@ -221,7 +235,14 @@ pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<
             )
         }
     };
-    tokio::spawn(run(stream, command_rx, event_tx, settings.iq_timeout));
+    let domain = settings.jid.domain().as_str().to_owned();
+    tokio::spawn(run(
+        stream,
+        command_rx,
+        event_tx,
+        settings.iq_timeout,
+        domain,
+    ));
     (
         XmppHandle {
             commands: command_tx,
@@ -338,6 +359,11 @@ impl PendingIqs {
     fn insert(&mut self, id: String, pending: Pending, now: Instant) {
         self.deadlines.push_back((now + self.timeout, id.clone()));
         self.by_id.insert(id, pending);
+    }
+
+    /// Whether request `id` is still waited for.
+    fn contains(&self, id: &str) -> bool {
+        self.by_id.contains_key(id)
     }
 
     /// When the oldest entry of the deadline queue falls due (None: nothing to expire).
@@ -466,6 +492,20 @@ impl Outbox {
     }
 }
 
+/// Whether `stanza` goes out while the bot is held ([`XmppHandle::hold`]): answers (IQ
+/// results and errors), and pings to a JID of the bot's own `domain` (the server, a session
+/// probe). Anything addressed to a room waits.
+fn may_pass_a_hold(stanza: &Stanza, domain: &str) -> bool {
+    match stanza {
+        Stanza::Iq(Iq::Result { .. } | Iq::Error { .. }) => true,
+        Stanza::Iq(Iq::Get { to, payload, .. }) => {
+            payload.is("ping", xmpp_parsers::ns::PING)
+                && to.as_ref().is_none_or(|to| to.domain().as_str() == domain)
+        }
+        _ => false,
+    }
+}
+
 /// The task: forwards commands to the stream and events from it, answering IQs in flight.
 ///
 /// It never awaits a send: stanzas go through the [`Outbox`], so reading (and with it
@@ -476,9 +516,12 @@ async fn run(
     mut commands: mpsc::UnboundedReceiver<CommandBox>,
     events: mpsc::UnboundedSender<XmppEvent>,
     iq_timeout: Duration,
+    domain: String,
 ) {
     let mut pending = PendingIqs::new(iq_timeout);
     let mut outbox = Outbox::new(STREAM_QUEUE_DEPTH);
+    // Stanzas held back while the bot may not act (`Command::Hold`), in order.
+    let mut held: Option<VecDeque<Box<Stanza>>> = None;
     let mut close_done = None;
     let expiry = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(expiry);
@@ -491,14 +534,43 @@ async fn run(
         }
         tokio::select! {
             command = commands.next() => match command.map(|c| c.0) {
-                Some(Command::Send(stanza)) => outbox.push(&stream, stanza),
+                Some(Command::Send(stanza)) => match &mut held {
+                    Some(queue) if !may_pass_a_hold(&stanza, &domain) => queue.push_back(stanza),
+                    _ => outbox.push(&stream, stanza),
+                },
                 Some(Command::Iq { iq, reply }) => {
                     let (id, to) = match iq.as_ref() {
                         Iq::Get { id, to, .. } | Iq::Set { id, to, .. } => (id.clone(), to.clone()),
                         Iq::Result { id, to, .. } | Iq::Error { id, to, .. } => (id.clone(), to.clone()),
                     };
                     pending.insert(id, Pending { to, reply }, Instant::now());
-                    outbox.push(&stream, Box::new(Stanza::Iq(*iq)));
+                    let stanza = Box::new(Stanza::Iq(*iq));
+                    match &mut held {
+                        Some(queue) if !may_pass_a_hold(&stanza, &domain) => queue.push_back(stanza),
+                        _ => outbox.push(&stream, stanza),
+                    }
+                }
+                Some(Command::Hold(true)) => {
+                    if held.is_none() {
+                        log::warn!("holding back every room action on XMPP until the lease is renewed");
+                        held = Some(VecDeque::new());
+                    }
+                }
+                Some(Command::Hold(false)) => {
+                    if let Some(queue) = held.take() {
+                        let mut sent = 0;
+                        for stanza in queue {
+                            // A request whose requester gave up (timed out) is not sent late.
+                            if let Stanza::Iq(Iq::Get { id, .. } | Iq::Set { id, .. }) = stanza.as_ref()
+                                && !pending.contains(id)
+                            {
+                                continue;
+                            }
+                            outbox.push(&stream, stanza);
+                            sent += 1;
+                        }
+                        log::info!("lease renewed: {sent} held stanza(s) sent, room actions resume");
+                    }
                 }
                 Some(Command::Close(done)) => {
                     close_done = Some(done);
@@ -588,6 +660,40 @@ fn answer_pending(pending: &mut HashMap<String, Pending>, iq: Iq) -> Option<Iq> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn stanza(xml: &str) -> Stanza {
+        let element: Element = xml.parse().expect("XML");
+        Stanza::try_from(element).expect("a stanza")
+    }
+
+    #[test]
+    fn a_hold_lets_answers_and_pings_of_the_own_domain_through_and_nothing_for_rooms() {
+        let passes = |xml: &str| may_pass_a_hold(&stanza(xml), "localhost");
+        // The keepalive to the server, and a probe of a session of the bot's own JID.
+        assert!(passes(
+            "<iq xmlns='jabber:client' type='get' id='p1' to='localhost'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        assert!(passes(
+            "<iq xmlns='jabber:client' type='get' id='p2' to='bot@localhost/r.abc'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        // Answers to the server's own requests.
+        assert!(passes(
+            "<iq xmlns='jabber:client' type='result' id='s1' to='localhost'/>"
+        ));
+        // A self-ping in a room, a kick, a destroy, a message, a join: held.
+        assert!(!passes(
+            "<iq xmlns='jabber:client' type='get' id='p3' to='room@conference.localhost/HelpIM'><ping xmlns='urn:xmpp:ping'/></iq>"
+        ));
+        assert!(!passes(
+            "<iq xmlns='jabber:client' type='set' id='k1' to='room@conference.localhost'><query xmlns='http://jabber.org/protocol/muc#admin'><item nick='x' role='none'/></query></iq>"
+        ));
+        assert!(!passes(
+            "<message xmlns='jabber:client' type='groupchat' to='room@conference.localhost'><body>bye</body></message>"
+        ));
+        assert!(!passes(
+            "<presence xmlns='jabber:client' to='room@conference.localhost/HelpIM'/>"
+        ));
+    }
 
     fn pending() -> (Pending, oneshot::Receiver<Result<Option<Element>, IqError>>) {
         let (reply, answer) = oneshot::channel();
@@ -679,7 +785,13 @@ mod tests {
         let (command_tx, command_rx) = mpsc::unbounded();
         let (event_tx, _event_rx) = mpsc::unbounded();
         let timeout = Duration::from_millis(200);
-        let task = tokio::spawn(run(disconnected_stream(), command_rx, event_tx, timeout));
+        let task = tokio::spawn(run(
+            disconnected_stream(),
+            command_rx,
+            event_tx,
+            timeout,
+            "localhost".into(),
+        ));
 
         // Four times what the stream's queue takes, while it cannot send anything.
         for n in 0..4 * STREAM_QUEUE_DEPTH {
