@@ -633,3 +633,49 @@ async fn a_holder_whose_lease_expired_acts_on_no_room_until_it_is_renewed() {
     let row = wait_status(&store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(row.close_reason, Some(CloseReason::Timeout), "{row:?}");
 }
+
+/// Issue 10: after a write conflict (somebody else changed the row) the room is not stuck
+/// with every later change refused: it restarts from the row as it is, and what happens
+/// next is recorded.
+#[tokio::test]
+async fn a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land() {
+    use sea_orm::ConnectionTrait;
+    let w = chat_world(BotOptions {
+        available: 1,
+        max_rooms: 3,
+        ..Default::default()
+    })
+    .await;
+    let (bot, store, server) = (&w.bot, &w.store, &w.server);
+    wait_available(store, &bot.jid, 1).await;
+    let mut chats = start_chats(server.as_ref(), store, 1).await;
+    let chat = &mut chats[0];
+    let (id, jid) = (chat.room.room_id, chat.room.jid.clone());
+
+    // Somebody else changes the row (an operator's mistaken fix by hand).
+    store
+        .connection()
+        .execute_unprepared(&format!(
+            "UPDATE room SET status = 'staff_waiting' WHERE id = {id}"
+        ))
+        .await
+        .unwrap();
+    // The client leaves: the bot's chatting → one_left is refused by the row.
+    chat.client.as_mut().unwrap().leave(&jid, "Guest0").await;
+    eventually("the room to start again from its row", WAIT, || async {
+        let log = bot.log_text();
+        (log.contains("database row disagrees with the bot")
+            && log.contains("restarting the room from its database row")
+            && log.contains("back in the room"))
+        .then_some(())
+        .ok_or(bot.log_tail(5))
+    })
+    .await;
+    // From the row (staff waiting, the staff member inside), the room goes on: the staff
+    // member leaves, and that is recorded.
+    chat.staff.as_mut().unwrap().leave(&jid, "Staff0").await;
+    let row = wait_status(store, id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::NoClient), "{row:?}");
+    let mut probe = TestClient::connect(server.as_ref(), "client", "pw").await;
+    common::bot::wait_gone_from_server(&mut probe, &jid).await;
+}

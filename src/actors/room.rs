@@ -32,7 +32,7 @@ use crate::xmpp::{IqError, XmppHandle};
 
 use super::pool::{PoolActor, Replenish, RoomFinished};
 use super::supervisor::{Recovered, SupervisorActor, UnregisterRoom};
-use super::writer::RoomWriter;
+use super::writer::{RoomWriter, RowConflict};
 
 /// How long the first kick of somebody waits for the server's confirmation; every further
 /// attempt waits twice as long, up to [`RETRY_MAX`].
@@ -525,12 +525,13 @@ impl RoomActor {
         }));
     }
 
-    fn start_writer(&self) -> RoomWriter {
+    fn start_writer(&self, ctx: &Context<Self>) -> RoomWriter {
         RoomWriter::start(
             self.ctx.store.clone(),
             self.jid.to_string(),
             self.ctx.retry_max,
             self.ctx.pool.clone().recipient(),
+            ctx.address().recipient(),
         )
     }
 
@@ -570,7 +571,7 @@ impl RoomActor {
                 return;
             };
             act.phase = Phase::Active { room_id, machine };
-            act.ctx.supervisor.do_send(Recovered);
+            act.ctx.supervisor.do_send(Recovered(act.jid.clone()));
             let lost = |detail: String| Event::Unusable {
                 reason: CloseReason::Lost,
                 detail,
@@ -856,6 +857,10 @@ impl Handler<Rejoin> for RoomActor {
             self.kicks.clear();
             self.phase = Phase::Rejoining { room_id, machine };
             self.rejoin(ctx);
+        } else if !matches!(self.phase, Phase::Rejoining { .. }) {
+            // Being created or finishing: nothing to rejoin, but the supervisor counts on
+            // an answer. (A room already rejoining answers when its rejoin ends.)
+            self.ctx.supervisor.do_send(Recovered(self.jid.clone()));
         }
     }
 }
@@ -940,6 +945,18 @@ impl Handler<ExpireClaim> for RoomActor {
     }
 }
 
+/// The row refused a change: this actor's picture of the room is wrong. It stops without
+/// touching the room on the server; the supervisor restarts the room from its row (a
+/// rejoin that reconciles with whoever is inside), as after a crash.
+impl Handler<RowConflict> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: RowConflict, ctx: &mut Self::Context) {
+        log::warn!(room = self.room(); "restarting the room from its database row");
+        ctx.stop();
+    }
+}
+
 impl Actor for RoomActor {
     type Context = Context<Self>;
 
@@ -948,7 +965,7 @@ impl Actor for RoomActor {
             ctx.run_interval(every, |act, ctx| act.self_ping(ctx));
         }
         if matches!(self.phase, Phase::Rejoining { .. }) {
-            self.writer = Some(self.start_writer());
+            self.writer = Some(self.start_writer(ctx));
             self.rejoin(ctx);
             return;
         }
@@ -964,7 +981,7 @@ impl Actor for RoomActor {
         ctx.spawn(fut.into_actor(self).map(|result, act, ctx| match result {
             Ok(room_id) => {
                 log::info!(room = act.room(); "room configured and recorded as available (id {room_id})");
-                act.writer = Some(act.start_writer());
+                act.writer = Some(act.start_writer(ctx));
                 let mut machine = crate::lifecycle::Room::new(act.ctx.max_chatters as usize);
                 // Nobody can hold a claim of a room that was not recorded yet.
                 let early: Vec<Person> = std::mem::take(&mut act.early)

@@ -9,7 +9,7 @@
 //! rejoined through the [`JoinWindow`] shared with the pool's creations: at most
 //! `pool.creation_window` rooms are entered at once, the rest wait in order.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -62,7 +62,7 @@ pub struct SupervisorActor {
     shutting_down: bool,
     /// Recorded rooms still being checked after start-up; the pool starts when none are
     /// left, so that no room is created before the old ones are accounted for.
-    recovering: usize,
+    recovering: HashSet<BareJid>,
     /// What rooms need; built once the pool's address exists.
     room_context: Option<std::sync::Arc<super::room::RoomContext>>,
     /// Interval of XEP-0199 pings to the server, if any.
@@ -120,7 +120,7 @@ impl SupervisorActor {
             rooms: HashMap::new(),
             fatal: Some(fatal),
             shutting_down: false,
-            recovering: 0,
+            recovering: HashSet::new(),
             room_context: None,
             server_ping: None,
             missed_pings: 0,
@@ -160,7 +160,11 @@ impl SupervisorActor {
                     }
                     Entry::Rejoin(jid) => match act.rooms.get(&jid) {
                         Some(addr) if addr.connected() => addr.do_send(Rejoin),
-                        _ => continue, // the room finished meanwhile: next one
+                        // The room finished meanwhile: next one.
+                        _ => {
+                            act.recovered(&jid);
+                            continue;
+                        }
                     },
                 }
                 act.rejoining
@@ -278,7 +282,7 @@ impl SupervisorActor {
             for row in &rows {
                 match RoomActor::recover(room_context.clone(), row) {
                     Ok(room) => {
-                        act.recovering += 1;
+                        act.recovering.insert(room.jid().clone());
                         act.enqueue(Entry::Start(Box::new(room)), ctx);
                     }
                     Err(error) => log::error!(room = row.jid.as_str(); "recorded room has an invalid JID ({error}); left alone"),
@@ -359,7 +363,7 @@ impl SupervisorActor {
     /// Once every room is accounted for: the session is recorded up (claims may take this
     /// bot's rooms again) and the pool creates rooms.
     fn start_pool_when_recovered(&mut self) {
-        if self.recovering == 0
+        if self.recovering.is_empty()
             && let Some(pool) = &self.pool
         {
             crate::metrics::metrics().set_recovery_done();
@@ -561,7 +565,7 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                 self.resource = Some(bound_jid.resource().to_string());
                 self.send_presence();
                 // Claims wait until every room is checked again.
-                self.recovering = self.rooms.len();
+                self.recovering = self.rooms.keys().cloned().collect();
                 // Rooms still waiting from an earlier session are queued once, in order.
                 self.entries
                     .retain(|entry| matches!(entry, Entry::Start(_)));
@@ -577,7 +581,7 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
             }
             XmppEvent::Resumed => {
                 crate::metrics::metrics().set_session_up(true);
-                self.record_session(self.recovering == 0)
+                self.record_session(self.recovering.is_empty())
             }
             XmppEvent::Suspended => {
                 crate::metrics::metrics().set_session_up(false);
@@ -637,16 +641,24 @@ impl Handler<ClaimExpired> for SupervisorActor {
 /// A room finished rejoining (after start-up, a crash of its actor, or a new session).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct Recovered;
+pub struct Recovered(pub BareJid);
 
 impl Handler<Recovered> for SupervisorActor {
     type Result = ();
 
-    fn handle(&mut self, _: Recovered, _: &mut Self::Context) {
+    fn handle(&mut self, msg: Recovered, _: &mut Self::Context) {
         // A rejoin ended: its slot is free for the next room waiting.
         self.rejoining.pop_front();
-        if self.recovering > 0 {
-            self.recovering -= 1;
+        self.recovered(&msg.0);
+    }
+}
+
+impl SupervisorActor {
+    /// Room `jid` is accounted for (rejoined, or finished): once every room of a recovery
+    /// is, the session is recorded up and the pool creates rooms. A room that finishes
+    /// or is skipped without rejoining counts too, or the bot would stay "down" for good.
+    fn recovered(&mut self, jid: &BareJid) {
+        if self.recovering.remove(jid) {
             self.start_pool_when_recovered();
         }
     }
@@ -681,6 +693,7 @@ impl Handler<UnregisterRoom> for SupervisorActor {
 
     fn handle(&mut self, msg: UnregisterRoom, _: &mut Self::Context) {
         self.rooms.remove(&msg.0);
+        self.recovered(&msg.0);
     }
 }
 

@@ -5,18 +5,27 @@
 //! which applies them strictly one at a time. A write that fails because the database is
 //! unreachable is retried with backoff, in place, so later changes wait behind it: when the
 //! database comes back every pending change lands, in order. The actor never waits for the
-//! database, so the room keeps following its XMPP dialogue meanwhile.
+//! database, so the room keeps following its XMPP dialogue meanwhile. A change the row
+//! refuses (somebody else changed it) cannot be retried: the writer drops what is queued and
+//! tells the room ([`RowConflict`]), which restarts from the row as it is now.
 
 use std::time::Duration;
 
 use futures::StreamExt;
 use futures::channel::{mpsc, oneshot};
 
-use actix::Recipient;
+use actix::{Message, Recipient};
 
 use super::pool::Replenish;
 use crate::metrics::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};
+
+/// Told to the room when the database refused one of its changes because the row is not
+/// what the room believed (changed by somebody else, or unreadable): every later change
+/// would be refused too, so the room must start again from the row.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct RowConflict;
 
 /// The sending side of a room's write queue.
 #[derive(Debug)]
@@ -27,17 +36,19 @@ pub struct RoomWriter {
 
 impl RoomWriter {
     /// Starts the writer task for one room; `written` is told after every committed change
-    /// (the pool then counts again: the database now shows the room's new status).
+    /// (the pool then counts again: the database now shows the room's new status), and
+    /// `conflict` when the row refused a change (the writer then stops).
     pub fn start(
         store: Store,
         room: String,
         retry_max: Duration,
         written: Recipient<Replenish>,
+        conflict: Recipient<RowConflict>,
     ) -> RoomWriter {
         let (queue, changes) = mpsc::unbounded();
         let (done, flushed) = oneshot::channel();
         tokio::spawn(async move {
-            write_in_order(store, room, changes, retry_max, written).await;
+            write_in_order(store, room, changes, retry_max, written, conflict).await;
             let _ = done.send(());
         });
         RoomWriter {
@@ -75,6 +86,7 @@ async fn write_in_order(
     mut changes: mpsc::UnboundedReceiver<RoomChange>,
     retry_max: Duration,
     written: Recipient<Replenish>,
+    conflict: Recipient<RowConflict>,
 ) {
     let metrics = crate::metrics::metrics();
     // Set from the first change: a room that was not `available` any more (recovered after
@@ -103,12 +115,21 @@ async fn write_in_order(
                     break;
                 }
                 Err(StoreError::Conflict { .. }) | Err(StoreError::BadRow { .. }) => {
-                    // Not transient: somebody else changed the row. Retrying cannot help.
+                    // Not transient: somebody else changed the row. Retrying cannot help,
+                    // and every change queued behind this one assumed it: drop them all,
+                    // and let the room start again from the row.
                     metrics.write_conflicts.inc();
                     log::error!(room = room.as_str();
-                        "database row disagrees with the bot; change {} {}→{} not written",
+                        "database row disagrees with the bot; change {} {}→{} not written; \
+                         the room starts again from its row",
                         change.kind, change.from, change.to);
-                    break;
+                    metrics.pending_writes.dec();
+                    changes.close();
+                    while let Some(_dropped) = changes.next().await {
+                        metrics.pending_writes.dec();
+                    }
+                    conflict.do_send(RowConflict);
+                    return;
                 }
                 Err(error) => {
                     log::warn!(room = room.as_str();
