@@ -343,16 +343,7 @@ pub async fn acquire_with(
             let at = store::now();
             let row = bot_instance::ActiveModel {
                 bot_jid: Set(bot_jid.to_owned()),
-                holder: Set(me.token.clone()),
-                pid: Set(me.pid),
-                host: Set(me.host.clone()),
-                acquired_at: Set(at),
-                heartbeat_at: Set(at),
-                renewals: Set(0),
-                process_scope: Set(me.scope.clone()),
-                process_start: Set(me.start),
-                xmpp_resource: Set(options.xmpp_resource.clone()),
-                xmpp_up: Set(false),
+                ..held_by(&me, options, at)
             };
             match bot_instance::Entity::insert(row)
                 .exec_without_returning(db)
@@ -374,17 +365,10 @@ pub async fn acquire_with(
             }
         };
 
-        if let Some(why) = proved_dead(&me, &seen, bot_jid, options).await {
-            match take_over(db, &me, &seen, options).await? {
-                Some(sent) => {
-                    log::warn!(
-                        "lease on {bot_jid} taken over from {} at once: {why}",
-                        describe(&seen)
-                    );
-                    return Ok(lease(sent));
-                }
-                None => continue 'look,
-            }
+        match take_if_dead(db, &me, &seen, bot_jid, options).await? {
+            Proof::Taken(sent) => return Ok(lease(sent)),
+            Proof::Raced => continue 'look,
+            Proof::Unproven => {}
         }
         // The row may belong to a live process or a dead one: only watching tells.
         if announced.as_deref() != Some(seen.holder.as_str()) {
@@ -423,20 +407,11 @@ pub async fn acquire_with(
                     }
                     continue 'look;
                 }
-                Some(row) => {
-                    if let Some(why) = proved_dead(&me, &row, bot_jid, options).await {
-                        match take_over(db, &me, &row, options).await? {
-                            Some(sent) => {
-                                log::warn!(
-                                    "lease on {bot_jid} taken over from {}: {why}",
-                                    describe(&row)
-                                );
-                                return Ok(lease(sent));
-                            }
-                            None => continue 'look,
-                        }
-                    }
-                }
+                Some(row) => match take_if_dead(db, &me, &row, bot_jid, options).await? {
+                    Proof::Taken(sent) => return Ok(lease(sent)),
+                    Proof::Raced => continue 'look,
+                    Proof::Unproven => {}
+                },
             }
         }
 
@@ -478,6 +453,60 @@ async fn proved_dead(
     }
 }
 
+/// The row of a lease held by this process from `at` (every column but the key).
+fn held_by(
+    me: &Identity,
+    options: &AcquireOptions,
+    at: DateTime<Utc>,
+) -> bot_instance::ActiveModel {
+    bot_instance::ActiveModel {
+        holder: Set(me.token.clone()),
+        pid: Set(me.pid),
+        host: Set(me.host.clone()),
+        acquired_at: Set(at),
+        heartbeat_at: Set(at),
+        renewals: Set(0),
+        process_scope: Set(me.scope.clone()),
+        process_start: Set(me.start),
+        xmpp_resource: Set(options.xmpp_resource.clone()),
+        xmpp_up: Set(false),
+        ..Default::default()
+    }
+}
+
+/// What a look for proof that a holder is dead came to.
+enum Proof {
+    /// No proof: the holder may be alive.
+    Unproven,
+    /// Proved dead and taken over; the takeover was sent at this instant.
+    Taken(Instant),
+    /// Proved dead, but the row changed before the takeover: look again.
+    Raced,
+}
+
+/// Takes the lease over from the holder in `row` if it is proved dead ([`proved_dead`]).
+async fn take_if_dead(
+    db: &DatabaseConnection,
+    me: &Identity,
+    row: &bot_instance::Model,
+    bot_jid: &str,
+    options: &AcquireOptions,
+) -> Result<Proof, LeaseError> {
+    let Some(why) = proved_dead(me, row, bot_jid, options).await else {
+        return Ok(Proof::Unproven);
+    };
+    Ok(match take_over(db, me, row, options).await? {
+        Some(sent) => {
+            log::warn!(
+                "lease on {bot_jid} taken over from {} at once: {why}",
+                describe(row)
+            );
+            Proof::Taken(sent)
+        }
+        None => Proof::Raced,
+    })
+}
+
 /// Takes the lease of `seen` over (a compare-and-swap on its holder and renewals); `None`
 /// when the row changed first.
 async fn take_over(
@@ -489,19 +518,7 @@ async fn take_over(
     let sent = Instant::now();
     let at = store::now();
     let taken = bot_instance::Entity::update_many()
-        .set(bot_instance::ActiveModel {
-            holder: Set(me.token.clone()),
-            pid: Set(me.pid),
-            host: Set(me.host.clone()),
-            acquired_at: Set(at),
-            heartbeat_at: Set(at),
-            renewals: Set(0),
-            process_scope: Set(me.scope.clone()),
-            process_start: Set(me.start),
-            xmpp_resource: Set(options.xmpp_resource.clone()),
-            xmpp_up: Set(false),
-            ..Default::default()
-        })
+        .set(held_by(me, options, at))
         .filter(bot_instance::Column::BotJid.eq(seen.bot_jid.as_str()))
         .filter(bot_instance::Column::Holder.eq(seen.holder.as_str()))
         .filter(bot_instance::Column::Renewals.eq(seen.renewals))

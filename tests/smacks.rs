@@ -23,31 +23,70 @@ use common::world::{client_enters, staff_enters};
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A bot behind a cuttable proxy to `server`, with two ready rooms and a chat between the
+/// accounts `staff` and `client` (nicks `Staff` and `Guest`) in a third.
+struct Chatting {
+    server: TestProsody,
+    proxy: CuttableProxy,
+    store: helpim_bot::store::Store,
+    bot: TestBot,
+    staff: TestClient,
+    client: TestClient,
+    room: helpim_bot::claims::Claim,
+    _db: TestDb,
+}
+
+impl Chatting {
+    /// Starts the proxy, a SQLite database and the bot (at most `max_rooms`), and the chat.
+    async fn start(server: TestProsody, max_rooms: u32) -> Chatting {
+        let target: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+        let proxy = CuttableProxy::start(target).await;
+        let db = TestDb::new(Backend::SqliteFile);
+        let store = db.store().await;
+        let bot = TestBot::start(
+            &server,
+            &db.url,
+            BotOptions {
+                available: 2,
+                max_rooms,
+                port: Some(proxy.port),
+                extra: "[http]\nenabled = false\n".into(),
+                ..Default::default()
+            },
+        );
+        wait_available(&store, &bot.jid, 2).await;
+        server.register("staff", "pw");
+        server.register("client", "pw");
+        let mut staff = TestClient::connect(&server, "staff", "pw").await;
+        let mut client = TestClient::connect(&server, "client", "pw").await;
+        let room = staff_enters(&store, &mut staff, "Staff").await;
+        client_enters(&store, &room, &mut client, "Guest").await;
+        Chatting {
+            server,
+            proxy,
+            store,
+            bot,
+            staff,
+            client,
+            room,
+            _db: db,
+        }
+    }
+}
+
 #[tokio::test]
 async fn a_cut_connection_resumes_without_rejoins_and_the_chat_is_still_followed() {
-    let server = TestProsody::start_stock(&["helpim-bot@localhost"]);
-    let target: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
-    let proxy = CuttableProxy::start(target).await;
-    let db = TestDb::new(Backend::SqliteFile);
-    let store = db.store().await;
-    let bot = TestBot::start(
-        &server,
-        &db.url,
-        BotOptions {
-            available: 2,
-            max_rooms: 4,
-            port: Some(proxy.port),
-            extra: "[http]\nenabled = false\n".into(),
-            ..Default::default()
-        },
-    );
-    wait_available(&store, &bot.jid, 2).await;
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    let mut staff = TestClient::connect(&server, "staff", "pw").await;
-    let mut client = TestClient::connect(&server, "client", "pw").await;
-    let room = staff_enters(&store, &mut staff, "Staff").await;
-    client_enters(&store, &room, &mut client, "Guest").await;
+    let Chatting {
+        // Kept to the end: the server runs as long as it lives.
+        server: _server,
+        proxy,
+        store,
+        bot,
+        mut staff,
+        mut client,
+        room,
+        _db,
+    } = Chatting::start(TestProsody::start_stock(&["helpim-bot@localhost"]), 4).await;
     wait_available(&store, &bot.jid, 2).await;
     let before = store.open_rooms(&bot.jid).await.unwrap();
     let events_before = store.events(room.room_id).await.unwrap().len();
@@ -129,28 +168,16 @@ async fn a_cut_longer_than_the_hibernation_gives_a_new_session_and_reconciled_ro
     )
     .unwrap();
     server.start_again();
-    let target: SocketAddr = format!("127.0.0.1:{}", server.port()).parse().unwrap();
-    let proxy = CuttableProxy::start(target).await;
-    let db = TestDb::new(Backend::SqliteFile);
-    let store = db.store().await;
-    let bot = TestBot::start(
-        &server,
-        &db.url,
-        BotOptions {
-            available: 2,
-            max_rooms: 6,
-            port: Some(proxy.port),
-            extra: "[http]\nenabled = false\n".into(),
-            ..Default::default()
-        },
-    );
-    wait_available(&store, &bot.jid, 2).await;
-    server.register("staff", "pw");
-    server.register("client", "pw");
-    let mut staff = TestClient::connect(&server, "staff", "pw").await;
-    let mut client = TestClient::connect(&server, "client", "pw").await;
-    let room = staff_enters(&store, &mut staff, "Staff").await;
-    client_enters(&store, &room, &mut client, "Guest").await;
+    let Chatting {
+        server,
+        proxy,
+        store,
+        bot,
+        mut staff,
+        mut client,
+        room,
+        _db,
+    } = Chatting::start(server, 6).await;
     let ready = wait_available(&store, &bot.jid, 2).await;
 
     proxy.cut();

@@ -506,6 +506,21 @@ fn may_pass_a_hold(stanza: &Stanza, domain: &str) -> bool {
     }
 }
 
+/// Hands `stanza` to the outbox, or to the `held` queue while a hold is on and the stanza
+/// may not pass it.
+fn send_or_hold(
+    outbox: &mut Outbox,
+    stream: &StanzaStream,
+    held: &mut Option<VecDeque<Box<Stanza>>>,
+    stanza: Box<Stanza>,
+    domain: &str,
+) {
+    match held {
+        Some(queue) if !may_pass_a_hold(&stanza, domain) => queue.push_back(stanza),
+        _ => outbox.push(stream, stanza),
+    }
+}
+
 /// The task: forwards commands to the stream and events from it, answering IQs in flight.
 ///
 /// It never awaits a send: stanzas go through the [`Outbox`], so reading (and with it
@@ -534,21 +549,14 @@ async fn run(
         }
         tokio::select! {
             command = commands.next() => match command.map(|c| c.0) {
-                Some(Command::Send(stanza)) => match &mut held {
-                    Some(queue) if !may_pass_a_hold(&stanza, &domain) => queue.push_back(stanza),
-                    _ => outbox.push(&stream, stanza),
-                },
+                Some(Command::Send(stanza)) => send_or_hold(&mut outbox, &stream, &mut held, stanza, &domain),
                 Some(Command::Iq { iq, reply }) => {
                     let (id, to) = match iq.as_ref() {
                         Iq::Get { id, to, .. } | Iq::Set { id, to, .. } => (id.clone(), to.clone()),
                         Iq::Result { id, to, .. } | Iq::Error { id, to, .. } => (id.clone(), to.clone()),
                     };
                     pending.insert(id, Pending { to, reply }, Instant::now());
-                    let stanza = Box::new(Stanza::Iq(*iq));
-                    match &mut held {
-                        Some(queue) if !may_pass_a_hold(&stanza, &domain) => queue.push_back(stanza),
-                        _ => outbox.push(&stream, stanza),
-                    }
+                    send_or_hold(&mut outbox, &stream, &mut held, Box::new(Stanza::Iq(*iq)), &domain);
                 }
                 Some(Command::Hold(true)) => {
                     if held.is_none() {
