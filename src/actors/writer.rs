@@ -60,7 +60,8 @@ impl RoomWriter {
     /// Queues a change behind every change queued before it.
     pub fn push(&self, change: RoomChange) {
         if let Some(queue) = &self.queue {
-            // The task lives until the queue is closed, so this cannot fail before `finish`.
+            // Fails only after `finish`, or after a row conflict closed the queue (the room
+            // is restarting from its row, and later changes would be refused anyway).
             if queue.unbounded_send(change).is_ok() {
                 crate::metrics::metrics().pending_writes.inc();
             }
