@@ -71,6 +71,8 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
     let (bot, store, server) = (&mut w.bot, &w.store, &mut w.server);
     wait_available(store, &bot.jid, CHATS).await;
     let mut chats = start_chats(server.as_ref(), store, CHATS).await;
+    // The pool refilled behind the claims: these rooms die with the bot's session.
+    let spare = wait_available(store, &bot.jid, CHATS).await;
 
     bot.kill(); // kill -9: no goodbye, nothing flushed
     // While the bot is down: in chats 0-4 the client leaves; in 5-7 both leave.
@@ -118,7 +120,12 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
             assert_eq!(row.close_reason, Some(CloseReason::Lost), "room {n}");
         }
     }
-    // The pool is full again, and the unused rooms of before were found lost.
+    // The unused rooms of before were found lost (until then their rows still say
+    // `available`), and the pool is full again with new ones.
+    for room in &spare {
+        let row = wait_status(store, room.id, RoomStatus::Closed).await;
+        assert_eq!(row.close_reason, Some(CloseReason::Lost), "{}", room.jid);
+    }
     wait_available(store, &bot.jid, CHATS).await;
 
     // The chats go on and are tracked to closed.
@@ -158,6 +165,7 @@ async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
         }
     }
     // No room of this bot is left open but the fresh pool.
+    wait_available(store, &bot.jid, CHATS).await;
     let open = store.open_rooms(&bot.jid).await.unwrap();
     assert_eq!(
         status_counts(&open),
