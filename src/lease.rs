@@ -639,7 +639,7 @@ impl Lease {
                     log::warn!(
                         "cannot renew the lease on {}: {}; retrying until it expires",
                         self.bot_jid,
-                        error_chain(&err)
+                        crate::logging::chain(&err)
                     );
                     last_error = Some(err);
                     next = Instant::now() + retry;
@@ -709,18 +709,6 @@ impl Lease {
         log::info!("lease on {} released", self.bot_jid);
         Ok(())
     }
-}
-
-/// An error and its causes on one line, for log lines.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The holder of a bot JID's lease as the health check sees it.

@@ -17,6 +17,7 @@ pub mod actors;
 pub mod app;
 pub mod claims;
 pub mod config;
+pub mod db_fault;
 pub mod http;
 pub mod lease;
 pub mod lifecycle;

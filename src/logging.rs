@@ -348,6 +348,18 @@ pub fn init_with_format(level: LevelFilter, room_dir: Option<PathBuf>, format: L
     }
 }
 
+/// An error and its causes on one line, for log lines: "what: because: because".
+pub fn chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

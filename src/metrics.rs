@@ -164,6 +164,9 @@ pub struct Metrics {
     pub write_retries: Counter,
     /// `helpim_write_conflicts_total`: changes dropped because the row disagreed.
     pub write_conflicts: Counter,
+    /// `helpim_write_failures_total`: changes the database refused for good (the room was
+    /// closed `error`).
+    pub write_failures: Counter,
     /// `helpim_xmpp_session_up`: 1 while the XMPP session is online.
     pub xmpp_session_up: Gauge,
     /// `helpim_reconnects_total`: new XMPP sessions after the first.
@@ -233,6 +236,7 @@ impl Metrics {
             pending_writes: Gauge::default(),
             write_retries: Counter::default(),
             write_conflicts: Counter::default(),
+            write_failures: Counter::default(),
             xmpp_session_up: Gauge::default(),
             reconnects: Counter::default(),
             lease_held: Gauge::default(),
@@ -327,6 +331,11 @@ impl Metrics {
             "write_conflicts",
             "Room changes not written because the row disagreed with the bot",
             m.write_conflicts.clone(),
+        );
+        registry.register(
+            "write_failures",
+            "Room changes the database refused for good (the room was closed as error)",
+            m.write_failures.clone(),
         );
         registry.register(
             "xmpp_session_up",

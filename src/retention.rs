@@ -480,7 +480,7 @@ fn spawn_every(
                 Err(err) => {
                     log::warn!(
                         "retention purge failed, retrying in {retry:?}: {}",
-                        error_chain(&err)
+                        crate::logging::chain(&err)
                     );
                     retry
                 }
@@ -489,18 +489,6 @@ fn spawn_every(
         }
     });
     DailyPurge { task }
-}
-
-/// An error and its causes on one line, for the log.
-fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut text = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// The bot's daily purge; dropping it stops the purge.

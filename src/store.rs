@@ -1,4 +1,6 @@
-//! Typed queries over the SeaORM entities: the only place that talks SQL.
+//! Typed queries over the SeaORM entities: rooms and their history. (The claim, lease and
+//! retention statements live beside their logic, in [`crate::claims`], [`crate::lease`] and
+//! [`crate::retention`].)
 //!
 //! Every write is one transaction that changes the `room` row and appends its `room_event`
 //! row together, so the history never disagrees with the room. Every row read is validated
@@ -73,6 +75,20 @@ pub enum StoreError {
         /// The JID that is taken.
         jid: String,
     },
+}
+
+impl StoreError {
+    /// Whether the same operation may succeed later (the database unreachable, busy or
+    /// restarting), so that it is worth retrying; see [`crate::db_fault`].
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Connect { .. } => true,
+            StoreError::Db(error) => crate::db_fault::is_transient(error),
+            StoreError::BadRow { .. }
+            | StoreError::Conflict { .. }
+            | StoreError::DuplicateJid { .. } => false,
+        }
+    }
 }
 
 /// The database that records the rooms, shared by all actors.
@@ -541,6 +557,41 @@ impl Store {
         .await?;
         notify(&txn, change.room_id, change.to).await?;
         Ok(txn.commit().await?)
+    }
+
+    /// Closes room `room_id` with reason `error` from whatever status its row has now: for a
+    /// room whose own change the database refused for good, whose picture of the row is
+    /// therefore no longer to be trusted. Returns false if the row was closed already.
+    pub async fn close_as_error(
+        &self,
+        room_id: i64,
+        at: DateTime<Utc>,
+        detail: &str,
+    ) -> Result<bool, StoreError> {
+        let Some(room) = self.room(room_id).await? else {
+            return Ok(false);
+        };
+        if room.status == RoomStatus::Closed {
+            return Ok(false);
+        }
+        self.apply(&RoomChange {
+            room_id,
+            kind: EventKind::Closed,
+            from: room.status,
+            to: RoomStatus::Closed,
+            at,
+            nick: None,
+            role: None,
+            detail: detail.to_owned(),
+            set_staff_nick: None,
+            set_client_nick: None,
+            set_staff_jid: None,
+            set_client_jid: None,
+            use_extra_claim: false,
+            close_reason: Some(CloseReason::Error),
+        })
+        .await?;
+        Ok(true)
     }
 
     /// The room with row id `id`, if any.

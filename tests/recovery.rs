@@ -687,3 +687,94 @@ async fn a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes
     let mut probe = TestClient::connect(server.as_ref(), "client", "pw").await;
     common::bot::wait_gone_from_server(&mut probe, &jid).await;
 }
+
+/// A change the database refuses for good (here a constraint that forbids `entered`
+/// events, added by the test) is not retried: the row is closed `error` and the room is
+/// destroyed, so that nobody sits in a room the bot cannot follow; the pool replaces it.
+async fn a_change_refused_for_good_closes_the_room_as_error(backend: Backend, refuse: &str) {
+    use sea_orm::ConnectionTrait;
+    let w = World::start(
+        ServerKind::Prosody,
+        backend,
+        BotOptions {
+            available: 1,
+            max_rooms: 2,
+            ..Default::default()
+        },
+    )
+    .await;
+    w.server.register("staff", "pw");
+    let (bot, store) = (&w.bot, &w.store);
+    let first = wait_available(store, &bot.jid, 1).await.remove(0);
+    store.connection().execute_unprepared(refuse).await.unwrap();
+
+    let mut staff = w.person("staff").await;
+    let claim = claim_staff(store).await;
+    assert_eq!(claim.room_id, first.id);
+    staff
+        .join(&claim.jid, "Staff", Some(&claim.password))
+        .await
+        .expect("the staff member enters");
+    let row = wait_status(store, first.id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Error), "{row:?}");
+    assert!(row.password.is_empty(), "no secret outlives its room");
+    let events = store.events(first.id).await.unwrap();
+    let last = events.last().unwrap();
+    assert_eq!(
+        (last.kind, last.from_status, last.to_status),
+        (
+            EventKind::Closed,
+            Some(RoomStatus::Available),
+            RoomStatus::Closed
+        ),
+        "{events:?}"
+    );
+    // The staff member is told: the room is destroyed under them.
+    let gone = staff
+        .wait_for_presence(&claim.jid, |p| p.destroyed, WAIT)
+        .await;
+    assert!(gone.destroyed);
+    // Recorded as destroyed, and a new room takes its place.
+    eventually("the row to be marked destroyed", WAIT, || async {
+        let row = store.room(first.id).await.unwrap().unwrap();
+        row.destroyed_at.map(|_| ()).ok_or("not yet".to_owned())
+    })
+    .await;
+    let next = wait_available(store, &bot.jid, 1).await.remove(0);
+    assert_ne!(next.id, first.id);
+    let log = bot.log_text();
+    assert!(
+        log.contains("refused change entered available→staff_waiting for good"),
+        "{}",
+        bot.log_tail(20)
+    );
+    assert!(!log.contains("retrying in"), "{}", bot.log_tail(20));
+}
+
+#[tokio::test]
+async fn sqlite_a_change_refused_for_good_closes_the_room_as_error() {
+    a_change_refused_for_good_closes_the_room_as_error(
+        Backend::SqliteFile,
+        "CREATE TRIGGER refuse_entered BEFORE INSERT ON room_event WHEN NEW.kind = 'entered' \
+         BEGIN SELECT RAISE(ABORT, 'entries refused by the test'); END",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn postgres_a_change_refused_for_good_closes_the_room_as_error() {
+    a_change_refused_for_good_closes_the_room_as_error(
+        Backend::Postgres,
+        "ALTER TABLE room_event ADD CONSTRAINT refuse_entered CHECK (kind <> 'entered')",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn mariadb_a_change_refused_for_good_closes_the_room_as_error() {
+    a_change_refused_for_good_closes_the_room_as_error(
+        Backend::MariaDb,
+        "ALTER TABLE room_event ADD CONSTRAINT refuse_entered CHECK (kind <> 'entered')",
+    )
+    .await;
+}

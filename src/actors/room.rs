@@ -32,7 +32,7 @@ use crate::xmpp::{IqError, XmppHandle};
 
 use super::pool::{PoolActor, Replenish, RoomFinished};
 use super::supervisor::{Recovered, SupervisorActor, UnregisterRoom};
-use super::writer::{RoomWriter, RowConflict};
+use super::writer::{RoomWriter, WriteStopped};
 
 /// How long the first kick of somebody waits for the server's confirmation; every further
 /// attempt waits twice as long, up to [`RETRY_MAX`].
@@ -945,15 +945,25 @@ impl Handler<ExpireClaim> for RoomActor {
     }
 }
 
-/// The row refused a change: this actor's picture of the room is wrong. It stops without
-/// touching the room on the server; the supervisor restarts the room from its row (a
-/// rejoin that reconciles with whoever is inside), as after a crash.
-impl Handler<RowConflict> for RoomActor {
+/// The writer stopped. On a conflict this actor's picture of the room is wrong: it stops
+/// without touching the room on the server, and the supervisor restarts the room from its
+/// row (a rejoin that reconciles with whoever is inside), as after a crash. When the
+/// database refused a change for good, the row was closed `error`: nobody can follow this
+/// room any more, so it is destroyed (the people inside are told why).
+impl Handler<WriteStopped> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, _: RowConflict, ctx: &mut Self::Context) {
-        log::warn!(room = self.room(); "restarting the room from its database row");
-        ctx.stop();
+    fn handle(&mut self, stopped: WriteStopped, ctx: &mut Self::Context) {
+        match stopped {
+            WriteStopped::Conflict => {
+                log::warn!(room = self.room(); "restarting the room from its database row");
+                ctx.stop();
+            }
+            WriteStopped::Failed => {
+                log::error!(room = self.room(); "destroying the room: its changes cannot be recorded");
+                self.finish(Some(CloseReason::Error), ctx);
+            }
+        }
     }
 }
 

@@ -5,9 +5,12 @@
 //! which applies them strictly one at a time. A write that fails because the database is
 //! unreachable is retried with backoff, in place, so later changes wait behind it: when the
 //! database comes back every pending change lands, in order. The actor never waits for the
-//! database, so the room keeps following its XMPP dialogue meanwhile. A change the row
-//! refuses (somebody else changed it) cannot be retried: the writer drops what is queued and
-//! tells the room ([`RowConflict`]), which restarts from the row as it is now.
+//! database, so the room keeps following its XMPP dialogue meanwhile. A change that cannot
+//! succeed by waiting stops the writer, which drops what is queued and tells the room
+//! ([`WriteStopped`]): when the row refuses it (somebody else changed it) the room restarts
+//! from the row as it is now; when the database refuses it for good (a constraint, a missing
+//! column: [`StoreError::is_transient`]) the row is closed `error` and the room destroyed,
+//! instead of a retry loop that would hold back the room's every later change.
 
 use std::time::Duration;
 
@@ -20,12 +23,18 @@ use super::pool::Replenish;
 use crate::metrics::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};
 
-/// Told to the room when the database refused one of its changes because the row is not
-/// what the room believed (changed by somebody else, or unreadable): every later change
-/// would be refused too, so the room must start again from the row.
-#[derive(Message, Debug)]
+/// Told to the room when its writer stopped because a change cannot be written by waiting;
+/// every later change would fail too.
+#[derive(Message, Debug, Clone, Copy, PartialEq, Eq)]
 #[rtype(result = "()")]
-pub struct RowConflict;
+pub enum WriteStopped {
+    /// The row is not what the room believed (changed by somebody else, or unreadable): the
+    /// room must start again from the row.
+    Conflict,
+    /// The database refused a change for good; the writer closed the row `error` (where
+    /// it could): the room is to be destroyed.
+    Failed,
+}
 
 /// The sending side of a room's write queue.
 #[derive(Debug)]
@@ -37,18 +46,18 @@ pub struct RoomWriter {
 impl RoomWriter {
     /// Starts the writer task for one room; `written` is told after every committed change
     /// (the pool then counts again: the database now shows the room's new status), and
-    /// `conflict` when the row refused a change (the writer then stops).
+    /// `stopped` when a change cannot be written by waiting (the writer then stops).
     pub fn start(
         store: Store,
         room: String,
         retry_max: Duration,
         written: Recipient<Replenish>,
-        conflict: Recipient<RowConflict>,
+        stopped: Recipient<WriteStopped>,
     ) -> RoomWriter {
         let (queue, changes) = mpsc::unbounded();
         let (done, flushed) = oneshot::channel();
         tokio::spawn(async move {
-            write_in_order(store, room, changes, retry_max, written, conflict).await;
+            write_in_order(store, room, changes, retry_max, written, stopped).await;
             let _ = done.send(());
         });
         RoomWriter {
@@ -60,8 +69,8 @@ impl RoomWriter {
     /// Queues a change behind every change queued before it.
     pub fn push(&self, change: RoomChange) {
         if let Some(queue) = &self.queue {
-            // Fails only after `finish`, or after a row conflict closed the queue (the room
-            // is restarting from its row, and later changes would be refused anyway).
+            // Fails only after `finish`, or after the writer stopped (the room is restarting
+            // from its row or being destroyed, and later changes would fail anyway).
             if queue.unbounded_send(change).is_ok() {
                 crate::metrics::metrics().pending_writes.inc();
             }
@@ -87,7 +96,7 @@ async fn write_in_order(
     mut changes: mpsc::UnboundedReceiver<RoomChange>,
     retry_max: Duration,
     written: Recipient<Replenish>,
-    conflict: Recipient<RowConflict>,
+    stopped: Recipient<WriteStopped>,
 ) {
     let metrics = crate::metrics::metrics();
     // Set from the first change: a room that was not `available` any more (recovered after
@@ -115,21 +124,39 @@ async fn write_in_order(
                     written.do_send(Replenish);
                     break;
                 }
-                Err(StoreError::Conflict { .. }) | Err(StoreError::BadRow { .. }) => {
-                    // Not transient: somebody else changed the row. Retrying cannot help,
-                    // and every change queued behind this one assumed it: drop them all,
-                    // and let the room start again from the row.
+                Err(error @ (StoreError::Conflict { .. } | StoreError::BadRow { .. })) => {
+                    // Somebody else changed the row. Retrying cannot help, and every change
+                    // queued behind this one assumed it: drop them all, and let the room
+                    // start again from the row.
                     metrics.write_conflicts.inc();
                     log::error!(room = room.as_str();
-                        "database row disagrees with the bot; change {} {}→{} not written; \
-                         the room starts again from its row",
+                        "database row disagrees with the bot ({error}); change {} {}→{} not \
+                         written; the room starts again from its row",
                         change.kind, change.from, change.to);
-                    metrics.pending_writes.dec();
-                    changes.close();
-                    while let Some(_dropped) = changes.next().await {
-                        metrics.pending_writes.dec();
+                    stop(&mut changes, metrics).await;
+                    stopped.do_send(WriteStopped::Conflict);
+                    return;
+                }
+                Err(error) if !error.is_transient() => {
+                    metrics.write_failures.inc();
+                    log::error!(room = room.as_str();
+                        "the database refused change {} {}→{} for good: {}; closing the room \
+                         as error", change.kind, change.from, change.to, crate::logging::chain(&error));
+                    stop(&mut changes, metrics).await;
+                    let detail = format!(
+                        "the database refused a change ({}→{})",
+                        change.from, change.to
+                    );
+                    match store
+                        .close_as_error(change.room_id, chrono::Utc::now(), &detail)
+                        .await
+                    {
+                        Ok(_) => written.do_send(Replenish),
+                        Err(error) => log::error!(room = room.as_str();
+                            "cannot close the room's row as error either: {}",
+                            crate::logging::chain(&error)),
                     }
-                    conflict.do_send(RowConflict);
+                    stopped.do_send(WriteStopped::Failed);
                     return;
                 }
                 Err(error) => {
@@ -141,6 +168,18 @@ async fn write_in_order(
                 }
             }
         }
+        metrics.pending_writes.dec();
+    }
+}
+
+/// Closes the queue and drops what is still in it (the change that failed included).
+async fn stop(
+    changes: &mut mpsc::UnboundedReceiver<RoomChange>,
+    metrics: &crate::metrics::Metrics,
+) {
+    metrics.pending_writes.dec();
+    changes.close();
+    while let Some(_dropped) = changes.next().await {
         metrics.pending_writes.dec();
     }
 }
