@@ -45,6 +45,9 @@
 //! open           the room is unusable (re-created,   closed         record lost/error, destroy
 //!                removed the bot, cannot be set up)
 //! open           the room was destroyed by others    closed         record lost
+//! open, nobody   the bot's XMPP session ended and    closed         record lost, destroy
+//!  inside        cannot resume (the server drops                    (confirmed once a new
+//!                the empty room)                                    session is up)
 //! closed         anything                            closed         nothing
 //! ```
 //! "open" means any status but `closed`. A role belongs to the real bare JID that entered in
@@ -194,6 +197,10 @@ pub enum Event {
     Shutdown,
     /// The room was destroyed on the server by somebody else: nothing left to destroy.
     Vanished,
+    /// The bot's XMPP session ended without a way to resume it (no XEP-0198): the bot is out
+    /// of the room, and a room nobody else is in is gone with it. A room with people inside
+    /// lives on and is rejoined on the next session.
+    SessionEnded,
     /// The room cannot be used any more (re-created by a rejoin, the bot removed from it, it
     /// cannot be joined or configured): closed and destroyed.
     Unusable {
@@ -559,6 +566,14 @@ impl Room {
                 false,
             ),
             Event::Unusable { reason, detail } => self.close_without_person(&detail, reason, true),
+            Event::SessionEnded if self.nobody_inside() => self.close_without_person(
+                "the bot's XMPP session ended: the server drops a room nobody else is in",
+                CloseReason::Lost,
+                // In case the server still keeps it (it has not noticed the lost connection
+                // yet): the destroy goes out, and is confirmed, on the next session.
+                true,
+            ),
+            Event::SessionEnded => Vec::new(),
         }
     }
 
@@ -837,6 +852,11 @@ impl Room {
             actions.push(Action::Destroy { reason });
         }
         actions
+    }
+
+    /// Nobody but the bot is in the room: nobody counted, held or being kicked.
+    fn nobody_inside(&self) -> bool {
+        self.present.is_empty() && self.held.is_empty() && self.intruders.is_empty()
     }
 
     fn clear_people(&mut self) {
@@ -1440,6 +1460,31 @@ mod tests {
     }
 
     #[test]
+    fn an_ended_session_closes_only_rooms_nobody_else_is_in() {
+        let mut unused = Room::new(2);
+        let actions = unused.step(Event::SessionEnded);
+        assert_eq!(records(&actions), [(Available, Closed, EventKind::Closed)]);
+        assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
+        assert_eq!(destroys(&actions), Some(CloseReason::Lost));
+
+        // Staff inside: the room lives on, to be rejoined.
+        let mut waiting = Room::new(2);
+        waiting.step(enter("alice"));
+        assert!(waiting.step(Event::SessionEnded).is_empty());
+        assert_eq!(waiting.status, StaffWaiting);
+        assert!(chat().step(Event::SessionEnded).is_empty());
+
+        // An intruder still being kicked is somebody inside too.
+        let mut kicking = Room::new(2);
+        let none = claims(Claim::Missing, Claim::Missing, Claim::Missing);
+        assert_eq!(
+            kicks(&kicking.step(enter_as(who("mallory"), none))),
+            ["mallory"]
+        );
+        assert!(kicking.step(Event::SessionEnded).is_empty());
+    }
+
+    #[test]
     fn a_closed_room_ignores_everything() {
         let mut room = Room::new(2);
         room.step(enter("alice"));
@@ -1449,6 +1494,7 @@ mod tests {
             leave("alice"),
             Event::Shutdown,
             Event::Vanished,
+            Event::SessionEnded,
         ] {
             assert!(room.step(event).is_empty());
         }

@@ -2,7 +2,9 @@
 //! hibernation), the bot connected through a TCP proxy the test cuts. The stream resumes:
 //! no rejoin, no row changes, and the chat is still followed afterwards. Cut for longer
 //! than the hibernation: a new session, the empty rooms found gone and closed `lost`, the
-//! chat rejoined and followed, the pool refilled.
+//! chat rejoined and followed, the pool refilled. And the contrast: on the repo's test
+//! Prosody (no XEP-0198) a lost connection ends the session, and the rooms only the bot was
+//! in are closed `lost` at once, before any new session.
 
 mod common;
 
@@ -213,4 +215,57 @@ async fn a_cut_longer_than_the_hibernation_gives_a_new_session_and_reconciled_ro
     let closed = wait_status(&store, room.room_id, RoomStatus::Closed).await;
     assert_eq!(closed.close_reason, Some(CloseReason::Completed));
     drop(proxy);
+}
+
+#[tokio::test]
+async fn without_stream_management_a_lost_connection_closes_the_empty_rooms_at_once() {
+    // The repo's test Prosody offers no XEP-0198: a lost connection ends the session, the
+    // server drops the rooms only the bot was in, and their rows must say so before any
+    // new session (the proxy refuses one until restored).
+    let mut c = Chatting::start(TestProsody::start(), 6).await;
+    let (proxy, store, bot, room) = (&c.proxy, &c.store, &c.bot, c.room.clone());
+    let ready = wait_available(store, &bot.jid, 2).await;
+    let sessions_before = bot.log_text().matches("new XMPP session").count();
+
+    let cut = std::time::Instant::now();
+    proxy.cut();
+    for row in &ready {
+        let closed = wait_status(store, row.id, RoomStatus::Closed).await;
+        assert_eq!(closed.close_reason, Some(CloseReason::Lost), "{closed:?}");
+        assert!(closed.password.is_empty());
+    }
+    println!("empty rooms closed lost {:?} after the cut", cut.elapsed());
+    assert!(
+        bot.log_text().contains("the session cannot resume"),
+        "{}",
+        bot.log_tail(10)
+    );
+    assert_eq!(
+        bot.log_text().matches("new XMPP session").count(),
+        sessions_before,
+        "closed while no session was possible"
+    );
+    // The chat is not touched: people are inside, and it is rejoined later.
+    assert_eq!(
+        store.room(room.room_id).await.unwrap().unwrap().status,
+        RoomStatus::Chatting
+    );
+
+    proxy.restore();
+    // A new session: the closed rooms' destruction is confirmed with the server, the chat
+    // is rejoined and followed, and the pool is full again with new rooms.
+    for row in &ready {
+        eventually("the closed room's destruction confirmed", WAIT, || async {
+            let row = store.room(row.id).await.unwrap().unwrap();
+            row.destroyed_at.map(|_| ()).ok_or(bot.log_tail(5))
+        })
+        .await;
+    }
+    let fresh = wait_available(store, &bot.jid, 2).await;
+    assert!(fresh.iter().all(|r| ready.iter().all(|old| old.id != r.id)));
+    c.client.leave(&room.jid, "Guest").await;
+    wait_status(&c.store, room.room_id, RoomStatus::OneLeft).await;
+    c.staff.leave(&room.jid, "Staff").await;
+    let closed = wait_status(&c.store, room.room_id, RoomStatus::Closed).await;
+    assert_eq!(closed.close_reason, Some(CloseReason::Completed));
 }

@@ -839,6 +839,22 @@ async fn configure(ctx: &RoomContext, jid: &BareJid, password: &str) -> Result<(
     Ok(())
 }
 
+/// The bot's XMPP session ended and cannot resume (sent by the supervisor): the bot is out
+/// of the room; if nobody else is in it, the server drops it, and the row says so at once.
+#[derive(Message, Debug)]
+#[rtype(result = "()")]
+pub struct SessionEnded;
+
+impl Handler<SessionEnded> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _: SessionEnded, ctx: &mut Self::Context) {
+        if matches!(self.phase, Phase::Active { .. }) {
+            self.run(Event::SessionEnded, ctx);
+        }
+    }
+}
+
 /// The supervisor should rejoin: a new XMPP session started (the old one's rooms were left).
 #[derive(Message, Debug)]
 #[rtype(result = "()")]

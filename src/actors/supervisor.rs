@@ -29,7 +29,7 @@ use crate::xmpp::{XmppEvent, XmppHandle};
 use super::pool::{
     JoinWindow, PoolActor, PoolSettings, RoomContextBase, StartCreating, StopCreating, WindowSlot,
 };
-use super::room::{ExpireClaim, PresenceForRoom, Rejoin, RoomActor, ShutdownRoom};
+use super::room::{ExpireClaim, PresenceForRoom, Rejoin, RoomActor, SessionEnded, ShutdownRoom};
 
 /// Why the supervisor gave up; the process exits non-zero with this.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -583,11 +583,25 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                 crate::metrics::metrics().set_session_up(true);
                 self.record_session(self.recovering.is_empty())
             }
-            XmppEvent::Suspended => {
+            XmppEvent::Suspended { resumable } => {
                 crate::metrics::metrics().set_session_up(false);
-                log::warn!("XMPP connection lost; reconnecting");
                 // At once: rooms may be gone with the session, and nobody watches them.
                 self.record_session(false);
+                if resumable {
+                    log::warn!("XMPP connection lost; reconnecting to resume the session");
+                } else {
+                    // The server ends the session, and with it the rooms nobody else is
+                    // in: their rows say so now, not at the next session.
+                    log::warn!(
+                        "XMPP connection lost and the session cannot resume (no XEP-0198); \
+                         reconnecting; of the {} room(s), those nobody else is in are closed \
+                         as lost",
+                        self.rooms.len()
+                    );
+                    for room in self.rooms.values() {
+                        room.do_send(SessionEnded);
+                    }
+                }
             }
             XmppEvent::LoginFailed { error, fatal: true } => {
                 self.give_up(Fatal::LoginFailed(error), ctx)

@@ -68,7 +68,12 @@ pub enum XmppEvent {
         resumed: bool,
     },
     /// The connection dropped; the stream reconnects by itself.
-    Suspended,
+    Suspended {
+        /// Whether the server offered XEP-0198 on this session, so that it may keep the
+        /// session (and the bot in its rooms) until the stream resumes. Without it, the
+        /// session is over: the bot is out of every room, and empty rooms are gone.
+        resumable: bool,
+    },
     /// The dropped connection's session was resumed (XEP-0198): nothing was lost, the rooms
     /// are as they were.
     Resumed,
@@ -538,6 +543,8 @@ async fn run(
     // Stanzas held back while the bot may not act (`Command::Hold`), in order.
     let mut held: Option<VecDeque<Box<Stanza>>> = None;
     let mut close_done = None;
+    // Whether the current session may survive a lost connection (XEP-0198 offered).
+    let mut resumable = false;
     let expiry = tokio::time::sleep(Duration::ZERO);
     tokio::pin!(expiry);
     loop {
@@ -592,7 +599,8 @@ async fn run(
             }
             event = stream.next() => match event {
                 None => break,
-                Some(StreamEvent::Stream(Lifecycle::Reset { bound_jid, .. })) => {
+                Some(StreamEvent::Stream(Lifecycle::Reset { bound_jid, features })) => {
+                    resumable = features.stream_management.is_some();
                     pending.fail_all();
                     outbox.drop_iqs();
                     match bound_jid.try_into_full() {
@@ -607,7 +615,7 @@ async fn run(
                     let _ = events.unbounded_send(XmppEvent::Resumed);
                 }
                 Some(StreamEvent::Stream(Lifecycle::Suspended)) => {
-                    let _ = events.unbounded_send(XmppEvent::Suspended);
+                    let _ = events.unbounded_send(XmppEvent::Suspended { resumable });
                 }
                 Some(StreamEvent::Stanza(Stanza::Iq(iq))) => {
                     if let Some(iq) = answer_pending(&mut pending.by_id, iq) {
