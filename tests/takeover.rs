@@ -2,7 +2,8 @@
 //! takes over from its killed predecessor at once when it can prove the predecessor dead, a
 //! standby becomes active within seconds of a kill -9, and a live holder is never taken
 //! over, whether it runs on this host or (as its row says) on another one. Real processes,
-//! a real Prosody, SQLite, real clients entering through claims.
+//! a real Prosody and a real ejabberd (every test runs on both), SQLite, real clients
+//! entering through claims.
 
 mod common;
 
@@ -25,12 +26,29 @@ const TAKEOVER: Duration = Duration::from_secs(2);
 /// How soon a standby must be active with every row reconciled (issue 10).
 const STANDBY: Duration = Duration::from_secs(5);
 
-/// A Prosody and SQLite world on the production lease (30 s), with the accounts `staff`
+/// One test per XMPP server.
+macro_rules! on_every_server {
+    ($($name:ident),+ $(,)?) => {
+        mod prosody {
+            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Prosody).await })+
+        }
+        mod ejabberd {
+            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Ejabberd).await })+
+        }
+    };
+}
+
+on_every_server!(
+    a_restart_after_kill_9_takes_over_within_2_s_and_reconciles_the_rows,
+    a_standby_never_takes_a_live_holder_and_is_active_within_5_s_of_kill_9,
+);
+
+/// A world of `kind` and SQLite on the production lease (30 s), with the accounts `staff`
 /// and `client`, whose bot listens for HTTP on the returned address.
-async fn world(available: u32) -> (World, SocketAddr) {
+async fn world(kind: ServerKind, available: u32) -> (World, SocketAddr) {
     let addr: SocketAddr = format!("127.0.0.1:{}", pick_port()).parse().unwrap();
     let w = World::start(
-        ServerKind::Prosody,
+        kind,
         Backend::SqliteFile,
         BotOptions {
             available,
@@ -140,9 +158,8 @@ async fn rows_match(
     }
 }
 
-#[tokio::test]
-async fn a_restart_after_kill_9_takes_over_within_2_s_and_reconciles_the_rows() {
-    let (mut w, addr) = world(3).await;
+async fn a_restart_after_kill_9_takes_over_within_2_s_and_reconciles_the_rows(kind: ServerKind) {
+    let (mut w, addr) = world(kind, 3).await;
     wait_available(&w.store, &w.bot.jid, 3).await;
     let mut chats = chats(w.server.as_ref(), &w.store, 3).await;
     wait_ready(addr, STANDBY).await;
@@ -173,14 +190,13 @@ async fn a_restart_after_kill_9_takes_over_within_2_s_and_reconciles_the_rows() 
     .await;
     wait_ready(addr, STANDBY).await;
     eprintln!(
-        "takeover after kill -9: lease in {took:?}, ready in {:?}",
+        "{kind:?}: takeover after kill -9: lease in {took:?}, ready in {:?}",
         restarted.elapsed()
     );
 }
 
-#[tokio::test]
-async fn a_standby_never_takes_a_live_holder_and_is_active_within_5_s_of_kill_9() {
-    let (mut w, addr) = world(2).await;
+async fn a_standby_never_takes_a_live_holder_and_is_active_within_5_s_of_kill_9(kind: ServerKind) {
+    let (mut w, addr) = world(kind, 2).await;
     wait_available(&w.store, &w.bot.jid, 2).await;
     let mut chats = chats(w.server.as_ref(), &w.store, 2).await;
     let active = w.bot.pid().unwrap();
@@ -241,7 +257,7 @@ async fn a_standby_never_takes_a_live_holder_and_is_active_within_5_s_of_kill_9(
         "{}",
         standby.log_tail(30)
     );
-    eprintln!("standby active and ready {took:?} after kill -9");
+    eprintln!("{kind:?}: standby active and ready {took:?} after kill -9");
 
     // The new active process follows the chats on.
     chats[0].client_leaves("Guest0").await;
