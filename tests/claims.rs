@@ -220,6 +220,7 @@ on_every_server!(
     after_the_grace_a_returning_person_is_turned_away,
     one_left_too_long_ends_the_chat_with_a_notice,
     without_required_claims_whoever_has_the_password_takes_the_role,
+    no_claim_takes_a_room_of_a_bot_whose_session_is_down,
 );
 
 /// A world on `kind` and SQLite; its bot requires claims (the harness default, as in
@@ -585,4 +586,68 @@ async fn without_required_claims_whoever_has_the_password_takes_the_role(kind: S
         [EventKind::Created, EventKind::Entered, EventKind::Entered],
         "no claim, no kick: {events:?}"
     );
+}
+
+/// Claims take only rooms that exist and are watched: while the bot's XMPP connection is
+/// cut, its staff-waiting room (the row still says `staff_waiting`, and the staff member is
+/// still inside) is not handed to a client, because nobody would check the client's claim
+/// or follow the chat. Once the bot is back in the room, the same room is claimed.
+async fn no_claim_takes_a_room_of_a_bot_whose_session_is_down(kind: ServerKind) {
+    use common::proxy::CuttableProxy;
+    let server = common::server::start(kind);
+    let target = format!("127.0.0.1:{}", server.port()).parse().unwrap();
+    let proxy = CuttableProxy::start(target).await;
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let bot = common::bot::TestBot::start(
+        server.as_ref(),
+        &db.url,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            port: Some(proxy.port),
+            ..Default::default()
+        },
+    );
+    server.register("staff", "pw");
+    server.register("client", "pw");
+    wait_available(&store, &bot.jid, 1).await;
+    let mut staff = TestClient::connect(server.as_ref(), "staff", "pw").await;
+    let room = common::world::staff_enters(&store, &mut staff, "Staff").await;
+
+    proxy.cut();
+    eventually("the session recorded down", WAIT, || async {
+        let log = bot.log_text();
+        log.contains("XMPP session recorded as down")
+            .then_some(())
+            .ok_or(bot.log_tail(5))
+    })
+    .await;
+    assert_eq!(
+        store.room(room.room_id).await.unwrap().unwrap().status,
+        RoomStatus::StaffWaiting,
+        "the row alone would offer the room"
+    );
+    for _ in 0..3 {
+        assert!(
+            matches!(
+                claims::claim_client(&store, "web").await,
+                Err(ClaimError::NoneAvailable(Role::Client))
+            ),
+            "a client claim took a room of a bot without a session"
+        );
+        assert!(matches!(
+            claims::claim_staff(&store, "web").await,
+            Err(ClaimError::NoneAvailable(Role::Staff))
+        ));
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    proxy.restore();
+    // Back in the room (rejoined, staff found inside): the same room goes to a client.
+    let mut client = TestClient::connect(server.as_ref(), "client", "pw").await;
+    let claim = common::world::client_enters(&store, &room, &mut client, "Guest").await;
+    assert_eq!(claim.room_id, room.room_id);
+    wait_status(&store, room.room_id, RoomStatus::Chatting).await;
+    drop(proxy);
 }
