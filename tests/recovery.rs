@@ -44,7 +44,12 @@ async fn start_chats(server: &dyn XmppServer, store: &Store, n: usize) -> Vec<Ch
 
 /// A Prosody and SQLite world with the accounts `staff` and `client`, and borrows of its parts.
 async fn chat_world(options: BotOptions) -> World {
-    let w = World::start(ServerKind::Prosody, Backend::SqliteFile, options).await;
+    chat_world_on(ServerKind::Prosody, options).await
+}
+
+/// [`chat_world`] on the XMPP server `kind`.
+async fn chat_world_on(kind: ServerKind, options: BotOptions) -> World {
+    let w = World::start(kind, Backend::SqliteFile, options).await;
     w.server.register("staff", "pw");
     w.server.register("client", "pw");
     w
@@ -647,12 +652,24 @@ async fn a_holder_whose_lease_expired_acts_on_no_room_until_it_is_renewed() {
 /// next is recorded.
 #[tokio::test]
 async fn a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land() {
+    a_row_changed_under_the_bot_restarts_the_room(ServerKind::Prosody).await;
+}
+
+#[tokio::test]
+async fn ejabberd_a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land() {
+    a_row_changed_under_the_bot_restarts_the_room(ServerKind::Ejabberd).await;
+}
+
+async fn a_row_changed_under_the_bot_restarts_the_room(kind: ServerKind) {
     use sea_orm::ConnectionTrait;
-    let w = chat_world(BotOptions {
-        available: 1,
-        max_rooms: 3,
-        ..Default::default()
-    })
+    let w = chat_world_on(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
+    )
     .await;
     let (bot, store, server) = (&w.bot, &w.store, &w.server);
     wait_available(store, &bot.jid, 1).await;
@@ -691,10 +708,14 @@ async fn a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes
 /// A change the database refuses for good (here a constraint that forbids `entered`
 /// events, added by the test) is not retried: the row is closed `error` and the room is
 /// destroyed, so that nobody sits in a room the bot cannot follow; the pool replaces it.
-async fn a_change_refused_for_good_closes_the_room_as_error(backend: Backend, refuse: &str) {
+async fn a_change_refused_for_good_closes_the_room_as_error(
+    kind: ServerKind,
+    backend: Backend,
+    refuse: &str,
+) {
     use sea_orm::ConnectionTrait;
     let w = World::start(
-        ServerKind::Prosody,
+        kind,
         backend,
         BotOptions {
             available: 1,
@@ -754,6 +775,7 @@ async fn a_change_refused_for_good_closes_the_room_as_error(backend: Backend, re
 #[tokio::test]
 async fn sqlite_a_change_refused_for_good_closes_the_room_as_error() {
     a_change_refused_for_good_closes_the_room_as_error(
+        ServerKind::Prosody,
         Backend::SqliteFile,
         "CREATE TRIGGER refuse_entered BEFORE INSERT ON room_event WHEN NEW.kind = 'entered' \
          BEGIN SELECT RAISE(ABORT, 'entries refused by the test'); END",
@@ -764,6 +786,17 @@ async fn sqlite_a_change_refused_for_good_closes_the_room_as_error() {
 #[tokio::test]
 async fn postgres_a_change_refused_for_good_closes_the_room_as_error() {
     a_change_refused_for_good_closes_the_room_as_error(
+        ServerKind::Prosody,
+        Backend::Postgres,
+        "ALTER TABLE room_event ADD CONSTRAINT refuse_entered CHECK (kind <> 'entered')",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ejabberd_postgres_a_change_refused_for_good_closes_the_room_as_error() {
+    a_change_refused_for_good_closes_the_room_as_error(
+        ServerKind::Ejabberd,
         Backend::Postgres,
         "ALTER TABLE room_event ADD CONSTRAINT refuse_entered CHECK (kind <> 'entered')",
     )
@@ -773,6 +806,7 @@ async fn postgres_a_change_refused_for_good_closes_the_room_as_error() {
 #[tokio::test]
 async fn mariadb_a_change_refused_for_good_closes_the_room_as_error() {
     a_change_refused_for_good_closes_the_room_as_error(
+        ServerKind::Prosody,
         Backend::MariaDb,
         "ALTER TABLE room_event ADD CONSTRAINT refuse_entered CHECK (kind <> 'entered')",
     )
