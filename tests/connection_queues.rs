@@ -1,9 +1,10 @@
 //! The XMPP connection task under a disconnect with full queues: the bot's TCP connection
-//! to Prosody is cut (through the repo's cuttable proxy) while every room keeps sending
-//! self-pings, so far more stanzas wait than the stream's transmit queue (64) holds; when the
+//! to Prosody or ejabberd is cut (through the repo's cuttable proxy) while every room keeps
+//! sending self-pings (and, the session being lost, destroys of its empty room), so far more
+//! stanzas wait than the stream's transmit queue (64) holds; when the
 //! connection comes back, the answers to the rejoin of every room flood the event queue at
 //! the same time. The bot must reconnect and go on: a full pool again, and a claimed room
-//! followed when staff enters. Needs Prosody (`apt-get install -y prosody`).
+//! followed when staff enters.
 
 mod common;
 
@@ -23,7 +24,16 @@ const ROOMS: u32 = 100;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_disconnect_with_both_queues_full_ends_in_a_reconnect_and_the_bot_goes_on() {
-    let server = common::server::start(ServerKind::Prosody);
+    both_queues_full(ServerKind::Prosody).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ejabberd_a_disconnect_with_both_queues_full_ends_in_a_reconnect_and_the_bot_goes_on() {
+    both_queues_full(ServerKind::Ejabberd).await;
+}
+
+async fn both_queues_full(kind: ServerKind) {
+    let server = common::server::start(kind);
     let db = TestDb::new(Backend::SqliteFile);
     let store = db.store().await;
     let proxy = CuttableProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap()).await;

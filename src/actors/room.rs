@@ -136,6 +136,11 @@ pub struct RoomActor {
     finished: Option<Shared<oneshot::Receiver<()>>>,
     /// Leave the room before the next rejoin (the bot may still be inside).
     leave_first: bool,
+    /// The XMPP session ended and no new one has started ([`SessionEnded`]): the server
+    /// cannot be asked anything, so a destroy is left to the sweep of closed, undestroyed
+    /// rooms on the next session instead of holding this actor (and the recovery, which
+    /// waits for its answer) for as long as the session is down.
+    session_ended: bool,
 }
 
 /// A presence from this room, routed by the supervisor.
@@ -245,6 +250,7 @@ impl RoomActor {
             writer: None,
             finished: None,
             leave_first,
+            session_ended: false,
         }
     }
 
@@ -625,6 +631,14 @@ impl RoomActor {
         let store = self.ctx.store.clone();
         let room = self.jid.clone();
         let flushed = self.writer.as_mut().map(RoomWriter::finish);
+        // Without a session the destroy is the next session's sweep: the row stays
+        // undestroyed until then.
+        let swept_later = destroy.is_some() && self.session_ended;
+        if swept_later {
+            log::info!(room = self.room(); "no XMPP session: the room's destroy is left to the next session");
+        }
+        let destroy = destroy.filter(|_| !swept_later);
+        let room_id = room_id.filter(|_| !swept_later);
         let fut = async move {
             if let Some(reason) = destroy {
                 destroy_until_confirmed(&xmpp, &room, &format!("This chat is closed ({reason})."))
@@ -849,6 +863,7 @@ impl Handler<SessionEnded> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, _: SessionEnded, ctx: &mut Self::Context) {
+        self.session_ended = true;
         if matches!(self.phase, Phase::Active { .. }) {
             self.run(Event::SessionEnded, ctx);
         }
@@ -864,6 +879,7 @@ impl Handler<Rejoin> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, _: Rejoin, ctx: &mut Self::Context) {
+        self.session_ended = false;
         if let Phase::Active { .. } = self.phase {
             let Phase::Active { room_id, machine } =
                 std::mem::replace(&mut self.phase, Phase::Finishing)
