@@ -812,3 +812,78 @@ async fn mariadb_a_change_refused_for_good_closes_the_room_as_error() {
     )
     .await;
 }
+
+/// A room the bot can no longer configure when it rejoins (an administrator took its
+/// ownership away while it was down) is closed `lost` and given up: its destroy is refused
+/// too, and is not retried forever (an actor stuck retrying every 30 s, and a shutdown
+/// waiting for it); the recovery ends and the pool refills.
+async fn a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_goes_on(
+    kind: ServerKind,
+) {
+    let mut w = chat_world_on(
+        kind,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            ..Default::default()
+        },
+    )
+    .await;
+    wait_available(&w.store, &w.bot.jid, 1).await;
+    let mut staff = w.person("staff").await;
+    let room = staff_enters(&w.store, &mut staff, "Staff").await;
+    wait_available(&w.store, &w.bot.jid, 1).await;
+
+    w.bot.kill();
+    let bot_account = w.bot.jid.clone();
+    if let Some(body) = w.server.disown(&room.jid, &bot_account) {
+        let disown = xmpp_parsers::message::Message::groupchat(jid::Jid::new(&room.jid).unwrap())
+            .with_body(Default::default(), body);
+        staff.send(disown.into()).await;
+    }
+    w.bot.spawn();
+
+    let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
+    assert_eq!(row.close_reason, Some(CloseReason::Lost), "{row:?}");
+    // Not stuck on the room: the recovery ends and the pool is full again.
+    let fresh = wait_available(&w.store, &w.bot.jid, 1).await;
+    assert_ne!(fresh[0].id, room.room_id);
+    let log = w.bot.log_text();
+    assert!(
+        log.contains("cannot be configured again")
+            && log.contains("refuses to let the bot destroy the room"),
+        "{}",
+        w.bot.log_tail(30)
+    );
+    assert!(
+        !log.contains("destroying the room failed"),
+        "a refused destroy is not retried:\n{}",
+        w.bot.log_tail(30)
+    );
+    // The row stays undestroyed: the room still lives on the server.
+    assert_eq!(
+        w.store
+            .room(room.room_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .destroyed_at,
+        None
+    );
+}
+
+#[tokio::test]
+async fn prosody_a_room_that_cannot_be_configured_on_rejoin_is_closed_lost() {
+    a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_goes_on(
+        ServerKind::Prosody,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn ejabberd_a_room_that_cannot_be_configured_on_rejoin_is_closed_lost() {
+    a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_goes_on(
+        ServerKind::Ejabberd,
+    )
+    .await;
+}

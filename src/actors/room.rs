@@ -640,10 +640,18 @@ impl RoomActor {
         let destroy = destroy.filter(|_| !swept_later);
         let room_id = room_id.filter(|_| !swept_later);
         let fut = async move {
-            if let Some(reason) = destroy {
-                destroy_until_confirmed(&xmpp, &room, &format!("This chat is closed ({reason})."))
-                    .await;
-            }
+            let destroyed = match destroy {
+                Some(reason) => {
+                    destroy_until_confirmed(
+                        &xmpp,
+                        &room,
+                        &format!("This chat is closed ({reason})."),
+                    )
+                    .await
+                }
+                None => true,
+            };
+            let room_id = room_id.filter(|_| destroyed);
             if let Some(flushed) = flushed {
                 flushed.await;
             }
@@ -667,7 +675,11 @@ impl RoomActor {
 
 /// Sends the destroy request until the server confirms that the room is gone: a result, or
 /// `item-not-found` (nothing left to destroy). Waits with doubling backoff in between.
-pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: &str) {
+/// Returns false, without retrying, when the server refuses the bot the right to destroy
+/// the room (it is no longer the room's owner): asking again cannot help, and an actor
+/// must not retry forever (a shutdown waits for it). The row then stays undestroyed, for
+/// the next session's sweep and for operators.
+pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: &str) -> bool {
     let mut delay = Duration::from_secs(1);
     loop {
         match xmpp
@@ -676,11 +688,23 @@ pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: 
         {
             Ok(_) => {
                 log::info!(room = room.as_str(); "room destroyed on the server");
-                return;
+                return true;
             }
             Err(IqError::Refused { condition, .. }) if condition == "item-not-found" => {
                 log::info!(room = room.as_str(); "room already gone from the server");
-                return;
+                return true;
+            }
+            Err(IqError::Refused { condition, .. })
+                if matches!(
+                    condition.as_str(),
+                    "forbidden" | "not-allowed" | "not-authorized"
+                ) =>
+            {
+                log::error!(room = room.as_str();
+                    "the server refuses to let the bot destroy the room ({condition}): the bot \
+                     is no longer its owner; it stays on the server, unmanaged, until a server \
+                     administrator destroys it");
+                return false;
             }
             Err(error) => {
                 log::warn!(room = room.as_str(); "destroying the room failed ({error}); trying again in {delay:?}");

@@ -318,7 +318,9 @@ impl SupervisorActor {
                 log::warn!(room = room.as_str(); "closed, but its destruction was never confirmed: destroying it");
                 let (xmpp, store) = (act.xmpp.clone(), act.store.clone());
                 actix::spawn(async move {
-                    super::room::destroy_until_confirmed(&xmpp, &room, "This chat is closed.").await;
+                    if !super::room::destroy_until_confirmed(&xmpp, &room, "This chat is closed.").await {
+                        return;
+                    }
                     if let Err(error) = store.mark_destroyed(row.id).await {
                         log::warn!(room = room.as_str(); "cannot record the room as destroyed: {error}");
                     }

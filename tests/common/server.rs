@@ -78,6 +78,12 @@ pub trait XmppServer {
     fn unkickable_user(&self) -> &'static str {
         UNKICKABLE_USER
     }
+    /// Takes `account`'s affiliation with `room` away (owner → none), as a server
+    /// administrator could. ejabberd does it at once (`ejabberdctl set_room_affiliation`)
+    /// and returns `None`; on Prosody a test plugin does it
+    /// (`tests/fixtures/prosody/mod_helpim_test_forget.lua`) when an occupant sends the
+    /// groupchat body returned.
+    fn disown(&self, room: &str, account: &str) -> Option<String>;
 }
 
 /// See [`XmppServer::unkickable_user`].
@@ -114,6 +120,9 @@ impl XmppServer for super::prosody::TestProsody {
     fn limits_occupants(&self) -> bool {
         false
     }
+    fn disown(&self, _room: &str, account: &str) -> Option<String> {
+        Some(format!("helpim-test: disown {account}"))
+    }
 }
 
 impl XmppServer for super::ejabberd::TestEjabberd {
@@ -146,6 +155,15 @@ impl XmppServer for super::ejabberd::TestEjabberd {
     }
     fn limits_occupants(&self) -> bool {
         true
+    }
+    fn disown(&self, room: &str, account: &str) -> Option<String> {
+        let (name, service) = room.split_once('@').expect("a bare room JID");
+        let (ok, output) = self.ctl(&["set_room_affiliation", name, service, account, "none"]);
+        assert!(
+            ok,
+            "ejabberdctl set_room_affiliation {room} {account} none: {output}"
+        );
+        None
     }
 }
 
