@@ -279,6 +279,7 @@ pub async fn run_with(
             rejoin_grace: config.timeouts.rejoin_grace,
             one_left: config.timeouts.one_left,
             room_ping: config.timeouts.room_ping,
+            owner_form: Default::default(),
         },
         fatal_tx,
     )

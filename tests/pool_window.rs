@@ -1,7 +1,7 @@
 //! The pool's bounded creation window and its backoff, seen from outside: the real binary
 //! against a real Prosody, read through its own log (every room logs "creating room" when
 //! it starts entering and "room configured and recorded" or "room creation failed" when
-//! done). Needs Prosody (`apt-get install -y prosody`).
+//! done), and the owner form it fetches once per session ("owner form fetched").
 
 mod common;
 
@@ -146,4 +146,77 @@ async fn a_server_refusing_creation_is_retried_only_after_the_backoff() {
         .filter(|l| l.contains("creating room") && time_of(l) <= time_of(&failures[2]))
         .count();
     assert_eq!(attempts, 5, "3 at first, then one probe after each backoff");
+}
+
+/// The owner form is fetched for the first room of a session only; every later room is
+/// configured with one submit of the kept form, and still checked (disco#info: protected,
+/// hidden, temporary). After a new session the form is fetched again, once.
+async fn the_owner_form_is_fetched_once_per_session(kind: ServerKind) {
+    use common::client::TestClient;
+    use common::proxy::CuttableProxy;
+    let server = common::server::start(kind);
+    let proxy = CuttableProxy::start(format!("127.0.0.1:{}", server.port()).parse().unwrap()).await;
+    let db = TestDb::new(Backend::SqliteFile);
+    let store = db.store().await;
+    let rooms = 20;
+    let bot = TestBot::start(
+        server.as_ref(),
+        &db.url,
+        BotOptions {
+            available: rooms,
+            max_rooms: 2 * rooms,
+            port: Some(proxy.port),
+            ..Default::default()
+        },
+    );
+    let ready = wait_available(&store, &bot.jid, rooms as usize).await;
+    let fetches = |bot: &TestBot| bot.log_text().matches("owner form fetched").count();
+    assert_eq!(fetches(&bot), 1, "{}", bot.log_tail(40));
+    assert!(!bot.log_text().contains("refused the kept owner form"));
+    server.register("probe", "pw");
+    let mut probe = TestClient::connect(server.as_ref(), "probe", "pw").await;
+    for room in &ready {
+        let info = probe.disco_info(&room.jid).await.expect("disco#info");
+        for feature in ["muc_passwordprotected", "muc_hidden", "muc_temporary"] {
+            assert!(info.has_feature(feature), "{} lacks {feature}", room.jid);
+        }
+    }
+
+    // A new session: the rooms are gone with the old one; the form is fetched again.
+    proxy.cut();
+    eventually(
+        "the bot notices the cut",
+        Duration::from_secs(20),
+        || async {
+            let log = bot.log_text();
+            log.contains("XMPP connection lost")
+                .then_some(())
+                .ok_or(bot.log_tail(3))
+        },
+    )
+    .await;
+    proxy.restore();
+    eventually("a new pool", Duration::from_secs(60), || async {
+        let fresh = store
+            .pool_counts(&bot.jid)
+            .await
+            .map_err(|e| e.to_string())?;
+        let log = bot.log_text();
+        (fresh.ready == u64::from(rooms) && log.contains("new XMPP session"))
+            .then_some(())
+            .ok_or(format!("{fresh:?}"))
+    })
+    .await;
+    assert_eq!(fetches(&bot), 2, "{}", bot.log_tail(40));
+    drop(proxy);
+}
+
+#[tokio::test]
+async fn prosody_the_owner_form_is_fetched_once_per_session() {
+    the_owner_form_is_fetched_once_per_session(ServerKind::Prosody).await;
+}
+
+#[tokio::test]
+async fn ejabberd_the_owner_form_is_fetched_once_per_session() {
+    the_owner_form_is_fetched_once_per_session(ServerKind::Ejabberd).await;
 }

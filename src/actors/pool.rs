@@ -156,6 +156,8 @@ pub struct RoomContextBase {
     pub one_left: Option<Duration>,
     /// Interval of XEP-0410 self-pings in each room.
     pub room_ping: Option<Duration>,
+    /// The service's owner form, shared by every room of a session.
+    pub owner_form: crate::xmpp::form::OwnerFormCache,
 }
 
 impl PoolSettings {
@@ -224,6 +226,7 @@ impl PoolActor {
             rejoin_grace: base.rejoin_grace,
             one_left: base.one_left,
             room_ping: base.room_ping,
+            owner_form: base.owner_form,
             panic_on_nick: std::env::var("HELPIM_FAULT_PANIC_ON_NICK").ok(),
             pool,
             supervisor,

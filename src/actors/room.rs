@@ -78,6 +78,8 @@ pub struct RoomContext {
     pub one_left: Option<Duration>,
     /// Interval of XEP-0410 self-pings, to notice that the bot silently dropped out.
     pub room_ping: Option<Duration>,
+    /// The service's owner form, fetched once per session.
+    pub owner_form: form::OwnerFormCache,
     /// Fault injection for tests: a room actor panics when a person with this nick enters
     /// (from `HELPIM_FAULT_PANIC_ON_NICK`; never set in production).
     pub panic_on_nick: Option<String>,
@@ -851,21 +853,44 @@ async fn rejoin(
     Rejoined::Present(lookup_claims(ctx.clone(), room_id, jid).await)
 }
 
-/// Fetches the owner form, submits the bot's settings for the fields offered, and checks
-/// with disco#info that the room is protected, hidden, temporary, semi-anonymous and
-/// unarchived.
+/// Submits the bot's settings for the fields the service's owner form offers (fetched for
+/// the first room of the session, see [`form::OwnerFormCache`]), and checks with disco#info
+/// that the room is protected, hidden, temporary, semi-anonymous and unarchived. A submit of
+/// the kept form that the room refuses is tried once more with a freshly fetched form.
 async fn configure(ctx: &RoomContext, jid: &BareJid, password: &str) -> Result<(), CreateError> {
     let room = Jid::from(jid.clone());
-    let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
-    let offered = form::parse_offered(&offered.ok_or(CreateError::NoForm)?)?;
     let settings = RoomSettings {
         password: password.to_owned(),
         history_length: ctx.history_length,
         max_users: ctx.max_chatters + 1,
     };
-    ctx.xmpp
+    let fetch = async || -> Result<form::OfferedForm, CreateError> {
+        let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
+        let offered = form::parse_offered(&offered.ok_or(CreateError::NoForm)?)?;
+        log::debug!(room = jid.as_str();
+            "owner form fetched ({} fields); the session's later rooms submit it directly",
+            offered.fields.len());
+        Ok(offered)
+    };
+    let (offered, fetched) = ctx.owner_form.get_or_fetch(fetch).await?;
+    match ctx
+        .xmpp
         .set(room.clone(), form::submit(&offered, &settings)?)
-        .await?;
+        .await
+    {
+        Ok(_) => {}
+        // The kept form may be out of date (the service was reconfigured): once more with
+        // the room's own.
+        Err(IqError::Refused { condition, .. }) if !fetched => {
+            log::info!(room = jid.as_str(); "the room refused the kept owner form ({condition}); fetching it again");
+            ctx.owner_form.forget();
+            let (offered, _) = ctx.owner_form.get_or_fetch(fetch).await?;
+            ctx.xmpp
+                .set(room.clone(), form::submit(&offered, &settings)?)
+                .await?;
+        }
+        Err(error) => return Err(error.into()),
+    }
     let info = ctx
         .xmpp
         .get(

@@ -565,6 +565,8 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                     self.rooms.len()
                 );
                 self.resource = Some(bound_jid.resource().to_string());
+                // The server may have been reconfigured while the bot was away.
+                self.room_base.owner_form.forget();
                 self.send_presence();
                 // Claims wait until every room is checked again.
                 self.recovering = self.rooms.keys().cloned().collect();

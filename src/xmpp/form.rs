@@ -6,7 +6,8 @@
 //! and rejects a whole submit that names a field it did not offer (`bad-request: Unknown
 //! field`). So the bot reads the form the room offers, submits only offered fields, and then
 //! checks the result through disco#info features rather than trusting the answer: protected,
-//! hidden, temporary, and not archived.
+//! hidden, temporary, and not archived. The form is read once per session
+//! ([`OwnerFormCache`]); the check is made for every room.
 
 use minidom::Element;
 use minidom::rxml::xml_ncname;
@@ -42,6 +43,51 @@ impl OfferedForm {
     /// The offered field called exactly `var`.
     pub fn field(&self, var: &str) -> Option<&OfferedField> {
         self.fields.iter().find(|f| f.var == var)
+    }
+}
+
+/// The owner form of the MUC service, fetched for the first room of an XMPP session and
+/// reused for every later one: all rooms of one service offer the same fields, so each
+/// further room is configured with one submit instead of a fetch and a submit (XEP-0045
+/// lets an owner submit without fetching first). Rooms created at the same time wait for
+/// the one fetch rather than each making their own. [`OwnerFormCache::forget`] (every new
+/// session, and a kept form a room refused) makes the next room fetch again. Clones share
+/// one form.
+#[derive(Debug, Clone, Default)]
+pub struct OwnerFormCache(std::sync::Arc<OwnerFormInner>);
+
+/// The shared part of [`OwnerFormCache`].
+#[derive(Debug, Default)]
+struct OwnerFormInner {
+    /// Counts [`OwnerFormCache::forget`]s: a form kept under an older count is stale.
+    generation: std::sync::atomic::AtomicU64,
+    /// The form and the generation it was fetched in; locked across a fetch.
+    form: tokio::sync::Mutex<Option<(u64, OfferedForm)>>,
+}
+
+impl OwnerFormCache {
+    /// The kept form, or the one `fetch` gets (then kept); true when it was fetched now.
+    pub async fn get_or_fetch<E>(
+        &self,
+        fetch: impl AsyncFnOnce() -> Result<OfferedForm, E>,
+    ) -> Result<(OfferedForm, bool), E> {
+        let mut kept = self.0.form.lock().await;
+        let generation = self.0.generation.load(std::sync::atomic::Ordering::SeqCst);
+        if let Some((at, form)) = kept.as_ref()
+            && *at == generation
+        {
+            return Ok((form.clone(), false));
+        }
+        let form = fetch().await?;
+        *kept = Some((generation, form.clone()));
+        Ok((form, true))
+    }
+
+    /// Makes the next room fetch the form again.
+    pub fn forget(&self) {
+        self.0
+            .generation
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
     }
 }
 
