@@ -31,7 +31,7 @@ WHERE id = (SELECT id FROM room
               AND bot_jid IN (SELECT bot_jid FROM bot_instance
                               WHERE xmpp_up AND heartbeat_at > $4)
             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING id, jid, password";
+RETURNING id, jid, password, status_changed_at";
 
 /// PostgreSQL: take the room whose staff has waited longest, for a client.
 pub const POSTGRES_CLAIM_CLIENT: &str =
@@ -41,14 +41,14 @@ WHERE id = (SELECT id FROM room
               AND bot_jid IN (SELECT bot_jid FROM bot_instance
                               WHERE xmpp_up AND heartbeat_at > $4)
             ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING id, jid, password";
+RETURNING id, jid, password, status_changed_at";
 
 /// PostgreSQL: claim one extra seat in chat `$4` (`muc.max_chatters` above 2).
 pub const POSTGRES_CLAIM_EXTRA: &str =
     "UPDATE room SET extra_claimed_at = $1, extra_claimed_by = $2, extra_claimed_jid = $3
 WHERE id = $4 AND status = 'chatting' AND extra_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM bot_instance WHERE xmpp_up AND heartbeat_at > $5)
-RETURNING id, jid, password";
+RETURNING id, jid, password, status_changed_at";
 
 /// PostgreSQL: the claim's event ($1 = room id, $2 = kind, $3 = status, $4 = now,
 /// $5 = role, $6 = detail).
@@ -66,7 +66,7 @@ WHERE id = (SELECT id FROM room
               AND bot_jid IN (SELECT bot_jid FROM bot_instance
                               WHERE xmpp_up AND heartbeat_at > ?4)
             ORDER BY id LIMIT 1)
-RETURNING id, jid, password";
+RETURNING id, jid, password, status_changed_at";
 
 /// SQLite: take the room whose staff has waited longest, for a client.
 pub const SQLITE_CLAIM_CLIENT: &str =
@@ -76,14 +76,14 @@ WHERE id = (SELECT id FROM room
               AND bot_jid IN (SELECT bot_jid FROM bot_instance
                               WHERE xmpp_up AND heartbeat_at > ?4)
             ORDER BY status_changed_at, id LIMIT 1)
-RETURNING id, jid, password";
+RETURNING id, jid, password, status_changed_at";
 
 /// SQLite: claim one extra seat in chat ?4.
 pub const SQLITE_CLAIM_EXTRA: &str =
     "UPDATE room SET extra_claimed_at = ?1, extra_claimed_by = ?2, extra_claimed_jid = ?3
 WHERE id = ?4 AND status = 'chatting' AND extra_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM bot_instance WHERE xmpp_up AND heartbeat_at > ?5)
-RETURNING id, jid, password";
+RETURNING id, jid, password, status_changed_at";
 
 /// SQLite: the claim's event.
 pub const SQLITE_CLAIM_EVENT: &str =
@@ -99,7 +99,7 @@ VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)";
 /// that cannot be merged into the query (its `LIMIT`): merged, InnoDB would lock their
 /// `bot_instance` rows too, and `SKIP LOCKED` would skip every room while another claim runs.
 pub const MYSQL_FIND_STAFF_ROOM: &str =
-    "SELECT id, jid, password FROM room FORCE INDEX (idx_room_status_staff_claimed_at)
+    "SELECT id, jid, password, status_changed_at FROM room FORCE INDEX (idx_room_status_staff_claimed_at)
 WHERE status = 'available' AND staff_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
                                        WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
@@ -107,14 +107,14 @@ ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock the room whose staff has waited longest and has no client claim.
 pub const MYSQL_FIND_CLIENT_ROOM: &str =
-    "SELECT id, jid, password FROM room FORCE INDEX (idx_room_status_status_changed_at)
+    "SELECT id, jid, password, status_changed_at FROM room FORCE INDEX (idx_room_status_status_changed_at)
 WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
                                        WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
 ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock chat `?` if its extra seat is free; then [`MYSQL_SET_EXTRA_CLAIM`].
-pub const MYSQL_FIND_EXTRA_ROOM: &str = "SELECT id, jid, password FROM room
+pub const MYSQL_FIND_EXTRA_ROOM: &str = "SELECT id, jid, password, status_changed_at FROM room
 WHERE id = ? AND status = 'chatting' AND extra_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
                                        WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
@@ -268,6 +268,7 @@ async fn claim(
             let found = txn.query_one_raw(statement(find)).await?;
             if let Some(found) = &found {
                 let id: i64 = found.try_get("", "id")?;
+                let at = not_before_last_change(found, at)?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     backend,
                     set,
@@ -299,6 +300,10 @@ async fn claim(
         txn.rollback().await?;
         return Err(ClaimError::NoneAvailable(role));
     };
+    // The claim's time was taken before its statement found the room: a room recorded in
+    // between (a new one, a staff member's entry) has a later time, and the history must
+    // not go backwards.
+    let at = not_before_last_change(&row, at)?;
     let mut claim = claim_of(&row, role, at)?;
     claim.bound_jid = jid;
     insert_event(
@@ -314,6 +319,15 @@ async fn claim(
     .await?;
     txn.commit().await?;
     Ok(claim)
+}
+
+/// `at`, or the found room's last status change if that is later.
+fn not_before_last_change(
+    row: &QueryResult,
+    at: DateTime<Utc>,
+) -> Result<DateTime<Utc>, sea_orm::DbErr> {
+    let changed: DateTime<Utc> = row.try_get("", "status_changed_at")?;
+    Ok(at.max(changed))
 }
 
 fn claim_of(row: &QueryResult, role: Role, at: DateTime<Utc>) -> Result<Claim, sea_orm::DbErr> {

@@ -198,6 +198,37 @@ async fn clients_get_the_longest_waiting_staff_first_on_every_database() {
     }
 }
 
+/// A claim's "now" is taken before its statement finds the room; a room recorded in between
+/// (here: recorded with a time ahead of the claimer's clock) must not get a claim event
+/// earlier than its own last change. Found in CI as a `created` event after the
+/// `staff_claimed` event of the same room, 31 ms apart.
+#[tokio::test]
+async fn a_claim_is_never_recorded_before_the_rooms_last_change_on_every_database() {
+    for backend in [Backend::SqliteFile, Backend::Postgres, Backend::MariaDb] {
+        let db = TestDb::new(backend);
+        let store = db.store().await;
+        common::db::live_bot(&store, "seed-bot@test").await;
+        let later = helpim_bot::store::now() + chrono::Duration::milliseconds(500);
+        let room = store
+            .create_room(&NewRoom {
+                jid: "ahead@conference.test".into(),
+                password: "pw".into(),
+                bot_jid: "seed-bot@test".into(),
+                at: later,
+            })
+            .await
+            .unwrap();
+        let claim = claims::claim_staff(&store, "web").await.expect("claim");
+        assert_eq!(claim.room_id, room.id);
+        let events = store.events(room.id).await.unwrap();
+        assert_eq!(events.len(), 2, "{events:?}");
+        assert!(
+            events[1].at >= events[0].at,
+            "{backend:?}: the claim is recorded before the room: {events:?}"
+        );
+    }
+}
+
 // --- with the real bot, on every server -----------------------------------------------------
 
 /// Generates one test per XMPP server for each scenario (`prosody::…`, `ejabberd::…`).
