@@ -850,7 +850,7 @@ async fn a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_
     assert_ne!(fresh[0].id, room.room_id);
     let log = w.bot.log_text();
     assert!(
-        log.contains("cannot be configured again")
+        log.contains("cannot be configured again (the bot is no longer its owner")
             && log.contains("refuses to let the bot destroy the room"),
         "{}",
         w.bot.log_tail(30)
@@ -886,4 +886,64 @@ async fn ejabberd_a_room_that_cannot_be_configured_on_rejoin_is_closed_lost() {
         ServerKind::Ejabberd,
     )
     .await;
+}
+
+/// After a restart, a rejoin the server does not answer (the test plugin swallows joins)
+/// is tried again, up to 3 times: `swallowed` joins below that, and the room is followed on
+/// (a client enters later); 3 or more, and the room is given up as `lost` and the pool
+/// refilled, instead of being adopted unwatched or waited for forever. Prosody only: the
+/// swallowing needs the test plugin. `join_secs = 1` (default 10) keeps each timeout short.
+async fn a_rejoin_without_answer_is_retried_within_a_bound(swallowed: u32) {
+    let mut w = chat_world(BotOptions {
+        available: 1,
+        max_rooms: 3,
+        extra: "[timeouts]\njoin_secs = 1".into(),
+        ..Default::default()
+    })
+    .await;
+    wait_available(&w.store, &w.bot.jid, 1).await;
+    let mut staff = w.person("staff").await;
+    let room = staff_enters(&w.store, &mut staff, "Staff").await;
+
+    w.bot.kill();
+    let swallow = xmpp_parsers::message::Message::groupchat(jid::Jid::new(&room.jid).unwrap())
+        .with_body(
+            Default::default(),
+            format!("helpim-test: swallow joins {swallowed}"),
+        );
+    staff.send(swallow.into()).await;
+    w.bot.spawn();
+
+    if swallowed < 3 {
+        eventually("the rejoin to be retried and to succeed", WAIT, || async {
+            let log = w.bot.log_text();
+            (log.contains(&format!("no answer to the rejoin ({swallowed} of 3)"))
+                && log.contains("back in the room"))
+            .then_some(())
+            .ok_or(w.bot.log_tail(5))
+        })
+        .await;
+        let mut client = w.person("client").await;
+        common::world::client_enters(&w.store, &room, &mut client, "Guest").await;
+    } else {
+        let row = wait_status(&w.store, room.room_id, RoomStatus::Closed).await;
+        assert_eq!(row.close_reason, Some(CloseReason::Lost), "{row:?}");
+        assert!(
+            w.bot.log_text().contains("no answer to 3 rejoins"),
+            "{}",
+            w.bot.log_tail(20)
+        );
+        let fresh = wait_available(&w.store, &w.bot.jid, 1).await;
+        assert_ne!(fresh[0].id, room.room_id);
+    }
+}
+
+#[tokio::test]
+async fn a_rejoin_without_answer_twice_is_retried_and_the_room_followed() {
+    a_rejoin_without_answer_is_retried_within_a_bound(2).await;
+}
+
+#[tokio::test]
+async fn a_rejoin_without_answer_three_times_gives_the_room_up_as_lost() {
+    a_rejoin_without_answer_is_retried_within_a_bound(3).await;
 }

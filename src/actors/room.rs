@@ -556,14 +556,14 @@ impl RoomActor {
         if std::mem::take(&mut self.leave_first) {
             self.ctx.xmpp.send(muc::leave(&self.jid, &self.ctx.nick));
         }
-        let Phase::Rejoining { room_id, .. } = &self.phase else {
+        let Phase::Rejoining { room_id, machine } = &self.phase else {
             return;
         };
         let fut = rejoin(
             self.ctx.clone(),
             self.jid.clone(),
             self.password.clone(),
-            *room_id,
+            (*room_id, machine.status),
             joined,
         );
         ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
@@ -824,15 +824,25 @@ enum Rejoined {
     TimedOut,
 }
 
-/// Joins a recorded room again and configures it again when it is there (a room the server
-/// kept may have been reset or left locked); then reads the row's claims.
+/// Joins a recorded room again (a room recorded `available` is first looked up, and given up
+/// if the server no longer has it), checks its configuration and submits it again if it is
+/// wrong; then reads the row's claims.
 async fn rejoin(
     ctx: Arc<RoomContext>,
     jid: BareJid,
     password: String,
-    room_id: i64,
+    (room_id, recorded): (i64, RoomStatus),
     joined: oneshot::Receiver<RoomPresence>,
 ) -> Rejoined {
+    // A room recorded as unused died with the bot's session if nobody entered it: one
+    // disco#info tells, where a join would re-create it, only to be destroyed again.
+    if recorded == RoomStatus::Available
+        && let Err(IqError::Refused { condition, .. }) =
+            ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await
+        && condition == "item-not-found"
+    {
+        return Rejoined::Gone("it is no longer on the server (item-not-found)".into());
+    }
     ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
     let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
         Ok(Ok(p)) => p,
@@ -844,7 +854,24 @@ async fn rejoin(
     if presence.has(MucStatus::RoomCreated) {
         return Rejoined::Recreated;
     }
-    if let Err(error) = configure(&ctx, &jid, &password).await {
+    // A room the bot no longer owns cannot be managed: nobody could be kicked from it.
+    let affiliation = presence
+        .item
+        .as_ref()
+        .and_then(|i| i.affiliation.as_deref());
+    if affiliation != Some("owner") {
+        return Rejoined::Unconfigurable(format!(
+            "the bot is no longer its owner (affiliation {})",
+            affiliation.unwrap_or("unknown")
+        ));
+    }
+    // The room kept the configuration the bot gave it (only its owner, the bot, or a
+    // server administrator can change it): checked, and submitted again only if wrong.
+    let verified = match ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await {
+        Ok(Some(info)) => form::verify_features(&info).is_ok(),
+        _ => false,
+    };
+    if !verified && let Err(error) = configure(&ctx, &jid, &password).await {
         return Rejoined::Unconfigurable(error.to_string());
     }
     if !ctx.require_claims {
@@ -891,15 +918,14 @@ async fn configure(ctx: &RoomContext, jid: &BareJid, password: &str) -> Result<(
         }
         Err(error) => return Err(error.into()),
     }
-    let info = ctx
-        .xmpp
-        .get(
-            room,
-            minidom::Element::builder("query", form::NS_DISCO_INFO).build(),
-        )
-        .await?;
+    let info = ctx.xmpp.get(room, disco_info()).await?;
     form::verify_features(&info.ok_or(CreateError::NoForm)?)?;
     Ok(())
+}
+
+/// An empty disco#info query.
+fn disco_info() -> minidom::Element {
+    minidom::Element::builder("query", form::NS_DISCO_INFO).build()
 }
 
 /// The bot's XMPP session ended and cannot resume (sent by the supervisor): the bot is out
