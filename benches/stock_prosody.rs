@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use chrono::{DateTime, Utc};
 use helpim_bot::store::RoomFilter;
 
-use common::bot::{BotOptions, TestBot};
+use common::bot::{BotOptions, TestBot, logged_at};
 use common::db::{Backend, TestDb};
 use common::prosody::TestProsody;
 
@@ -53,15 +53,6 @@ fn env_or(name: &str, default: usize) -> usize {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default)
-}
-
-/// The timestamp of the first log line containing `needle`.
-fn logged_at(log: &str, needle: &str) -> Option<DateTime<Utc>> {
-    let line = log.lines().find(|l| l.contains(needle))?;
-    let ts = line.split(' ').next()?;
-    DateTime::parse_from_rfc3339(ts)
-        .ok()
-        .map(|t| t.with_timezone(&Utc))
 }
 
 /// One pool fill: (first room ready, all `rooms` ready), after the session came up.

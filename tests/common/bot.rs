@@ -387,3 +387,13 @@ pub async fn wait_gone_from_server(probe: &mut super::client::TestClient, jid: &
         }
     }
 }
+
+/// The timestamp of the first line of a bot log containing `needle` (benchmarks time
+/// from "XMPP session up").
+pub fn logged_at(log: &str, needle: &str) -> Option<chrono::DateTime<chrono::Utc>> {
+    let line = log.lines().find(|l| l.contains(needle))?;
+    let ts = line.split(' ').next()?;
+    chrono::DateTime::parse_from_rfc3339(ts)
+        .ok()
+        .map(|t| t.with_timezone(&chrono::Utc))
+}

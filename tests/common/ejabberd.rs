@@ -225,6 +225,11 @@ impl TestEjabberd {
         self.process.is_running()
     }
 
+    /// The server process's pid while it runs (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The last `lines` lines of ejabberd's log file, followed by anything it printed on
     /// its console (start-up failures such as a port in use appear there).
     pub fn log_tail(&self, lines: usize) -> String {

@@ -211,6 +211,11 @@ impl TestProsody {
         self.process.is_running()
     }
 
+    /// The server process's pid while it runs (benchmarks read its CPU time).
+    pub fn pid(&self) -> Option<u32> {
+        self.process.pid()
+    }
+
     /// The last `lines` lines of Prosody's log file, followed by anything it printed on
     /// stdout/stderr (start-up errors such as a broken config appear only there).
     pub fn log_tail(&self, lines: usize) -> String {

@@ -509,6 +509,13 @@ impl ServerProcess {
         }
     }
 
+    /// The pid of the server process itself: from the pid file where a wrapper runs it,
+    /// else the child's (for benchmarks reading its CPU time from /proc).
+    pub fn pid(&self) -> Option<u32> {
+        self.server_pid()
+            .or_else(|| self.child.as_ref().map(Child::id))
+    }
+
     /// The pid of the server a wrapper runs, from its pid file, while it runs.
     pub fn server_pid(&self) -> Option<u32> {
         fs::read_to_string(self.pid_file.as_ref()?)
