@@ -287,6 +287,17 @@ async fn a_clean_restart_keeps_chats_running_and_tracks_them() {
     assert_eq!(row.close_reason, Some(CloseReason::Completed));
 }
 
+/// Without the test-only hook the scenario cannot run: fail with the fix, never skip.
+#[cfg(not(feature = "fault-injection"))]
+#[tokio::test]
+async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
+    panic!(
+        "this test needs the bot built with its test-only fault injection: \
+         cargo test --features helpim-bot/fault-injection (scripts/test-all does)"
+    );
+}
+
+#[cfg(feature = "fault-injection")]
 #[tokio::test]
 async fn a_panic_in_one_room_actor_leaves_the_other_rooms_alone() {
     let mut w = chat_world(BotOptions {

@@ -227,6 +227,7 @@ impl PoolActor {
             one_left: base.one_left,
             room_ping: base.room_ping,
             owner_form: base.owner_form,
+            #[cfg(feature = "fault-injection")]
             panic_on_nick: std::env::var("HELPIM_FAULT_PANIC_ON_NICK").ok(),
             pool,
             supervisor,

@@ -81,7 +81,9 @@ pub struct RoomContext {
     /// The service's owner form, fetched once per session.
     pub owner_form: form::OwnerFormCache,
     /// Fault injection for tests: a room actor panics when a person with this nick enters
-    /// (from `HELPIM_FAULT_PANIC_ON_NICK`; never set in production).
+    /// (from `HELPIM_FAULT_PANIC_ON_NICK`; only in builds with the `fault-injection`
+    /// feature, which production builds do not have).
+    #[cfg(feature = "fault-injection")]
     pub panic_on_nick: Option<String>,
     /// Where rooms report that they are ready or finished.
     pub pool: Addr<PoolActor>,
@@ -353,6 +355,7 @@ impl RoomActor {
     /// else meanwhile, so its events stay in order. A lookup that fails gives
     /// [`Claims::unknown`]: the machine holds the person, it never admits them.
     fn entered(&mut self, person: Person, ctx: &mut Context<Self>) {
+        #[cfg(feature = "fault-injection")]
         if self.ctx.panic_on_nick.as_deref() == Some(person.nick.as_str()) {
             panic!("fault injection: {} entered {}", person.nick, self.jid);
         }
