@@ -839,12 +839,16 @@ async fn rejoin(
 ) -> Rejoined {
     // A room recorded as unused died with the bot's session if nobody entered it: one
     // disco#info tells, where a join would re-create it, only to be destroyed again.
-    if recorded == RoomStatus::Available
-        && let Err(IqError::Refused { condition, .. }) =
-            ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await
-        && condition == "item-not-found"
-    {
-        return Rejoined::Gone("it is no longer on the server (item-not-found)".into());
+    // Its answer also serves the configuration check below.
+    let mut info = None;
+    if recorded == RoomStatus::Available {
+        match ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await {
+            Err(IqError::Refused { condition, .. }) if condition == "item-not-found" => {
+                return Rejoined::Gone("it is no longer on the server (item-not-found)".into());
+            }
+            Ok(answer) => info = answer,
+            Err(_) => {}
+        }
     }
     ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
     let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
@@ -870,10 +874,16 @@ async fn rejoin(
     }
     // The room kept the configuration the bot gave it (only its owner, the bot, or a
     // server administrator can change it): checked, and submitted again only if wrong.
-    let verified = match ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await {
-        Ok(Some(info)) => form::verify_features(&info).is_ok(),
-        _ => false,
+    let info = match info {
+        Some(info) => Some(info),
+        None => ctx
+            .xmpp
+            .get(Jid::from(jid.clone()), disco_info())
+            .await
+            .ok()
+            .flatten(),
     };
+    let verified = info.is_some_and(|info| form::verify_features(&info).is_ok());
     if !verified && let Err(error) = configure(&ctx, &jid, &password).await {
         return Rejoined::Unconfigurable(error.to_string());
     }
