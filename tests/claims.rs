@@ -2,6 +2,7 @@
 //! claim expiry, rejoin grace, the one_left timeout and unclaimed intruders — with the real
 //! bot, a real Prosody and real XMPP clients where XMPP is involved.
 
+#[macro_use]
 mod common;
 
 use std::collections::HashSet;
@@ -230,18 +231,6 @@ async fn a_claim_is_never_recorded_before_the_rooms_last_change_on_every_databas
 }
 
 // --- with the real bot, on every server -----------------------------------------------------
-
-/// Generates one test per XMPP server for each scenario (`prosody::…`, `ejabberd::…`).
-macro_rules! on_every_server {
-    ($($name:ident),+ $(,)?) => {
-        mod prosody {
-            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Prosody).await })+
-        }
-        mod ejabberd {
-            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Ejabberd).await })+
-        }
-    };
-}
 
 on_every_server!(
     three_clients_get_rooms_in_the_order_staff_entered,

@@ -3,6 +3,7 @@
 //! it starts entering and "room configured and recorded" or "room creation failed" when
 //! done), and the owner form it fetches once per session ("owner form fetched").
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -211,12 +212,4 @@ async fn the_owner_form_is_fetched_once_per_session(kind: ServerKind) {
     drop(proxy);
 }
 
-#[tokio::test]
-async fn prosody_the_owner_form_is_fetched_once_per_session() {
-    the_owner_form_is_fetched_once_per_session(ServerKind::Prosody).await;
-}
-
-#[tokio::test]
-async fn ejabberd_the_owner_form_is_fetched_once_per_session() {
-    the_owner_form_is_fetched_once_per_session(ServerKind::Ejabberd).await;
-}
+on_every_server!(the_owner_form_is_fetched_once_per_session);

@@ -3,6 +3,7 @@
 //! Prosody stopped and started, real clients. The bot runs with the production default
 //! `require_claims = true`: every person enters through a claim (`common::world`).
 
+#[macro_use]
 mod common;
 
 use std::collections::BTreeMap;
@@ -62,6 +63,11 @@ fn status_counts(rooms: &[Room]) -> BTreeMap<RoomStatus, usize> {
     }
     counts
 }
+
+on_every_server!(
+    a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land,
+    a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_goes_on,
+);
 
 #[tokio::test]
 async fn kill_9_during_twenty_chats_then_restart_matches_the_server() {
@@ -661,17 +667,9 @@ async fn a_holder_whose_lease_expired_acts_on_no_room_until_it_is_renewed() {
 /// Issue 10: after a write conflict (somebody else changed the row) the room is not stuck
 /// with every later change refused: it restarts from the row as it is, and what happens
 /// next is recorded.
-#[tokio::test]
-async fn a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land() {
-    a_row_changed_under_the_bot_restarts_the_room(ServerKind::Prosody).await;
-}
-
-#[tokio::test]
-async fn ejabberd_a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land() {
-    a_row_changed_under_the_bot_restarts_the_room(ServerKind::Ejabberd).await;
-}
-
-async fn a_row_changed_under_the_bot_restarts_the_room(kind: ServerKind) {
+async fn a_row_changed_under_the_bot_restarts_the_room_from_it_and_later_changes_land(
+    kind: ServerKind,
+) {
     use sea_orm::ConnectionTrait;
     let w = chat_world_on(
         kind,
@@ -881,22 +879,6 @@ async fn a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_
             .destroyed_at,
         None
     );
-}
-
-#[tokio::test]
-async fn prosody_a_room_that_cannot_be_configured_on_rejoin_is_closed_lost() {
-    a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_goes_on(
-        ServerKind::Prosody,
-    )
-    .await;
-}
-
-#[tokio::test]
-async fn ejabberd_a_room_that_cannot_be_configured_on_rejoin_is_closed_lost() {
-    a_room_that_cannot_be_configured_on_rejoin_is_closed_lost_and_recovery_goes_on(
-        ServerKind::Ejabberd,
-    )
-    .await;
 }
 
 /// After a restart, a rejoin the server does not answer (the test plugin swallows joins)

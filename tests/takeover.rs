@@ -5,6 +5,7 @@
 //! a real Prosody and a real ejabberd (every test runs on both), SQLite, real clients
 //! entering through claims.
 
+#[macro_use]
 mod common;
 
 use std::net::SocketAddr;
@@ -25,18 +26,6 @@ use common::world::{World, open_chats};
 const TAKEOVER: Duration = Duration::from_secs(2);
 /// How soon a standby must be active with every row reconciled (issue 10).
 const STANDBY: Duration = Duration::from_secs(5);
-
-/// One test per XMPP server.
-macro_rules! on_every_server {
-    ($($name:ident),+ $(,)?) => {
-        mod prosody {
-            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Prosody).await })+
-        }
-        mod ejabberd {
-            $(#[tokio::test] async fn $name() { super::$name(super::ServerKind::Ejabberd).await })+
-        }
-    };
-}
 
 on_every_server!(
     a_restart_after_kill_9_takes_over_within_2_s_and_reconciles_the_rows,
