@@ -90,12 +90,11 @@ pub struct StatusLabel {
 /// detail (the text the person was shown), never the text itself.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KickReason {
-    /// The person had no claim for the room (`muc.require_claims`).
+    /// The person had no claim for the room (`muc.require_claims`), or the claim is bound to
+    /// another JID.
     NotAssigned,
     /// The chat had ended (`one_left`): nobody new may enter.
     ChatEnded,
-    /// The person entered before the room was recorded (not an event of the history).
-    NotOpen,
     /// The room already had its two people.
     Full,
     /// Any other reason.
@@ -104,10 +103,9 @@ pub enum KickReason {
 
 impl KickReason {
     /// Every value, for initialising the counters.
-    pub const ALL: [KickReason; 5] = [
+    pub const ALL: [KickReason; 4] = [
         KickReason::NotAssigned,
         KickReason::ChatEnded,
-        KickReason::NotOpen,
         KickReason::Full,
         KickReason::Other,
     ];
@@ -117,7 +115,6 @@ impl KickReason {
         match self {
             KickReason::NotAssigned => "not_assigned",
             KickReason::ChatEnded => "chat_ended",
-            KickReason::NotOpen => "not_open",
             KickReason::Full => "full",
             KickReason::Other => "other",
         }
@@ -126,7 +123,7 @@ impl KickReason {
     /// The reason of a kick from its event detail (the lifecycle's kick texts).
     pub fn from_detail(detail: &str) -> KickReason {
         let detail = detail.to_ascii_lowercase();
-        if detail.contains("not been assigned") || detail.contains("claim") {
+        if detail.contains("assigned") || detail.contains("claim") {
             KickReason::NotAssigned
         } else if detail.contains("ended") {
             KickReason::ChatEnded
@@ -423,15 +420,6 @@ impl Metrics {
             let latency = (committed - change.at).to_std().unwrap_or_default();
             self.presence_to_commit.observe(latency.as_secs_f64());
         }
-    }
-
-    /// Counts a kick that is not recorded as an event (the writer counts the others).
-    pub fn count_kick(&self, reason: KickReason) {
-        self.kicks
-            .get_or_create(&ReasonLabel {
-                reason: reason.as_str(),
-            })
-            .inc();
     }
 
     /// Sets the pool's configured sizes (exported beside the ready rooms).
@@ -845,6 +833,11 @@ mod tests {
         assert_eq!(
             KickReason::from_detail("This room has not been assigned to you."),
             KickReason::NotAssigned
+        );
+        assert_eq!(
+            KickReason::from_detail("This room was assigned to somebody else."),
+            KickReason::NotAssigned,
+            "a claim bound to another JID is a missing claim for this person"
         );
         assert_eq!(
             KickReason::from_detail("This chat has ended."),
