@@ -1046,7 +1046,8 @@ impl Validator<'_> {
             self.invalid(
                 "http.listen",
                 format!(
-                    "must be an IP address and port such as \"{DEFAULT_HTTP_LISTEN}\" or                      \"[::1]:9187\", got {text:?}"
+                    "must be an IP address and port such as \"{DEFAULT_HTTP_LISTEN}\" or \
+                     \"[::1]:9187\", got {text:?}"
                 ),
             )
         })?;
@@ -2087,6 +2088,10 @@ mod tests {
             let (key, problem) = invalid(&text("", "", &format!("[http]\nlisten = {bad:?}")));
             assert_eq!(key, "http.listen");
             assert_mentions(&problem, &["127.0.0.1:9187", &format!("{bad:?}")]);
+            assert!(
+                !problem.contains("  "),
+                "one line, no run of spaces: {problem}"
+            );
         }
         let (key, problem) = invalid(&text("", "", "[http]\nlisten = \"127.0.0.1:0\""));
         assert_eq!(key, "http.listen");
