@@ -37,7 +37,7 @@
 //! one_left       one_left timer runs out             closed         notice, record timeout,
 //!                                                                   destroy
 //! available,     a kicked intruder cannot be removed closed         record error, destroy
-//!  staff_waiting
+//!  staff_waiting  (or the server refuses the kick)
 //! chatting,      a kicked intruder cannot be removed (same)         notice, record kick_failed
 //!  one_left                                                         (the actor keeps trying)
 //! open           a present person changes nick       (same)         record nick_changed
@@ -190,6 +190,13 @@ pub enum Event {
     },
     /// Somebody the machine asked to kick is still inside after the actor's attempts.
     KickFailed {
+        /// Who.
+        nick: String,
+    },
+    /// The server answered a kick with an error: it will not remove this person now. Before a
+    /// client came, the room is given up at once rather than after the actor's retries, so
+    /// that no client is sent in meanwhile; in a chat the actor keeps trying.
+    KickRefused {
         /// Who.
         nick: String,
     },
@@ -534,6 +541,16 @@ impl Room {
             }
             Event::OneLeftTimeout { .. } => Vec::new(),
             Event::NickChanged { old, new } => self.nick_changed(old, new),
+            Event::KickRefused { nick }
+                if self.intruders.contains(&nick) && matches!(self.status, Available | StaffWaiting) =>
+            {
+                self.close_without_person(
+                    &format!("{nick} could not be removed before a client came (the server refused the kick)"),
+                    CloseReason::Error,
+                    true,
+                )
+            }
+            Event::KickRefused { .. } => Vec::new(),
             Event::KickFailed { nick } if self.intruders.contains(&nick) => match self.status {
                 Available | StaffWaiting => self.close_without_person(
                     &format!("{nick} could not be removed before a client came"),
@@ -1281,6 +1298,40 @@ mod tests {
             [(StaffWaiting, Closed, EventKind::Closed)]
         );
         assert_eq!(destroys(&actions), Some(CloseReason::Error));
+    }
+
+    #[test]
+    fn a_refused_kick_before_a_client_came_closes_the_room_at_once() {
+        for staff_inside in [false, true] {
+            let mut room = Room::new(2);
+            if staff_inside {
+                room.step(enter("alice"));
+            }
+            let from = room.status;
+            room.step(enter_as(
+                who("mallory"),
+                claims(Claim::Missing, Claim::Missing, Claim::Missing),
+            ));
+            let actions = room.step(Event::KickRefused {
+                nick: "mallory".into(),
+            });
+            assert_eq!(records(&actions), [(from, Closed, EventKind::Closed)]);
+            assert_eq!(destroys(&actions), Some(CloseReason::Error));
+        }
+    }
+
+    #[test]
+    fn a_refused_kick_in_a_chat_leaves_the_retries_to_the_actor() {
+        let mut room = chat();
+        room.step(enter("mallory"));
+        let refused = Event::KickRefused {
+            nick: "mallory".into(),
+        };
+        assert!(room.step(refused.clone()).is_empty(), "the chat goes on");
+        assert_eq!(room.status, Chatting);
+        // A refusal about somebody who is gone (or was never an intruder) changes nothing.
+        room.step(leave("mallory"));
+        assert!(room.step(refused).is_empty());
     }
 
     #[test]

@@ -492,11 +492,15 @@ impl RoomActor {
         let xmpp = self.ctx.xmpp.clone();
         let room = self.jid.clone();
         let who = nick.clone();
-        actix::spawn(async move {
-            if let Err(error) = xmpp.set(Jid::from(room.clone()), request).await {
-                log::warn!(room = room.as_str(); "kick {attempt} of {who} failed: {error}");
+        let sent = async move { xmpp.set(Jid::from(room), request).await };
+        ctx.spawn(sent.into_actor(self).map(move |answer, act, ctx| {
+            let Err(error) = answer else { return };
+            log::warn!(room = act.room(); "kick {attempt} of {who} failed: {error}");
+            if matches!(error, IqError::Refused { .. }) {
+                // The machine decides whether a refusal ends the room now.
+                act.run(Event::KickRefused { nick: who }, ctx);
             }
-        });
+        }));
         let wait = (KICK_CONFIRM * 2u32.pow(attempt.min(6) - 1)).min(RETRY_MAX);
         ctx.run_later(wait, move |act, ctx| {
             if !act.kicks.contains_key(&nick) {
