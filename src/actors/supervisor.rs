@@ -585,7 +585,9 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
             }
             XmppEvent::Resumed => {
                 crate::metrics::metrics().set_session_up(true);
-                self.record_session(self.recovering.is_empty())
+                self.record_session(self.recovering.is_empty());
+                // A destroy cut short by the outage is confirmed now, as after any reconnect.
+                self.destroy_leftovers(ctx);
             }
             XmppEvent::Suspended { resumable } => {
                 crate::metrics::metrics().set_session_up(false);
