@@ -230,6 +230,42 @@ async fn a_claim_is_never_recorded_before_the_rooms_last_change_on_every_databas
     }
 }
 
+/// A claim bound to a JID (`claim --jid`, the contract's bound statements) records that JID
+/// in the row, where the bot reads it back, for staff and client, on every database: the
+/// claim SQL differs per database (MariaDB's has no `RETURNING`).
+#[tokio::test]
+async fn a_bound_claim_records_its_jid_on_every_database() {
+    for backend in [Backend::SqliteFile, Backend::Postgres, Backend::MariaDb] {
+        let db = TestDb::new(backend);
+        let store = db.store().await;
+        seed_rooms(&store, 1, 1).await;
+        for (role, jid) in [
+            (Role::Staff, "counsellor@helpline.test"),
+            (Role::Client, "visitor@helpline.test"),
+        ] {
+            let claim = claims::claim_bound(&store, role, "web", jid)
+                .await
+                .unwrap_or_else(|e| panic!("{backend:?}: bound {role:?} claim: {e}"));
+            assert_eq!(claim.bound_jid.as_deref(), Some(jid), "{backend:?}");
+            let row = store.room(claim.room_id).await.unwrap().expect("the row");
+            let (recorded, other) = match role {
+                Role::Staff => (row.staff_claimed_jid, row.client_claimed_jid),
+                _ => (row.client_claimed_jid, row.staff_claimed_jid),
+            };
+            assert_eq!(recorded.as_deref(), Some(jid), "{backend:?}: {role:?}");
+            assert_eq!(other, None, "{backend:?}: the other seat stays unbound");
+        }
+        // An unbound claim leaves the column empty.
+        let db = TestDb::new(backend);
+        let store = db.store().await;
+        seed_rooms(&store, 1, 0).await;
+        let claim = claims::claim_staff(&store, "web").await.expect("claim");
+        assert_eq!(claim.bound_jid, None);
+        let row = store.room(claim.room_id).await.unwrap().expect("the row");
+        assert_eq!(row.staff_claimed_jid, None, "{backend:?}");
+    }
+}
+
 // --- with the real bot, on every server -----------------------------------------------------
 
 on_every_server!(

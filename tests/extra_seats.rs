@@ -4,6 +4,7 @@
 //! The old bot checked nobody's claim in `chatting`: anybody with the password could join a
 //! chat in progress while it was below the limit.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -134,11 +135,11 @@ async fn one_extra_seat_per_claim_and_only_in_a_chat_on_mariadb() {
     one_extra_seat_per_claim_and_only_in_a_chat(Backend::MariaDb).await
 }
 
-async fn a_third_person_needs_an_extra_seat_claim(server: ServerKind) {
+async fn a_third_person_needs_an_extra_seat_claim(server: ServerKind, backend: Backend) {
     // Three people may chat: the setting under test.
     let w = World::start(
         server,
-        Backend::SqliteFile,
+        backend,
         BotOptions {
             max_chatters: 3,
             ..Default::default()
@@ -205,12 +206,4 @@ async fn a_third_person_needs_an_extra_seat_claim(server: ServerKind) {
     assert_eq!(kicked, ["Carol", "Dave"]);
 }
 
-#[tokio::test]
-async fn a_third_person_needs_an_extra_seat_claim_on_prosody() {
-    a_third_person_needs_an_extra_seat_claim(ServerKind::Prosody).await
-}
-
-#[tokio::test]
-async fn a_third_person_needs_an_extra_seat_claim_on_ejabberd() {
-    a_third_person_needs_an_extra_seat_claim(ServerKind::Ejabberd).await
-}
+on_every_server_and_backend!(a_third_person_needs_an_extra_seat_claim);

@@ -11,6 +11,7 @@
 //! as the web application sends them, through a claim (`common::world`), and only the
 //! strangers of the intruder scenarios come without one.
 
+#[macro_use]
 mod common;
 
 use std::time::Duration;
@@ -98,28 +99,6 @@ fn assert_timestamps_ordered(events: &[helpim_bot::store::RoomEvent]) {
             pair[1]
         );
     }
-}
-
-/// Generates one test per server and backend for each scenario: a module per combination
-/// (`prosody_sqlite::…`, …, `ejabberd_postgres::…`), each calling the scenario functions
-/// below with its `ServerKind` and `Backend`.
-macro_rules! on_every_server_and_backend {
-    ($($name:ident),+ $(,)?) => {
-        on_every_server_and_backend!(@module prosody_sqlite, Prosody, SqliteFile; $($name),+);
-        on_every_server_and_backend!(@module prosody_postgres, Prosody, Postgres; $($name),+);
-        on_every_server_and_backend!(@module ejabberd_sqlite, Ejabberd, SqliteFile; $($name),+);
-        on_every_server_and_backend!(@module ejabberd_postgres, Ejabberd, Postgres; $($name),+);
-    };
-    (@module $module:ident, $server:ident, $backend:ident; $($name:ident),+) => {
-        mod $module {
-            $(
-                #[tokio::test]
-                async fn $name() {
-                    super::$name(super::ServerKind::$server, super::Backend::$backend).await
-                }
-            )+
-        }
-    };
 }
 
 on_every_server_and_backend!(
