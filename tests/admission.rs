@@ -560,15 +560,26 @@ async fn a_bound_claim_kicks_the_wrong_jid_and_admits_the_right_one(
     assert_eq!(row.staff_jid.as_deref(), Some(staff_jid.as_str()));
     assert_eq!(row.staff_nick.as_deref(), Some("Counsellor"));
 
-    let seat: Claim = claims::claim_bound(&w.store, Role::Client, CLAIMER, &client_jid)
-        .await
-        .expect("a bound client claim");
-    assert_eq!(seat.room_id, room.room_id);
+    // The client's seat is claimed through the CLI (`claim client --jid`), as a script would.
+    let out = w
+        .bot
+        .cli(&["claim", "client", "--jid", &client_jid, "--by", CLAIMER]);
+    assert!(out.status.success(), "{}", common::bot::stderr(&out));
+    let seat: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON on stdout");
+    assert_eq!(seat["room_id"], room.room_id, "{seat}");
+    assert_eq!(seat["role"], "client", "{seat}");
+    assert_eq!(seat["bound_jid"], client_jid.as_str(), "{seat}");
+    let seat_jid = seat["jid"].as_str().expect("jid").to_owned();
+    let seat_password = seat["password"].as_str().expect("password").to_owned();
+    assert_eq!(
+        w.row(room.room_id).await.client_claimed_jid.as_deref(),
+        Some(client_jid.as_str())
+    );
     wrong
-        .join(&seat.jid, "Guest", Some(&seat.password))
+        .join(&seat_jid, "Guest", Some(&seat_password))
         .await
         .expect("the server admits anybody with the password");
-    kicked_out(&mut wrong, &seat.jid, WAIT).await;
+    kicked_out(&mut wrong, &seat_jid, WAIT).await;
     kick_event(&w.store, room.room_id, "Guest", RoomStatus::StaffWaiting).await;
     let row = w.row(room.room_id).await;
     assert_eq!(row.status, RoomStatus::StaffWaiting);
@@ -577,7 +588,7 @@ async fn a_bound_claim_kicks_the_wrong_jid_and_admits_the_right_one(
     let mut client = w.person("client").await;
     assert_eq!(bare(&client), client_jid);
     client
-        .join(&seat.jid, "Guest", Some(&seat.password))
+        .join(&seat_jid, "Guest", Some(&seat_password))
         .await
         .expect("the client joins");
     let row = wait_status(&w.store, room.room_id, RoomStatus::Chatting).await;
