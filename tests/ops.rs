@@ -17,9 +17,11 @@ use helpim_bot::claims;
 use helpim_bot::model::{CloseReason, RoomStatus};
 use helpim_bot::store::{RoomFilter, Store};
 
-use common::bot::{BotOptions, eventually, wait_available, wait_status};
-use common::db::Backend;
+use common::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
+use common::client::TestClient;
+use common::db::{Backend, TestDb};
 use common::http::http_get;
+use common::proxy::CuttableProxy;
 use common::server::{ServerKind, pick_port};
 use common::world::World;
 
@@ -239,6 +241,86 @@ async fn readiness_fails_when_the_xmpp_session_is_lost_and_liveness_does_not() {
     wait_http(addr, "/readyz", 200).await;
     let (s, _) = scrape(addr);
     assert_eq!(value(&s, "helpim_reconnects_total", &[]), 1.0);
+}
+
+/// Waits for `/readyz` to answer 503 with a body that names `why`; other answers (the
+/// listener not up yet, another reason) are waited past.
+async fn wait_not_ready(addr: SocketAddr, why: &str) -> String {
+    eventually(&format!("GET /readyz → 503 {why}"), WAIT, || async {
+        match http_get(addr, "/readyz") {
+            Ok((503, body)) if body.contains(why) => Ok(body),
+            Ok((c, body)) => Err(format!("{c} {body}")),
+            Err(e) => Err(e),
+        }
+    })
+    .await
+}
+
+/// `/readyz` says 503 and why while the recorded rooms are being recovered after a restart,
+/// and while the database does not answer; 200 again once each is over. `/livez` stays 200.
+/// Prosody (its test plugin makes the rejoin go unanswered, which keeps recovery running for
+/// a while) and PostgreSQL through a proxy the test cuts. `join_secs = 1` (default 10) keeps
+/// the unanswered rejoins short; `lease_secs = 30` (the production default, not the
+/// harness's 3) keeps the lease held through the database cut, so that the database is the
+/// reason given.
+// Two workers: `http_get` blocks its thread, and the proxy's tasks must run meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_names_recovery_and_a_silent_database() {
+    let server = common::server::start(ServerKind::Prosody);
+    let db = TestDb::new(Backend::Postgres);
+    let store = db.store().await; // the test's own view, never cut
+    let proxy = CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let via_proxy = db.url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
+    let addr: SocketAddr = format!("127.0.0.1:{}", pick_port()).parse().unwrap();
+    let mut bot = TestBot::start(
+        server.as_ref(),
+        &via_proxy,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            extra: format!("join_secs = 1\nlease_secs = 30\n[http]\nlisten = \"{addr}\"\n"),
+            ..Default::default()
+        },
+    );
+    server.register("staff", "pw");
+    wait_http(addr, "/readyz", 200).await;
+    wait_available(&store, &bot.jid, 1).await;
+    let mut staff = TestClient::connect(server.as_ref(), "staff", "pw").await;
+    let room = common::world::staff_enters(&store, &mut staff, "Staff").await;
+
+    // Restarted, the bot's first two rejoins of the room go unanswered: recovering.
+    bot.kill();
+    let swallow = xmpp_parsers::message::Message::groupchat(jid::Jid::new(&room.jid).unwrap())
+        .with_body(
+            Default::default(),
+            "helpim-test: swallow joins 2".to_owned(),
+        );
+    staff.send(swallow.into()).await;
+    bot.spawn();
+    let body = wait_not_ready(addr, "recovered").await;
+    assert_eq!(
+        body.trim(),
+        "not ready: the recorded rooms are still being recovered"
+    );
+    assert_eq!(http_get(addr, "/livez").unwrap().0, 200);
+    wait_http(addr, "/readyz", 200).await;
+
+    proxy.cut();
+    let body = wait_not_ready(addr, "database").await;
+    assert!(
+        body.starts_with("not ready: the database does not answer"),
+        "{body}"
+    );
+    assert_eq!(
+        http_get(addr, "/livez").unwrap().0,
+        200,
+        "alive all the same"
+    );
+    proxy.restore();
+    wait_http(addr, "/readyz", 200).await;
+    // The room was followed through all of it.
+    let row = store.room(room.room_id).await.unwrap().expect("the row");
+    assert_eq!(row.status, RoomStatus::StaffWaiting);
 }
 
 #[tokio::test]
