@@ -739,6 +739,45 @@ fn json_logs_are_one_object_per_line() {
     assert!(!stderr.contains("\"pw\""), "no password in the logs");
 }
 
+/// With a real server: the lines about a room carry its JID as a `room` field of their own,
+/// which a log shipper can index; every line is one JSON object.
+#[tokio::test]
+async fn json_log_lines_about_a_room_carry_it_as_a_field() {
+    let w = World::start(
+        ServerKind::Prosody,
+        Backend::SqliteFile,
+        BotOptions {
+            available: 1,
+            max_rooms: 2,
+            json_logs: true,
+            ..Default::default()
+        },
+    )
+    .await;
+    let rooms = wait_available(&w.store, &w.bot.jid, 1).await;
+    let room = rooms[0].jid.clone();
+    let line = eventually("a log line with the room as a field", WAIT, || async {
+        let log = w.bot.log_text();
+        for line in log.lines() {
+            let value: serde_json::Value = serde_json::from_str(line)
+                .map_err(|e| format!("not one JSON object ({e}): {line}"))?;
+            if value["room"] == room.as_str() {
+                return Ok(value);
+            }
+        }
+        Err(format!("no line with room {room}"))
+    })
+    .await;
+    assert!(
+        line["msg"].is_string() && line["level"].is_string(),
+        "{line}"
+    );
+    assert!(
+        !line["msg"].as_str().unwrap().contains(&room),
+        "the room is a field, not repeated in the text: {line}"
+    );
+}
+
 // --- ejabberd's max_user_conferences -----------------------------------------------------
 
 #[tokio::test]

@@ -40,6 +40,8 @@ pub struct BotOptions {
     /// `muc.service` instead of the server's MUC host (e.g. one that does not exist, so
     /// that every creation is refused).
     pub muc_service: Option<String>,
+    /// `logging.format = "json"` instead of the default text lines.
+    pub json_logs: bool,
 }
 
 impl Default for BotOptions {
@@ -55,6 +57,7 @@ impl Default for BotOptions {
             env: Vec::new(),
             port: None,
             muc_service: None,
+            json_logs: false,
         }
     }
 }
@@ -131,6 +134,7 @@ url = "{database_url}"
 [logging]
 level = "debug"
 room_dir = "{room_dir}"
+format = "{log_format}"
 
 [timeouts]
 {lease}
@@ -152,6 +156,7 @@ room_dir = "{room_dir}"
                 available = options.available,
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),
+                log_format = if options.json_logs { "json" } else { "text" },
                 // Short, so that a successor never waits long for an unproven holder; a
                 // test of the production takeover sets `lease_secs` itself.
                 lease = if options.extra.contains("lease_secs") {
