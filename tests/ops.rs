@@ -616,6 +616,15 @@ impl NotifySocket {
         }
     }
 
+    /// The bot's environment for this socket and a 1 s watchdog (so that the bot must
+    /// notify every 0.5 s while healthy).
+    fn watchdog_env(&self) -> Vec<(String, String)> {
+        vec![
+            ("NOTIFY_SOCKET".to_owned(), self.path.display().to_string()),
+            ("WATCHDOG_USEC".to_owned(), "1000000".to_owned()),
+        ]
+    }
+
     /// Every datagram that arrives within `window`.
     fn collect(&mut self, window: Duration) -> Vec<String> {
         let deadline = Instant::now() + window;
@@ -634,14 +643,7 @@ impl NotifySocket {
 #[tokio::test]
 async fn systemd_gets_ready_watchdog_and_stopping_on_a_real_socket() {
     let mut notify = NotifySocket::bind();
-    // A 1 s watchdog: the bot must notify every 0.5 s while healthy.
-    let env = vec![
-        (
-            "NOTIFY_SOCKET".to_owned(),
-            notify.path.display().to_string(),
-        ),
-        ("WATCHDOG_USEC".to_owned(), "1000000".to_owned()),
-    ];
+    let env = notify.watchdog_env();
     let (mut w, addr) = world(1, env).await;
     let ready = notify.wait_for("READY=1", WAIT);
     let status = ready
@@ -691,6 +693,41 @@ async fn systemd_gets_ready_watchdog_and_stopping_on_a_real_socket() {
     })
     .await;
     assert!(exit.success(), "{exit}");
+}
+
+/// A wedged bot (its actor thread blocked: test-only fault injection, a room actor that
+/// sleeps when a person named "Stuck" enters) stops feeding the watchdog, so that systemd
+/// restarts it; before, it was fed every half interval.
+#[cfg(feature = "fault-injection")]
+#[tokio::test]
+async fn a_wedged_bot_starves_the_systemd_watchdog() {
+    let mut notify = NotifySocket::bind();
+    let mut env = notify.watchdog_env();
+    env.push(("HELPIM_FAULT_WEDGE_ON_NICK".to_owned(), "Stuck".to_owned()));
+    let (w, _addr) = world(1, env).await;
+    notify.wait_for("READY=1", WAIT);
+    notify.wait_for("WATCHDOG=1", WAIT);
+    let claim = claims::claim_staff(&w.store, "web:1").await.unwrap();
+    let mut staff = w.person("stuck").await;
+    staff
+        .join(&claim.jid, "Stuck", Some(&claim.password))
+        .await
+        .expect("the server lets the staff member in");
+    eventually("the wedge", WAIT, || async {
+        w.bot
+            .log_text()
+            .contains("wedging the actor thread")
+            .then_some(())
+            .ok_or_else(|| w.bot.log_tail(3))
+    })
+    .await;
+    // Whatever was in flight arrives within one interval; then nothing.
+    notify.collect(Duration::from_millis(600));
+    let starved = notify.collect(Duration::from_millis(2500));
+    assert!(
+        !starved.iter().any(|d| d.lines().any(|l| l == "WATCHDOG=1")),
+        "WATCHDOG=1 from a wedged bot: {starved:?}"
+    );
 }
 
 // --- JSON logs ---------------------------------------------------------------------------

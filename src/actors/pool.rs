@@ -229,6 +229,8 @@ impl PoolActor {
             owner_form: base.owner_form,
             #[cfg(feature = "fault-injection")]
             panic_on_nick: std::env::var("HELPIM_FAULT_PANIC_ON_NICK").ok(),
+            #[cfg(feature = "fault-injection")]
+            wedge_on_nick: std::env::var("HELPIM_FAULT_WEDGE_ON_NICK").ok(),
             pool,
             supervisor,
         })

@@ -85,6 +85,11 @@ pub struct RoomContext {
     /// feature, which production builds do not have).
     #[cfg(feature = "fault-injection")]
     pub panic_on_nick: Option<String>,
+    /// Fault injection for tests: a room actor blocks its thread for an hour when a person
+    /// with this nick enters, wedging the actor system (from `HELPIM_FAULT_WEDGE_ON_NICK`;
+    /// only with the `fault-injection` feature). The systemd watchdog must starve.
+    #[cfg(feature = "fault-injection")]
+    pub wedge_on_nick: Option<String>,
     /// Where rooms report that they are ready or finished.
     pub pool: Addr<PoolActor>,
     /// Where rooms deregister when they stop.
@@ -358,6 +363,11 @@ impl RoomActor {
         #[cfg(feature = "fault-injection")]
         if self.ctx.panic_on_nick.as_deref() == Some(person.nick.as_str()) {
             panic!("fault injection: {} entered {}", person.nick, self.jid);
+        }
+        #[cfg(feature = "fault-injection")]
+        if self.ctx.wedge_on_nick.as_deref() == Some(person.nick.as_str()) {
+            log::error!(room = self.room(); "fault injection: {} entered; wedging the actor thread", person.nick);
+            std::thread::sleep(Duration::from_secs(3600));
         }
         let Phase::Active { room_id, machine } = &self.phase else {
             return;
