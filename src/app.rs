@@ -147,13 +147,12 @@ pub async fn run_with(
     let (xmpp, mut events) = connection::spawn(ConnectSettings {
         jid: full_jid,
         password: config.xmpp.password.clone(),
-        host: config.xmpp.host.clone(),
-        port: config.xmpp.port,
+        servers: config.xmpp.servers.clone(),
         tls: config.xmpp.tls,
         iq_timeout: config.timeouts.iq,
     });
 
-    let server = format!("{}:{}", config.xmpp.server_host(), config.xmpp.port);
+    let server = config.xmpp.servers_text();
     let deadline = tokio::time::sleep(config.timeouts.connect);
     tokio::pin!(deadline);
     let mut last_error = None;

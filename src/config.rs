@@ -158,12 +158,62 @@ pub struct XmppConfig {
     pub resource: String,
     /// The nickname the bot uses inside rooms; a valid resourcepart without `/`.
     pub nick: String,
-    /// The server to connect to, when it is not found from the JID's domain.
+    /// The servers to connect to, in order (never empty): `xmpp.servers`, or the one of
+    /// `xmpp.host` and `xmpp.port`. The bot stays with the one that worked last and moves to
+    /// the next when it cannot connect (the nodes of one cluster).
+    pub servers: Vec<ServerAddress>,
+    /// Whether the connection must be encrypted.
+    pub tls: TlsMode,
+}
+
+/// One XMPP server the bot may connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerAddress {
+    /// The host name or IP address (IPv6 without brackets); `None`: the JID's domain, with
+    /// an SRV lookup under TLS (`xmpp.host` absent).
     pub host: Option<String>,
     /// The server's client port (never 0).
     pub port: u16,
-    /// Whether the connection must be encrypted.
-    pub tls: TlsMode,
+}
+
+impl ServerAddress {
+    /// The server as the logs name it: `host:port` (`[v6]:port`), with the JID's `domain`
+    /// when it has no host.
+    pub fn name(&self, domain: &str) -> String {
+        let host = self.host.as_deref().unwrap_or(domain);
+        if host.contains(':') {
+            format!("[{host}]:{}", self.port)
+        } else {
+            format!("{host}:{}", self.port)
+        }
+    }
+
+    /// Parses one `xmpp.servers` entry, `"host:port"` (IPv6 in brackets, `"[::1]:5222"`);
+    /// the error is the problem, without the key.
+    fn parse(text: &str) -> Result<ServerAddress, String> {
+        let bad = || {
+            format!(
+                "each entry must be \"host:port\" (an IPv6 address in brackets, \"[::1]:5222\"), \
+                 got {text:?}"
+            )
+        };
+        let (host, port) = text.rsplit_once(':').ok_or_else(bad)?;
+        let host = match host.strip_prefix('[') {
+            Some(inner) => inner.strip_suffix(']').ok_or_else(bad)?,
+            None if host.contains(':') => return Err(bad()),
+            None => host,
+        };
+        if host.is_empty() || host.contains(char::is_whitespace) || host.contains(['[', ']']) {
+            return Err(bad());
+        }
+        match port.parse::<u16>() {
+            Ok(0) | Err(_) => Err(bad()),
+            Ok(port) => Ok(ServerAddress {
+                host: Some(host.to_owned()),
+                port,
+            }),
+        }
+    }
 }
 
 /// Whether the client connection is encrypted (`xmpp.tls`).
@@ -374,11 +424,14 @@ impl fmt::Display for TlsMode {
 }
 
 impl XmppConfig {
-    /// The host the bot connects to: `host`, or the JID's domain when `host` is absent.
-    pub fn server_host(&self) -> &str {
-        self.host
-            .as_deref()
-            .unwrap_or_else(|| self.jid.domain().as_str())
+    /// The servers as people read them: `host:port`, comma-separated.
+    pub fn servers_text(&self) -> String {
+        let domain = self.jid.domain().as_str();
+        self.servers
+            .iter()
+            .map(|server| server.name(domain))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -389,8 +442,7 @@ impl fmt::Debug for XmppConfig {
             .field("password", &"***")
             .field("resource", &self.resource)
             .field("nick", &self.nick)
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("servers", &self.servers)
             .field("tls", &self.tls)
             .finish()
     }
@@ -450,14 +502,13 @@ impl Config {
     /// service, the pool sizes and the database URL with its password redacted.
     pub fn summary(&self) -> String {
         format!(
-            "xmpp {jid}/{resource} (nick {nick}) via {host}:{port} tls {tls}; muc {service} \
+            "xmpp {jid}/{resource} (nick {nick}) via {servers} tls {tls}; muc {service} \
              (prefix {prefix:?}, max {max} chatters, history {history}); pool {available} \
              available, {max_rooms} max; database {db}; config {source}",
             jid = self.xmpp.jid,
             resource = self.xmpp.resource,
             nick = self.xmpp.nick,
-            host = self.xmpp.server_host(),
-            port = self.xmpp.port,
+            servers = self.xmpp.servers_text(),
             tls = self.xmpp.tls,
             service = self.muc.service,
             prefix = self.muc.room_prefix,
@@ -562,6 +613,7 @@ struct RawXmpp {
     nick: Option<String>,
     host: Option<String>,
     port: Option<u16>,
+    servers: Option<Vec<String>>,
     tls: Option<String>,
 }
 
@@ -803,6 +855,8 @@ impl Validator<'_> {
             return Err(self.invalid("xmpp.nick", format!("must not contain '/', got {nick:?}")));
         }
 
+        // `servers` replaces these two: both at once is a mistake.
+        let host_or_port = raw.host.is_some() || raw.port.is_some();
         let host = match raw.host {
             Some(host) if host.trim().is_empty() => {
                 return Err(self.invalid(
@@ -834,17 +888,51 @@ impl Validator<'_> {
                 ));
             }
         };
-        if tls == TlsMode::None {
-            let effective = host.as_deref().unwrap_or_else(|| jid.domain().as_str());
-            if !is_loopback(effective) {
+        let servers = match raw.servers {
+            None => vec![ServerAddress { host, port }],
+            Some(_) if host_or_port => {
                 return Err(self.invalid(
-                    "xmpp.tls",
-                    format!(
-                        "\"none\" (plaintext) is only for testing against a server on \
-                         loopback (localhost, 127.x.x.x, ::1), but the server is {effective:?}; \
-                         use \"required\""
-                    ),
+                    "xmpp.servers",
+                    "give either servers or host and port, not both: servers = \
+                     [\"host:port\", ...] lists every server the bot may connect to",
                 ));
+            }
+            Some(list) if list.is_empty() => {
+                return Err(self.invalid(
+                    "xmpp.servers",
+                    "must list at least one \"host:port\"; remove the key to use xmpp.host \
+                     and xmpp.port",
+                ));
+            }
+            Some(list) => {
+                let mut servers: Vec<ServerAddress> = Vec::with_capacity(list.len());
+                for entry in &list {
+                    let server = ServerAddress::parse(entry)
+                        .map_err(|problem| self.invalid("xmpp.servers", problem))?;
+                    if servers.contains(&server) {
+                        return Err(self.invalid("xmpp.servers", format!("lists {entry:?} twice")));
+                    }
+                    servers.push(server);
+                }
+                servers
+            }
+        };
+        if tls == TlsMode::None {
+            for server in &servers {
+                let effective = server
+                    .host
+                    .as_deref()
+                    .unwrap_or_else(|| jid.domain().as_str());
+                if !is_loopback(effective) {
+                    return Err(self.invalid(
+                        "xmpp.tls",
+                        format!(
+                            "\"none\" (plaintext) is only for testing against a server on \
+                             loopback (localhost, 127.x.x.x, ::1), but the server is \
+                             {effective:?}; use \"required\""
+                        ),
+                    ));
+                }
             }
         }
 
@@ -853,8 +941,7 @@ impl Validator<'_> {
             password,
             resource,
             nick,
-            host,
-            port,
+            servers,
             tls,
         })
     }
@@ -1370,8 +1457,8 @@ mod tests {
         assert_eq!(config.xmpp.password, "secret");
         assert_eq!(config.xmpp.resource, "helpim-bot");
         assert_eq!(config.xmpp.nick, "HelpIM");
-        assert_eq!(config.xmpp.host, None);
-        assert_eq!(config.xmpp.port, 5222);
+        assert_eq!(config.xmpp.servers[0].host, None);
+        assert_eq!(config.xmpp.servers[0].port, 5222);
         assert_eq!(config.xmpp.tls, TlsMode::Required);
         assert_eq!(
             config.muc.service,
@@ -1437,8 +1524,8 @@ mod tests {
         .unwrap();
         assert_eq!(config.xmpp.resource, "r");
         assert_eq!(config.xmpp.nick, "N");
-        assert_eq!(config.xmpp.host.as_deref(), Some("127.0.0.1"));
-        assert_eq!(config.xmpp.port, 5280);
+        assert_eq!(config.xmpp.servers[0].host.as_deref(), Some("127.0.0.1"));
+        assert_eq!(config.xmpp.servers[0].port, 5280);
         assert_eq!(config.xmpp.tls, TlsMode::None);
         assert_eq!(config.muc.room_prefix, "x.");
         assert_eq!(config.muc.max_chatters, 3);
@@ -1762,6 +1849,89 @@ mod tests {
     }
 
     #[test]
+    fn servers_list_every_node_in_order() {
+        let config = load(&text(
+            "servers = [\"xmpp-a.example.org:5222\", \"10.0.0.2:5223\", \"[2001:db8::1]:5222\"]",
+            "",
+            "",
+        ))
+        .unwrap();
+        let server = |host: &str, port| ServerAddress {
+            host: Some(host.to_owned()),
+            port,
+        };
+        assert_eq!(
+            config.xmpp.servers,
+            [
+                server("xmpp-a.example.org", 5222),
+                server("10.0.0.2", 5223),
+                server("2001:db8::1", 5222),
+            ]
+        );
+        assert_eq!(
+            config.xmpp.servers_text(),
+            "xmpp-a.example.org:5222, 10.0.0.2:5223, [2001:db8::1]:5222"
+        );
+        assert!(
+            config
+                .summary()
+                .contains("via xmpp-a.example.org:5222, 10.0.0.2:5223")
+        );
+    }
+
+    #[test]
+    fn servers_entries_must_be_host_and_port() {
+        for bad in [
+            "127.0.0.1",
+            "127.0.0.1:0",
+            ":5222",
+            "a b:5222",
+            "::1:5222",
+            "[::1:5222",
+            "h:x",
+        ] {
+            let (key, problem) = invalid(&text(&format!("servers = [{bad:?}]"), "", ""));
+            assert_eq!(key, "xmpp.servers", "{bad}");
+            assert_mentions(&problem, &["host:port", &format!("{bad:?}")]);
+            assert!(!problem.contains("  "), "{problem}");
+        }
+        let (key, problem) = invalid(&text("servers = []", "", ""));
+        assert_eq!(key, "xmpp.servers");
+        assert_mentions(&problem, &["at least one"]);
+        let (key, problem) = invalid(&text("servers = [\"a:1\", \"a:1\"]", "", ""));
+        assert_eq!(key, "xmpp.servers");
+        assert_mentions(&problem, &["twice"]);
+    }
+
+    #[test]
+    fn servers_exclude_host_and_port() {
+        for other in ["host = \"a\"", "port = 5222"] {
+            let (key, problem) =
+                invalid(&text(&format!("servers = [\"b:5222\"]\n{other}"), "", ""));
+            assert_eq!(key, "xmpp.servers");
+            assert_mentions(&problem, &["not both"]);
+        }
+    }
+
+    #[test]
+    fn plaintext_needs_every_server_on_loopback() {
+        let config = load(&text(
+            "tls = \"none\"\nservers = [\"127.0.0.1:5222\", \"127.0.0.2:5222\", \"[::1]:5222\"]",
+            "",
+            "",
+        ))
+        .unwrap();
+        assert_eq!(config.xmpp.servers.len(), 3);
+        let (key, problem) = invalid(&text(
+            "tls = \"none\"\nservers = [\"127.0.0.1:5222\", \"10.0.0.2:5222\"]",
+            "",
+            "",
+        ));
+        assert_eq!(key, "xmpp.tls");
+        assert_mentions(&problem, &["loopback", "10.0.0.2"]);
+    }
+
+    #[test]
     fn plaintext_only_on_loopback() {
         let (key, problem) = invalid(&text("tls = \"none\"", "", ""));
         assert_eq!(key, "xmpp.tls");
@@ -2036,8 +2206,13 @@ mod tests {
         assert_eq!(config.xmpp.password, "from-env");
         assert_eq!(config.xmpp.resource, DEFAULT_RESOURCE);
         assert_eq!(config.xmpp.nick, DEFAULT_NICK);
-        assert_eq!(config.xmpp.host, None);
-        assert_eq!(config.xmpp.port, DEFAULT_PORT);
+        assert_eq!(
+            config.xmpp.servers,
+            [ServerAddress {
+                host: None,
+                port: DEFAULT_PORT
+            }]
+        );
         assert_eq!(config.xmpp.tls, TlsMode::Required);
         assert_eq!(
             config.muc.service,

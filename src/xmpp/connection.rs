@@ -17,6 +17,8 @@
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use futures::channel::{mpsc, oneshot};
@@ -36,7 +38,7 @@ use tokio_xmpp::stanzastream::{
 use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
 use xmpp_parsers::iq::Iq;
 
-use crate::config::TlsMode;
+use crate::config::{ServerAddress, TlsMode};
 
 /// How to reach and log in to the XMPP server.
 #[derive(Debug, Clone)]
@@ -45,10 +47,9 @@ pub struct ConnectSettings {
     pub jid: FullJid,
     /// The account password.
     pub password: String,
-    /// The server host to connect to (None: the JID's domain, with SRV lookup under TLS).
-    pub host: Option<String>,
-    /// The server port.
-    pub port: u16,
+    /// The servers to try, in order (never empty); a host of `None` is the JID's domain,
+    /// with an SRV lookup under TLS.
+    pub servers: Vec<ServerAddress>,
     /// Whether STARTTLS is required or plaintext (loopback only) is used.
     pub tls: TlsMode,
     /// Deadline for an answer to any IQ request.
@@ -220,24 +221,25 @@ pub fn new_id() -> String {
 pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<XmppEvent>) {
     let (command_tx, command_rx) = mpsc::unbounded();
     let (event_tx, event_rx) = mpsc::unbounded();
+    let domain = settings.jid.domain().as_str();
     let stream = match settings.tls {
         TlsMode::None => {
-            let dns = DnsConfig::no_srv(
-                settings.host.as_deref().unwrap_or("127.0.0.1"),
-                settings.port,
-            );
-            open_stream(TcpServerConnector::from(dns), &settings, event_tx.clone())
+            let servers = settings.servers.iter().map(|server| {
+                let host = server.host.as_deref().unwrap_or("127.0.0.1");
+                let dns = DnsConfig::no_srv(host, server.port);
+                (server.name(domain), TcpServerConnector::from(dns))
+            });
+            open_stream(servers.collect(), &settings, event_tx.clone())
         }
         TlsMode::Required => {
-            let dns = match &settings.host {
-                Some(host) => DnsConfig::no_srv(host, settings.port),
-                None => DnsConfig::srv_default_client(settings.jid.domain().as_str()),
-            };
-            open_stream(
-                StartTlsServerConnector::from(dns),
-                &settings,
-                event_tx.clone(),
-            )
+            let servers = settings.servers.iter().map(|server| {
+                let dns = match &server.host {
+                    Some(host) => DnsConfig::no_srv(host, server.port),
+                    None => DnsConfig::srv_default_client(domain),
+                };
+                (server.name(domain), StartTlsServerConnector::from(dns))
+            });
+            open_stream(servers.collect(), &settings, event_tx.clone())
         }
     };
     let domain = settings.jid.domain().as_str().to_owned();
@@ -258,17 +260,25 @@ pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<
 }
 
 /// Builds the reconnecting stream with our own login loop as its connector.
+///
+/// With several servers (the nodes of a cluster), every (re)connection starts with the one
+/// that worked last and goes down the list from there; it waits (1 s, doubling up to 30 s)
+/// only once every server has failed, so that losing a node costs one refused connection,
+/// not a backoff.
 fn open_stream<C: ServerConnector>(
-    server: C,
+    servers: Vec<(String, C)>,
     settings: &ConnectSettings,
     events: mpsc::UnboundedSender<XmppEvent>,
 ) -> StanzaStream {
     let jid = Jid::from(settings.jid.clone());
     let password = settings.password.clone();
+    // The index of the server of the last session.
+    let last_good = Arc::new(AtomicUsize::new(0));
     let connector = move |_location: Option<String>,
                           slot: tokio::sync::oneshot::Sender<Connection>| {
-        let (server, jid, password, events) = (
-            server.clone(),
+        let (servers, last_good, jid, password, events) = (
+            servers.clone(),
+            last_good.clone(),
             jid.clone(),
             password.clone(),
             events.clone(),
@@ -276,24 +286,38 @@ fn open_stream<C: ServerConnector>(
         tokio::spawn(async move {
             let mut delay = Duration::from_secs(1);
             loop {
-                match login(server.clone(), &jid, &password).await {
-                    Ok(connection) => {
-                        let _ = slot.send(connection);
-                        return;
-                    }
-                    Err(error) => {
-                        let fatal = matches!(error, tokio_xmpp::Error::Auth(_));
-                        let _ = events.unbounded_send(XmppEvent::LoginFailed {
-                            error: error.to_string(),
-                            fatal,
-                        });
-                        if fatal {
-                            return; // dropping the slot ends the stream for good
+                let first = last_good.load(Ordering::Relaxed);
+                for step in 0..servers.len() {
+                    let index = (first + step) % servers.len();
+                    let (name, server) = &servers[index];
+                    match login(server.clone(), &jid, &password).await {
+                        Ok(connection) => {
+                            if step > 0 {
+                                log::warn!(
+                                    "connected to {name}, after {step} server(s) of xmpp.servers \
+                                     that did not answer"
+                                );
+                            }
+                            last_good.store(index, Ordering::Relaxed);
+                            let _ = slot.send(connection);
+                            return;
                         }
-                        tokio::time::sleep(delay).await;
-                        delay = (delay * 2).min(Duration::from_secs(30));
+                        Err(error) => {
+                            let fatal = matches!(error, tokio_xmpp::Error::Auth(_));
+                            let error = if servers.len() > 1 {
+                                format!("{name}: {error}")
+                            } else {
+                                error.to_string()
+                            };
+                            let _ = events.unbounded_send(XmppEvent::LoginFailed { error, fatal });
+                            if fatal {
+                                return; // dropping the slot ends the stream for good
+                            }
+                        }
                     }
                 }
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(30));
             }
         });
     };

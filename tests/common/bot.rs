@@ -42,6 +42,8 @@ pub struct BotOptions {
     pub muc_service: Option<String>,
     /// `logging.format = "json"` instead of the default text lines.
     pub json_logs: bool,
+    /// `xmpp.servers` (each `"host:port"`) instead of `xmpp.host` and `xmpp.port`.
+    pub servers: Option<Vec<String>>,
 }
 
 impl Default for BotOptions {
@@ -58,6 +60,7 @@ impl Default for BotOptions {
             port: None,
             muc_service: None,
             json_logs: false,
+            servers: None,
         }
     }
 }
@@ -114,8 +117,7 @@ impl TestBot {
                 r#"[xmpp]
 jid = "{jid}"
 password = "{password}"
-host = "127.0.0.1"
-port = {port}
+{address}
 tls = "{tls}"
 
 [muc]
@@ -141,7 +143,13 @@ format = "{log_format}"
 {extra}
 {http}
 "#,
-                port = options.port.unwrap_or_else(|| server.port()),
+                address = match &options.servers {
+                    Some(servers) => format!("servers = {servers:?}"),
+                    None => format!(
+                        "host = \"127.0.0.1\"\nport = {}",
+                        options.port.unwrap_or_else(|| server.port())
+                    ),
+                },
                 muc = options
                     .muc_service
                     .clone()

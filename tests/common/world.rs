@@ -102,7 +102,12 @@ pub struct World {
 impl World {
     /// Starts a fresh server of `kind`, a fresh database on `backend`, and the bot.
     pub async fn start(kind: ServerKind, backend: Backend, options: BotOptions) -> World {
-        let server = super::server::start(kind);
+        World::on(super::server::start(kind), backend, options).await
+    }
+
+    /// A fresh database on `backend` and the bot, on a server the test started itself (e.g.
+    /// with a proxy in front of it).
+    pub async fn on(server: Box<dyn XmppServer>, backend: Backend, options: BotOptions) -> World {
         let db = TestDb::new(backend);
         let store = db.store().await;
         let bot = TestBot::start(server.as_ref(), &db.url, options);
