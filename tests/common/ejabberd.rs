@@ -90,7 +90,9 @@ pub struct TestEjabberd {
     /// Erlang distribution port on 127.0.0.1 (how ejabberdctl reaches the node).
     dist_port: u16,
     /// Erlang node name, unique per instance (the Mnesia spool is tied to it).
-    node: String,
+    pub(crate) node: String,
+    /// The loopback address Erlang distribution listens on, as an Erlang tuple.
+    dist_interface: String,
     ctl: PathBuf,
     pid_file: PathBuf,
     /// `ejabberdctl foreground-quiet` while the server runs, its log and console files, and
@@ -104,6 +106,13 @@ impl TestEjabberd {
     /// Starts a fresh server with an empty spool on free loopback ports and waits (at most
     /// 30 s) until it accepts connections.
     pub fn start() -> TestEjabberd {
+        Self::start_node(None)
+    }
+
+    /// Starts a fresh server; `cluster` makes it a node of a test cluster: its Erlang
+    /// distribution on that loopback address (`[127, 0, 0, 2]`) and that shared port, its
+    /// node name a long one on the address (`helpim-…@127.0.0.2`).
+    pub(crate) fn start_node(cluster: Option<([u8; 4], u16)>) -> TestEjabberd {
         let ctl = find_executable("ejabberdctl").unwrap_or_else(|| panic!("{NOT_INSTALLED}"));
         let owner = ejabberd_account();
         ensure_erlang_cookie(owner);
@@ -128,7 +137,14 @@ impl TestEjabberd {
             domain: "localhost".to_owned(),
             muc_domain: "conference.localhost".to_owned(),
             dist_port: 0,
-            node: format!("helpim-{n:016x}@localhost"),
+            node: match cluster {
+                Some(([a, b, c, d], _)) => format!("helpim-{n:016x}@{a}.{b}.{c}.{d}"),
+                None => format!("helpim-{n:016x}@localhost"),
+            },
+            dist_interface: match cluster {
+                Some(([a, b, c, d], _)) => format!("{{{a},{b},{c},{d}}}"),
+                None => "{127,0,0,1}".to_owned(),
+            },
             ctl,
             process: ServerProcess::new(
                 &PROCESS,
@@ -141,11 +157,14 @@ impl TestEjabberd {
         };
         for _ in 0..PORT_ATTEMPTS {
             server.port = pick_port();
-            server.dist_port = loop {
-                let port = pick_port();
-                if port != server.port {
-                    break port;
-                }
+            server.dist_port = match cluster {
+                Some((_, shared)) => shared,
+                None => loop {
+                    let port = pick_port();
+                    if port != server.port {
+                        break port;
+                    }
+                },
             };
             server.write_config(owner);
             if server.process.start(&mut server.command(), server.port) {
@@ -308,6 +327,7 @@ impl TestEjabberd {
             &[
                 ("@ERLANG_NODE@", shell_value(&self.node)),
                 ("@ERL_DIST_PORT@", self.dist_port.to_string()),
+                ("@DIST_INTERFACE@", self.dist_interface.clone()),
                 ("@PID_FILE@", shell_value(path_str(&self.pid_file))),
             ],
         );
