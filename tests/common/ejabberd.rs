@@ -239,6 +239,12 @@ impl TestEjabberd {
         self.process.terminate(child, beam, self.port);
     }
 
+    /// Kills the server's Erlang VM at once (SIGKILL), as a crashed node: no stream is
+    /// closed, nothing is saved.
+    pub fn kill(&mut self) {
+        self.process.kill();
+    }
+
     /// Whether the server is running.
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()

@@ -45,6 +45,7 @@ macro_rules! on_every_server_and_backend {
 
 pub mod bot;
 pub mod client;
+pub mod cluster;
 pub mod db;
 pub mod ejabberd;
 pub mod http;
