@@ -256,6 +256,71 @@ async fn wait_not_ready(addr: SocketAddr, why: &str) -> String {
     .await
 }
 
+/// A bot on Prosody whose PostgreSQL is reached through a proxy the test can cut, with its
+/// HTTP listener on `addr`, ready (`/readyz` 200) with one pool room.
+struct Behind {
+    // Dropped in field order: the bot stops before the proxy, the database and the server go.
+    bot: TestBot,
+    proxy: CuttableProxy,
+    addr: SocketAddr,
+    /// The test's own view of the database, never cut.
+    store: Store,
+    db: TestDb,
+    server: Box<dyn common::server::XmppServer>,
+}
+
+/// Starts a [`Behind`]; `timeouts` are extra `[timeouts]` lines.
+async fn behind_a_cuttable_database(timeouts: &str) -> Behind {
+    let server = common::server::start(ServerKind::Prosody);
+    let db = TestDb::new(Backend::Postgres);
+    let store = db.store().await;
+    let proxy = CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
+    let via_proxy = db.url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
+    let addr: SocketAddr = format!("127.0.0.1:{}", pick_port()).parse().unwrap();
+    let bot = TestBot::start(
+        server.as_ref(),
+        &via_proxy,
+        BotOptions {
+            available: 1,
+            max_rooms: 3,
+            extra: format!("{timeouts}\n[http]\nlisten = \"{addr}\"\n"),
+            ..Default::default()
+        },
+    );
+    wait_http(addr, "/readyz", 200).await;
+    wait_available(&store, &bot.jid, 1).await;
+    Behind {
+        bot,
+        proxy,
+        addr,
+        store,
+        db,
+        server,
+    }
+}
+
+/// A lease that could not be renewed in time (the database cut for longer than three
+/// quarters of a ttl: the harness's `lease_secs = 3`, short so that the test is) makes
+/// `/readyz` say so; renewed after the restore, 200 again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn readiness_says_when_the_lease_is_not_held() {
+    let behind = behind_a_cuttable_database("").await;
+    behind.proxy.cut();
+    let body = wait_not_ready(behind.addr, "lease").await;
+    assert_eq!(
+        body.trim(),
+        "not ready: the lease on the bot JID is not held"
+    );
+    let (s, _) = scrape(behind.addr);
+    assert_eq!(value(&s, "helpim_lease_held", &[]), 0.0);
+    assert_eq!(http_get(behind.addr, "/livez").unwrap().0, 200);
+    behind.proxy.restore();
+    wait_http(behind.addr, "/readyz", 200).await;
+    let (s, _) = scrape(behind.addr);
+    assert_eq!(value(&s, "helpim_lease_held", &[]), 1.0);
+    assert!(behind.bot.log_text().contains("is renewed again"));
+}
+
 /// `/readyz` says 503 and why while the recorded rooms are being recovered after a restart,
 /// and while the database does not answer; 200 again once each is over. `/livez` stays 200.
 /// Prosody (its test plugin makes the rejoin go unanswered, which keeps recovery running for
@@ -266,25 +331,15 @@ async fn wait_not_ready(addr: SocketAddr, why: &str) -> String {
 // Two workers: `http_get` blocks its thread, and the proxy's tasks must run meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn readiness_names_recovery_and_a_silent_database() {
-    let server = common::server::start(ServerKind::Prosody);
-    let db = TestDb::new(Backend::Postgres);
-    let store = db.store().await; // the test's own view, never cut
-    let proxy = CuttableProxy::start("127.0.0.1:5432".parse().unwrap()).await;
-    let via_proxy = db.url.replacen(":5432/", &format!(":{}/", proxy.port), 1);
-    let addr: SocketAddr = format!("127.0.0.1:{}", pick_port()).parse().unwrap();
-    let mut bot = TestBot::start(
-        server.as_ref(),
-        &via_proxy,
-        BotOptions {
-            available: 1,
-            max_rooms: 3,
-            extra: format!("join_secs = 1\nlease_secs = 30\n[http]\nlisten = \"{addr}\"\n"),
-            ..Default::default()
-        },
-    );
+    let Behind {
+        mut bot,
+        proxy,
+        addr,
+        store,
+        db: _db,
+        server,
+    } = behind_a_cuttable_database("join_secs = 1\nlease_secs = 30").await;
     server.register("staff", "pw");
-    wait_http(addr, "/readyz", 200).await;
-    wait_available(&store, &bot.jid, 1).await;
     let mut staff = TestClient::connect(server.as_ref(), "staff", "pw").await;
     let room = common::world::staff_enters(&store, &mut staff, "Staff").await;
 

@@ -3,7 +3,9 @@
 //!
 //! Every instance has its own temporary directory (config, Mnesia spool, logs, pid file),
 //! its own c2s port, its own Erlang node name and its own Erlang distribution port (no
-//! shared epmd), so that tests in several threads can each run one at once.
+//! shared epmd), so that tests in several threads can each run one at once. The two nodes
+//! of a test cluster ([`super::cluster`]) share one distribution port, each on its own
+//! loopback address.
 //!
 //! How it runs (ejabberd 23.01, Debian 12):
 //! - Everything goes through `ejabberdctl --config-dir DIR --spool DIR/db --logs DIR/logs`.
@@ -87,7 +89,8 @@ pub struct TestEjabberd {
     pub domain: String,
     /// The MUC host: `"conference.localhost"`.
     pub muc_domain: String,
-    /// Erlang distribution port on 127.0.0.1 (how ejabberdctl reaches the node).
+    /// Erlang distribution port (how ejabberdctl reaches the node), on the node's loopback
+    /// address: 127.0.0.1, or 127.0.0.2 for the second node of a test cluster.
     dist_port: u16,
     /// Erlang node name, unique per instance (the Mnesia spool is tied to it).
     pub(crate) node: String,
