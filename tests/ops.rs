@@ -59,9 +59,15 @@ async fn world_on(
 
 /// Waits for `path` to answer `code`; returns the body.
 async fn wait_http(addr: SocketAddr, path: &str, code: u16) -> String {
-    eventually(&format!("GET {path} → {code}"), WAIT, || async {
+    wait_http_saying(addr, path, code, "").await
+}
+
+/// Waits for `path` to answer `code` with a body that contains `text`; other answers (the
+/// listener not up yet, another reason) are waited past. Returns the body.
+async fn wait_http_saying(addr: SocketAddr, path: &str, code: u16, text: &str) -> String {
+    eventually(&format!("GET {path} → {code} {text}"), WAIT, || async {
         match http_get(addr, path) {
-            Ok((c, body)) if c == code => Ok(body),
+            Ok((c, body)) if c == code && body.contains(text) => Ok(body),
             Ok((c, body)) => Err(format!("{c} {body}")),
             Err(e) => Err(e),
         }
@@ -243,19 +249,6 @@ async fn readiness_fails_when_the_xmpp_session_is_lost_and_liveness_does_not() {
     assert_eq!(value(&s, "helpim_reconnects_total", &[]), 1.0);
 }
 
-/// Waits for `/readyz` to answer 503 with a body that names `why`; other answers (the
-/// listener not up yet, another reason) are waited past.
-async fn wait_not_ready(addr: SocketAddr, why: &str) -> String {
-    eventually(&format!("GET /readyz → 503 {why}"), WAIT, || async {
-        match http_get(addr, "/readyz") {
-            Ok((503, body)) if body.contains(why) => Ok(body),
-            Ok((c, body)) => Err(format!("{c} {body}")),
-            Err(e) => Err(e),
-        }
-    })
-    .await
-}
-
 /// A bot on Prosody whose PostgreSQL is reached through a proxy the test can cut, with its
 /// HTTP listener on `addr`, ready (`/readyz` 200) with one pool room.
 struct Behind {
@@ -306,7 +299,7 @@ async fn behind_a_cuttable_database(timeouts: &str) -> Behind {
 async fn readiness_says_when_the_lease_is_not_held() {
     let behind = behind_a_cuttable_database("").await;
     behind.proxy.cut();
-    let body = wait_not_ready(behind.addr, "lease").await;
+    let body = wait_http_saying(behind.addr, "/readyz", 503, "lease").await;
     assert_eq!(
         body.trim(),
         "not ready: the lease on the bot JID is not held"
@@ -352,7 +345,7 @@ async fn readiness_names_recovery_and_a_silent_database() {
         );
     staff.send(swallow.into()).await;
     bot.spawn();
-    let body = wait_not_ready(addr, "recovered").await;
+    let body = wait_http_saying(addr, "/readyz", 503, "recovered").await;
     assert_eq!(
         body.trim(),
         "not ready: the recorded rooms are still being recovered"
@@ -361,7 +354,7 @@ async fn readiness_names_recovery_and_a_silent_database() {
     wait_http(addr, "/readyz", 200).await;
 
     proxy.cut();
-    let body = wait_not_ready(addr, "database").await;
+    let body = wait_http_saying(addr, "/readyz", 503, "database").await;
     assert!(
         body.starts_with("not ready: the database does not answer"),
         "{body}"

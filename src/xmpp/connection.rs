@@ -242,7 +242,7 @@ pub fn spawn(settings: ConnectSettings) -> (XmppHandle, mpsc::UnboundedReceiver<
             open_stream(servers.collect(), &settings, event_tx.clone())
         }
     };
-    let domain = settings.jid.domain().as_str().to_owned();
+    let domain = domain.to_owned();
     tokio::spawn(run(
         stream,
         command_rx,
