@@ -42,7 +42,8 @@ pub struct BotOptions {
     pub muc_service: Option<String>,
     /// `logging.format = "json"` instead of the default text lines.
     pub json_logs: bool,
-    /// `xmpp.servers` (each `"host:port"`) instead of `xmpp.host` and `xmpp.port`.
+    /// `xmpp.servers` (each `"host:port"`) instead of `xmpp.host` and `xmpp.port` (then
+    /// `port` above is not used).
     pub servers: Option<Vec<String>>,
 }
 
