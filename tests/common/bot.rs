@@ -42,6 +42,8 @@ pub struct BotOptions {
     pub muc_service: Option<String>,
     /// `logging.format = "json"` instead of the default text lines.
     pub json_logs: bool,
+    /// `pool.creation_window` instead of the default.
+    pub creation_window: Option<u32>,
     /// `xmpp.servers` (each `"host:port"`) instead of `xmpp.host` and `xmpp.port` (then
     /// `port` above is not used).
     pub servers: Option<Vec<String>>,
@@ -61,6 +63,7 @@ impl Default for BotOptions {
             port: None,
             muc_service: None,
             json_logs: false,
+            creation_window: None,
             servers: None,
         }
     }
@@ -130,6 +133,7 @@ require_claims = {require_claims}
 available = {available}
 max_rooms = {max_rooms}
 check_secs = 1
+{creation_window}
 
 [database]
 url = "{database_url}"
@@ -166,6 +170,10 @@ format = "{log_format}"
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),
                 log_format = if options.json_logs { "json" } else { "text" },
+                creation_window = options
+                    .creation_window
+                    .map(|n| format!("creation_window = {n}"))
+                    .unwrap_or_default(),
                 // Short, so that a successor never waits long for an unproven holder; a
                 // test of the production takeover sets `lease_secs` itself.
                 lease = if options.extra.contains("lease_secs") {
