@@ -8,12 +8,16 @@
 //! - `/readyz` answers 200 (lease, session, database, every recorded room rejoined),
 //! - the pool is full again (500 new ready rooms).
 //!
-//! On SQLite and on PostgreSQL. `cargo bench --bench recovery` (release build);
+//! On Prosody and ejabberd, SQLite and PostgreSQL, at the production log level (`info`);
+//! with the server's and the bot's CPU over the recovery (restart to pool full), to show
+//! which one is the limit. `cargo bench --bench recovery` (release build);
 //! `HELPIM_BENCH_ROOMS` sets the number of live rooms (default 1000, half of them with staff).
 //! Results go to standard output as a Markdown table; BENCHMARKS.md keeps the last run.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+#[path = "record/servers.rs"]
+mod servers;
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
@@ -26,8 +30,8 @@ use common::bot::{BotOptions, TestBot};
 use common::client::TestClient;
 use common::db::{Backend, TestDb};
 use common::http::http_get;
-use common::prosody::TestProsody;
 use common::server::pick_port;
+use servers::{Server, Setup, cpu_ms};
 
 /// People per staff account: one account sits in this many rooms, as several browser tabs
 /// of one staff member would (Prosody has no per-account room limit).
@@ -49,21 +53,26 @@ async fn run() {
     let staffed = live / 2;
     let ready = live - staffed;
     println!(
-        "| database | lease held | rows match the server | ready (/readyz 200) | pool full again |"
+        "| server | database | lease held | rows match the server | ready (/readyz 200) | pool full again | server CPU busy | bot CPU busy |"
     );
-    println!("|---|---|---|---|---|");
-    for (name, backend) in [
-        ("SQLite", Backend::SqliteFile),
-        ("PostgreSQL", Backend::Postgres),
-    ] {
-        let row = recovery(backend, staffed, ready).await;
-        println!(
-            "| {name} | {} | {} | {} | {} |",
-            secs(row.lease),
-            secs(row.rows),
-            secs(row.readyz),
-            secs(row.pool)
-        );
+    println!("|---|---|---|---|---|---|---|---|");
+    for setup in [Setup::ProsodyTuned, Setup::Ejabberd] {
+        for (name, backend) in [
+            ("SQLite", Backend::SqliteFile),
+            ("PostgreSQL", Backend::Postgres),
+        ] {
+            let row = recovery(setup, backend, staffed, ready).await;
+            println!(
+                "| {} | {name} | {} | {} | {} | {} | {:.0} % | {:.0} % |",
+                setup.name(),
+                secs(row.lease),
+                secs(row.rows),
+                secs(row.readyz),
+                secs(row.pool),
+                row.server_busy * 100.0,
+                row.bot_busy * 100.0,
+            );
+        }
     }
     println!("\n{live} live rooms: {staffed} with a staff member inside, {ready} ready");
 }
@@ -74,15 +83,21 @@ struct Recovery {
     rows: Duration,
     readyz: Duration,
     pool: Duration,
+    /// Server CPU over wall time from the restart to the full pool (1.0 = one core).
+    server_busy: f64,
+    /// The same for the bot (both its processes: the killed one's CPU is not counted).
+    bot_busy: f64,
 }
 
-async fn recovery(backend: Backend, staffed: usize, ready: usize) -> Recovery {
-    let server = TestProsody::start();
+async fn recovery(setup: Setup, backend: Backend, staffed: usize, ready: usize) -> Recovery {
+    let server = Server::start(setup);
+    let server_pid = server.pid();
+    let server = server.as_dyn();
     let db = TestDb::new(backend);
     let store = db.store().await;
     let addr: SocketAddr = format!("127.0.0.1:{}", pick_port()).parse().unwrap();
     let mut bot = TestBot::start(
-        &server,
+        server,
         &db.url,
         BotOptions {
             user: "bench-recovery".into(),
@@ -90,6 +105,7 @@ async fn recovery(backend: Backend, staffed: usize, ready: usize) -> Recovery {
             max_rooms: (staffed + 2 * ready) as u32,
             // The production lease; the HTTP listener for /readyz.
             extra: format!("[timeouts]\nlease_secs = 30\n\n[http]\nlisten = \"{addr}\"\n"),
+            log_level: Some("info"),
             ..Default::default()
         },
     );
@@ -107,7 +123,7 @@ async fn recovery(backend: Backend, staffed: usize, ready: usize) -> Recovery {
     for account in 0..staffed.div_ceil(ROOMS_PER_STAFF) {
         let user = format!("staff{account}");
         server.register(&user, "pw");
-        let mut person = TestClient::connect(&server, &user, "pw").await;
+        let mut person = TestClient::connect(server, &user, "pw").await;
         for n in 0..ROOMS_PER_STAFF.min(staffed - staff_rooms.len()) {
             let claim = loop {
                 match claims::claim_staff(&store, "bench").await {
@@ -151,6 +167,7 @@ async fn recovery(backend: Backend, staffed: usize, ready: usize) -> Recovery {
     assert_eq!(doomed.len(), ready);
 
     bot.kill();
+    let server_at_restart = cpu_ms(server_pid);
     let restarted = Instant::now();
     bot.spawn();
     let pid = i64::from(bot.pid().unwrap());
@@ -183,6 +200,9 @@ async fn recovery(backend: Backend, staffed: usize, ready: usize) -> Recovery {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    let wall = restarted.elapsed().as_secs_f64();
+    let server_busy = (cpu_ms(server_pid) - server_at_restart) / 1e3 / wall;
+    let bot_busy = cpu_ms(pid as u32) / 1e3 / wall;
     for id in &doomed {
         let row = store.room(*id).await.unwrap().unwrap();
         assert_eq!(row.close_reason, Some(helpim_bot::model::CloseReason::Lost));
@@ -194,6 +214,8 @@ async fn recovery(backend: Backend, staffed: usize, ready: usize) -> Recovery {
         rows: rows.unwrap(),
         readyz: readyz.unwrap(),
         pool: pool.unwrap(),
+        server_busy,
+        bot_busy,
     }
 }
 

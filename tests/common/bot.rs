@@ -47,6 +47,9 @@ pub struct BotOptions {
     /// `xmpp.servers` (each `"host:port"`) instead of `xmpp.host` and `xmpp.port` (then
     /// `port` above is not used).
     pub servers: Option<Vec<String>>,
+    /// `logging.level` instead of the harness's `debug` (then `RUST_LOG` is not set, as in
+    /// production): benchmarks measure the bot at the production default, `info`.
+    pub log_level: Option<&'static str>,
 }
 
 impl Default for BotOptions {
@@ -65,6 +68,7 @@ impl Default for BotOptions {
             json_logs: false,
             creation_window: None,
             servers: None,
+            log_level: None,
         }
     }
 }
@@ -101,6 +105,9 @@ pub struct TestBot {
     env: Vec<(String, String)>,
     /// Extra arguments of the process (`--standby`).
     args: Vec<String>,
+    /// Whether `RUST_LOG` sets the harness's detailed filter (false: the config's level
+    /// alone, as in production; see [`BotOptions::log_level`]).
+    rust_log: bool,
 }
 
 impl TestBot {
@@ -139,7 +146,7 @@ check_secs = 1
 url = "{database_url}"
 
 [logging]
-level = "debug"
+level = "{log_level}"
 room_dir = "{room_dir}"
 format = "{log_format}"
 
@@ -169,6 +176,7 @@ format = "{log_format}"
                 available = options.available,
                 max_rooms = options.max_rooms,
                 room_dir = room_dir.display(),
+                log_level = options.log_level.unwrap_or("debug"),
                 log_format = if options.json_logs { "json" } else { "text" },
                 creation_window = options
                     .creation_window
@@ -198,6 +206,7 @@ format = "{log_format}"
         let mut bot = TestBot {
             env: options.env.clone(),
             args: Vec::new(),
+            rust_log: options.log_level.is_none(),
             child: None,
             config,
             log: dir.path().join("bot.log"),
@@ -217,14 +226,19 @@ format = "{log_format}"
             .append(true)
             .open(&self.log)
             .expect("open the bot log");
-        let child = Command::new(env!("CARGO_BIN_EXE_helpim-bot"))
+        let mut command = Command::new(env!("CARGO_BIN_EXE_helpim-bot"));
+        if self.rust_log {
+            command.env(
+                "RUST_LOG",
+                "debug,tokio_xmpp=info,xso=info,rustls=info,sqlx=warn,sea_orm=info",
+            );
+        } else {
+            command.env_remove("RUST_LOG");
+        }
+        let child = command
             .arg("--config")
             .arg(&self.config)
             .args(&self.args)
-            .env(
-                "RUST_LOG",
-                "debug,tokio_xmpp=info,xso=info,rustls=info,sqlx=warn,sea_orm=info",
-            )
             .envs(self.env.iter().cloned())
             .current_dir(self.dir.path())
             .stdin(Stdio::null())
@@ -250,6 +264,7 @@ format = "{log_format}"
             jid: self.jid.clone(),
             env: self.env.clone(),
             args: vec!["--standby".into()],
+            rust_log: self.rust_log,
             dir,
         };
         bot.spawn();
