@@ -16,8 +16,8 @@ use entity::{room, room_event};
 use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection,
-    DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait, SqlErr,
-    TransactionTrait,
+    DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait,
+    SqlErr, TransactionTrait,
 };
 
 use crate::config::redact_url;
@@ -75,6 +75,11 @@ pub enum StoreError {
         /// The JID that is taken.
         jid: String,
     },
+    /// The transaction a change was written in together with other rooms' changes
+    /// ([`crate::actors::batch`]) failed on the way (the connection was lost): nothing of it
+    /// was written, and it may be tried again.
+    #[error("the transaction failed before it committed: {0}")]
+    Interrupted(String),
 }
 
 impl StoreError {
@@ -82,7 +87,7 @@ impl StoreError {
     /// restarting), so that it is worth retrying; see [`crate::db_fault`].
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Connect { .. } => true,
+            StoreError::Connect { .. } | StoreError::Interrupted(_) => true,
             StoreError::Db(error) => crate::db_fault::is_transient(error),
             StoreError::BadRow { .. }
             | StoreError::Conflict { .. }
@@ -258,6 +263,97 @@ pub struct PoolCounts {
 /// `docs/webapp-contract.md`.
 pub const NOTIFY_CHANNEL: &str = "helpim_room";
 
+/// The row's update for one change, inside `txn` (only if the row is still in
+/// `change.from`, else [`StoreError::Conflict`] and nothing written); returns the event to
+/// insert beside it.
+async fn update_in(
+    txn: &DatabaseTransaction,
+    change: &RoomChange,
+) -> Result<room_event::ActiveModel, StoreError> {
+    let at = micros(change.at);
+    let mut update = room::ActiveModel {
+        status: Set(change.to.as_str().to_owned()),
+        ..Default::default()
+    };
+    let closes = change.from != change.to && change.to == RoomStatus::Closed;
+    if change.from != change.to {
+        update.status_changed_at = Set(at);
+        if closes {
+            update.closed_at = Set(Some(at));
+            update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
+            update.password = Set(String::new());
+        }
+    }
+    if let Some(nick) = &change.set_staff_nick {
+        update.staff_nick = Set(Some(nick.clone()));
+    }
+    if let Some(nick) = &change.set_client_nick {
+        update.client_nick = Set(Some(nick.clone()));
+    }
+    if let Some(jid) = &change.set_staff_jid {
+        update.staff_jid = Set(Some(jid.clone()));
+    }
+    if let Some(jid) = &change.set_client_jid {
+        update.client_jid = Set(Some(jid.clone()));
+    }
+    if change.use_extra_claim {
+        update.extra_claimed_at = Set(None);
+        update.extra_claimed_by = Set(None);
+        update.extra_claimed_jid = Set(None);
+    }
+
+    // sqlx connects to MySQL with CLIENT_FOUND_ROWS, so rows_affected counts matched rows
+    // there too, even when the update changes no value.
+    let updated = room::Entity::update_many()
+        .set(update)
+        .filter(room::Column::Id.eq(change.room_id))
+        .filter(room::Column::Status.eq(change.from.as_str()))
+        .exec(txn)
+        .await?
+        .rows_affected;
+    if updated == 0 {
+        let found = room::Entity::find_by_id(change.room_id).one(txn).await?;
+        return Err(StoreError::Conflict {
+            room_id: change.room_id,
+            expected: change.from,
+            found: found.map(Room::try_from).transpose()?.map(|r| r.status),
+        });
+    }
+    Ok(room_event::ActiveModel {
+        room_id: Set(change.room_id),
+        kind: Set(change.kind.as_str().to_owned()),
+        from_status: Set(Some(change.from.as_str().to_owned())),
+        to_status: Set(change.to.as_str().to_owned()),
+        at: Set(at),
+        nick: Set(change.nick.clone()),
+        role: Set(change.role.map(|r| r.as_str().to_owned())),
+        detail: Set(change.detail.clone()),
+        close_reason: Set(change
+            .close_reason
+            .filter(|_| closes)
+            .map(|r| r.as_str().to_owned())),
+        ..Default::default()
+    })
+}
+
+/// Inserts the events of the changes written in `txn` (one statement, without RETURNING:
+/// nothing of the new rows is needed) and queues their notifications (one statement on
+/// PostgreSQL, nothing elsewhere).
+async fn record_in(
+    txn: &DatabaseTransaction,
+    events: Vec<room_event::ActiveModel>,
+    notices: &[(i64, RoomStatus)],
+) -> Result<(), StoreError> {
+    if events.is_empty() {
+        return Ok(());
+    }
+    room_event::Entity::insert_many(events)
+        .exec_without_returning(txn)
+        .await?;
+    notify_all(txn, notices).await?;
+    Ok(())
+}
+
 /// On PostgreSQL, queues the [`NOTIFY_CHANNEL`] notification of room `room_id` being in
 /// `status` in the transaction `txn`; on the other databases, does nothing (they have no
 /// such mechanism: web applications poll, as the contract describes).
@@ -275,6 +371,34 @@ async fn notify<C: ConnectionTrait>(
         ))
         .await?;
     }
+    Ok(())
+}
+
+/// [`notify`] for several rooms in one statement (`SELECT pg_notify($1, $2), pg_notify($1,
+/// $3), …`, sent in that order); nothing on the other databases.
+async fn notify_all<C: ConnectionTrait>(
+    txn: &C,
+    notices: &[(i64, RoomStatus)],
+) -> Result<(), DbErr> {
+    let backend = txn.get_database_backend();
+    if backend != DatabaseBackend::Postgres || notices.is_empty() {
+        return Ok(());
+    }
+    let calls: Vec<String> = (0..notices.len())
+        .map(|i| format!("pg_notify($1, ${})", i + 2))
+        .collect();
+    let mut values: Vec<sea_orm::Value> = vec![NOTIFY_CHANNEL.into()];
+    values.extend(
+        notices
+            .iter()
+            .map(|(room_id, status)| format!("{room_id} {status}").into()),
+    );
+    txn.execute_raw(Statement::from_sql_and_values(
+        backend,
+        format!("SELECT {}", calls.join(", ")),
+        values,
+    ))
+    .await?;
     Ok(())
 }
 
@@ -487,76 +611,55 @@ impl Store {
     /// secret outlives its room. On PostgreSQL it also announces the change on
     /// [`NOTIFY_CHANNEL`].
     pub async fn apply(&self, change: &RoomChange) -> Result<(), StoreError> {
-        let at = micros(change.at);
-        let mut update = room::ActiveModel {
-            status: Set(change.to.as_str().to_owned()),
-            ..Default::default()
+        let txn = self.db.begin().await?;
+        let written = match update_in(&txn, change).await {
+            Ok(event) => record_in(&txn, vec![event], &[(change.room_id, change.to)]).await,
+            Err(error) => Err(error),
         };
-        let closes = change.from != change.to && change.to == RoomStatus::Closed;
-        if change.from != change.to {
-            update.status_changed_at = Set(at);
-            if closes {
-                update.closed_at = Set(Some(at));
-                update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
-                update.password = Set(String::new());
+        match written {
+            Ok(()) => Ok(txn.commit().await?),
+            Err(error) => {
+                txn.rollback().await?;
+                Err(error)
             }
         }
-        if let Some(nick) = &change.set_staff_nick {
-            update.staff_nick = Set(Some(nick.clone()));
-        }
-        if let Some(nick) = &change.set_client_nick {
-            update.client_nick = Set(Some(nick.clone()));
-        }
-        if let Some(jid) = &change.set_staff_jid {
-            update.staff_jid = Set(Some(jid.clone()));
-        }
-        if let Some(jid) = &change.set_client_jid {
-            update.client_jid = Set(Some(jid.clone()));
-        }
-        if change.use_extra_claim {
-            update.extra_claimed_at = Set(None);
-            update.extra_claimed_by = Set(None);
-            update.extra_claimed_jid = Set(None);
-        }
+    }
 
+    /// Applies the changes of several rooms in one transaction, as [`Store::apply`] does each
+    /// (one commit for all: see [`crate::actors::batch`]), and returns one result per change,
+    /// in order. A change whose row disagrees gets its [`StoreError::Conflict`] and writes
+    /// nothing; the others are written. Any other failure rolls the whole transaction back
+    /// and is the outer error: then nothing was written. At most one change per room: a
+    /// room's next change is computed from its previous one's result.
+    pub async fn apply_many(
+        &self,
+        changes: &[RoomChange],
+    ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = self.db.begin().await?;
-        // sqlx connects to MySQL with CLIENT_FOUND_ROWS, so rows_affected counts matched rows
-        // there too, even when the update changes no value.
-        let updated = room::Entity::update_many()
-            .set(update)
-            .filter(room::Column::Id.eq(change.room_id))
-            .filter(room::Column::Status.eq(change.from.as_str()))
-            .exec(&txn)
-            .await?
-            .rows_affected;
-        if updated == 0 {
-            let found = room::Entity::find_by_id(change.room_id).one(&txn).await?;
+        let mut results = Vec::with_capacity(changes.len());
+        let (mut events, mut notices) = (Vec::new(), Vec::new());
+        for change in changes {
+            match update_in(&txn, change).await {
+                Ok(event) => {
+                    events.push(event);
+                    notices.push((change.room_id, change.to));
+                    results.push(Ok(()));
+                }
+                Err(error @ (StoreError::Conflict { .. } | StoreError::BadRow { .. })) => {
+                    results.push(Err(error));
+                }
+                Err(error) => {
+                    txn.rollback().await?;
+                    return Err(error);
+                }
+            }
+        }
+        if let Err(error) = record_in(&txn, events, &notices).await {
             txn.rollback().await?;
-            return Err(StoreError::Conflict {
-                room_id: change.room_id,
-                expected: change.from,
-                found: found.map(Room::try_from).transpose()?.map(|r| r.status),
-            });
+            return Err(error);
         }
-        room_event::ActiveModel {
-            room_id: Set(change.room_id),
-            kind: Set(change.kind.as_str().to_owned()),
-            from_status: Set(Some(change.from.as_str().to_owned())),
-            to_status: Set(change.to.as_str().to_owned()),
-            at: Set(at),
-            nick: Set(change.nick.clone()),
-            role: Set(change.role.map(|r| r.as_str().to_owned())),
-            detail: Set(change.detail.clone()),
-            close_reason: Set(change
-                .close_reason
-                .filter(|_| closes)
-                .map(|r| r.as_str().to_owned())),
-            ..Default::default()
-        }
-        .insert(&txn)
-        .await?;
-        notify(&txn, change.room_id, change.to).await?;
-        Ok(txn.commit().await?)
+        txn.commit().await?;
+        Ok(results)
     }
 
     /// Closes room `room_id` with reason `error` from whatever status its row has now: for a

@@ -7,7 +7,7 @@
 //!   leaves; a round ends when the pool is full again. Gives lifecycles and transitions per
 //!   second, the bot's CPU per transition, and how busy the server and the bot were;
 //! - **paced**: the same people keep up to `chats` chats going at once: each pair starts
-//!   within 10 s, the client comes 0.1–2 s after the staff member, the chat lasts 10–20 s;
+//!   within 3 s, the client comes 0.1–1 s after the staff member, the chat lasts 15–25 s;
 //!   transitions arrive unsynchronised while the chats are open.
 //!
 //! Latency is the bot's own `helpim_presence_to_commit_seconds` histogram (from handling a
@@ -49,6 +49,8 @@ pub struct Latency {
 pub struct Chats {
     /// Latency over the burst rounds.
     pub burst: Latency,
+    /// The same, for the staff members' joins, the clients' joins and everybody leaving.
+    pub burst_parts: [Latency; 3],
     /// Latency over the paced phase.
     pub paced: Latency,
     /// Lifecycles per second over the burst rounds (all of a round's rooms closed and
@@ -103,30 +105,33 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
     // Bursts.
     let before = histogram(addr);
     let events_before = events(store).await;
-    let (bot_start, server_start) = (crate::servers::cpu_ms(bot_pid), crate::servers::cpu_ms(server_pid));
+    let (bot_start, server_start) = (
+        crate::servers::cpu_ms(bot_pid),
+        crate::servers::cpu_ms(server_pid),
+    );
     let people_start = crate::servers::cpu_ms(std::process::id());
     let machine_start = crate::servers::machine_ticks();
     let started = Instant::now();
+    // Staff joins, client joins, everybody leaving: each part's histogram counts, summed
+    // over the rounds.
+    let mut parts: [Vec<(f64, u64)>; 3] = Default::default();
     for _ in 0..rounds {
         let h0 = histogram(addr);
-        let staff_claims = join_all(
-            staff
-                .iter_mut()
-                .enumerate()
-                .map(|(i, person)| async move {
-                    let claim = world::claim_staff(store).await;
-                    enter(person, &claim, &format!("Staff{i}")).await;
-                    claim
-                }),
-        )
+        let staff_claims = join_all(staff.iter_mut().enumerate().map(|(i, person)| async move {
+            let claim = world::claim_staff(store).await;
+            enter(person, &claim, &format!("Staff{i}")).await;
+            claim
+        }))
         .await;
         all_status(store, &staff_claims, RoomStatus::StaffWaiting, &bot).await;
         let h1 = histogram(addr);
-        let client_claims = join_all(clients.iter_mut().enumerate().map(|(i, person)| async move {
-            let claim = world::claim_client(store).await;
-            enter(person, &claim, &format!("Client{i}")).await;
-            claim
-        }))
+        let client_claims = join_all(clients.iter_mut().enumerate().map(
+            |(i, person)| async move {
+                let claim = world::claim_client(store).await;
+                enter(person, &claim, &format!("Client{i}")).await;
+                claim
+            },
+        ))
         .await;
         all_status(store, &staff_claims, RoomStatus::Chatting, &bot).await;
         let h2 = histogram(addr);
@@ -149,43 +154,42 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
         all_status(store, &staff_claims, RoomStatus::Closed, &bot).await;
         pool_full(store, &bot.jid, chats).await;
         let h3 = histogram(addr);
-        for (what, a, b) in [("staff", &h0, &h1), ("clients", &h1, &h2), ("leaves", &h2, &h3)] {
-            let l = latency(a, b);
-            eprintln!("DIAG {what}: n {} p50 {} p99 {}", l.count, l.p50_ms, l.p99_ms);
+        for (part, (a, b)) in parts.iter_mut().zip([(&h0, &h1), (&h1, &h2), (&h2, &h3)]) {
+            add_delta(part, a, b);
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let (bot_end, server_end) = (crate::servers::cpu_ms(bot_pid), crate::servers::cpu_ms(server_pid));
+    let (bot_end, server_end) = (
+        crate::servers::cpu_ms(bot_pid),
+        crate::servers::cpu_ms(server_pid),
+    );
     let people_end = crate::servers::cpu_ms(std::process::id());
     let machine_busy = crate::servers::machine_busy(machine_start, crate::servers::machine_ticks());
     let transitions = events(store).await - events_before;
     let burst = latency(&before, &histogram(addr));
+    let burst_parts = parts.map(|p| latency(&[], &p));
 
     // Paced.
     let before = histogram(addr);
     let paced_start = crate::servers::machine_ticks();
     let workers_done = std::cell::Cell::new(false);
     let bot = &bot;
-    let workers = staff
-        .iter_mut()
-        .zip(clients.iter_mut())
-        .enumerate()
-        .map(|(i, (staff, client))| {
-            async move {
-                for _ in 0..paced {
-                    pause(0..10_000).await;
-                    let claim = world::claim_staff(store).await;
-                    enter(staff, &claim, &format!("Staff{i}")).await;
-                    pause(100..2000).await;
-                    let client_claim = world::claim_client(store).await;
-                    enter(client, &client_claim, &format!("Client{i}")).await;
-                    wait_status(store, claim.room_id, RoomStatus::Chatting, bot).await;
-                    pause(10_000..20_000).await;
-                    client.leave(&client_claim.jid, &format!("Client{i}")).await;
-                    staff.leave(&claim.jid, &format!("Staff{i}")).await;
-                }
+    let workers = staff.iter_mut().zip(clients.iter_mut()).enumerate().map(
+        |(i, (staff, client))| async move {
+            for _ in 0..paced {
+                pause(0..3000).await;
+                let claim = world::claim_staff(store).await;
+                enter(staff, &claim, &format!("Staff{i}")).await;
+                pause(100..1000).await;
+                let client_claim = world::claim_client(store).await;
+                enter(client, &client_claim, &format!("Client{i}")).await;
+                wait_status(store, claim.room_id, RoomStatus::Chatting, bot).await;
+                pause(15_000..25_000).await;
+                client.leave(&client_claim.jid, &format!("Client{i}")).await;
+                staff.leave(&claim.jid, &format!("Staff{i}")).await;
             }
-        });
+        },
+    );
     // The rooms in use (claimed, waiting or chatting), sampled every 250 ms while the
     // workers run.
     let watch = async {
@@ -203,11 +207,13 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
     };
     let ((), paced_open_chats) = futures::join!(work, watch);
     let paced_latency = latency(&before, &histogram(addr));
-    let paced_machine_busy = crate::servers::machine_busy(paced_start, crate::servers::machine_ticks());
+    let paced_machine_busy =
+        crate::servers::machine_busy(paced_start, crate::servers::machine_ticks());
     // Clean logouts before the server stops (a dropped client would keep reconnecting).
     join_all(staff.into_iter().chain(clients).map(TestClient::disconnect)).await;
     Chats {
         burst,
+        burst_parts,
         paced: paced_latency,
         lifecycles_per_s: (chats * rounds) as f64 / elapsed,
         transitions_per_s: transitions as f64 / elapsed,
@@ -248,7 +254,10 @@ async fn pool_full(store: &Store, bot: &str, n: usize) {
         if counts.ready as usize >= n && counts.open as usize == counts.ready as usize {
             return;
         }
-        assert!(Instant::now() < deadline, "pool of {n} not full: {counts:?}");
+        assert!(
+            Instant::now() < deadline,
+            "pool of {n} not full: {counts:?}"
+        );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
 }
@@ -301,6 +310,17 @@ fn histogram(addr: SocketAddr) -> Vec<(f64, u64)> {
             Some((le, count.trim().parse().ok()?))
         })
         .collect()
+}
+
+/// Adds the counts between two readings of the histogram to `sum`.
+fn add_delta(sum: &mut Vec<(f64, u64)>, before: &[(f64, u64)], after: &[(f64, u64)]) {
+    for &(le, n) in after {
+        let was = before.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+        match sum.iter_mut().find(|s| s.0 == le) {
+            Some(bucket) => bucket.1 += n - was,
+            None => sum.push((le, n - was)),
+        }
+    }
 }
 
 /// The latency between two readings of the histogram.

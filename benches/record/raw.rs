@@ -47,7 +47,9 @@ pub async fn fill(
 ) -> RawFill {
     let password = "raw-pw";
     server.register(user, password);
-    let jid: FullJid = format!("{}/raw", server.jid(user)).parse().expect("raw jid");
+    let jid: FullJid = format!("{}/raw", server.jid(user))
+        .parse()
+        .expect("raw jid");
     let (xmpp, mut events) = connection::spawn(ConnectSettings {
         jid,
         password: password.to_owned(),
@@ -105,12 +107,10 @@ pub async fn fill(
         let service = service.clone();
         tasks.push(tokio::spawn(async move {
             let _slot = window.acquire_owned().await.expect("window");
-            let room: BareJid = format!(
-                "raw-{}@{service}",
-                helpim_bot::actors::room::random_token()
-            )
-            .parse()
-            .expect("room jid");
+            let room: BareJid =
+                format!("raw-{}@{service}", helpim_bot::actors::room::random_token())
+                    .parse()
+                    .expect("room jid");
             let password = helpim_bot::actors::room::random_token();
             let (tx, rx) = oneshot::channel();
             waiters.lock().unwrap().insert(room.clone(), tx);
@@ -140,10 +140,7 @@ pub async fn fill(
                 .await
                 .expect("submit");
             let info = xmpp
-                .get(
-                    to,
-                    Element::builder("query", form::NS_DISCO_INFO).build(),
-                )
+                .get(to, Element::builder("query", form::NS_DISCO_INFO).build())
                 .await
                 .expect("disco#info")
                 .expect("an answer");
@@ -157,10 +154,16 @@ pub async fn fill(
         let at = task.await.expect("a raw room task");
         done.push(at);
         if at_first.is_none() {
-            at_first = Some((crate::servers::cpu_ms(std::process::id()), crate::servers::cpu_ms(server_pid)));
+            at_first = Some((
+                crate::servers::cpu_ms(std::process::id()),
+                crate::servers::cpu_ms(server_pid),
+            ));
         }
     }
-    let (client_end, server_end) = (crate::servers::cpu_ms(std::process::id()), crate::servers::cpu_ms(server_pid));
+    let (client_end, server_end) = (
+        crate::servers::cpu_ms(std::process::id()),
+        crate::servers::cpu_ms(server_pid),
+    );
     let (client_start, server_start) = at_first.expect("a first room");
     xmpp.close(Duration::from_secs(5)).await;
     dispatch.abort();

@@ -46,8 +46,7 @@ impl Server {
                 let config = std::fs::read_to_string(&file).unwrap();
                 let line = "max_user_conferences: 1000";
                 assert!(config.contains(line), "the ejabberd test config changed");
-                std::fs::write(&file, config.replace(line, "max_user_conferences: 20000"))
-                    .unwrap();
+                std::fs::write(&file, config.replace(line, "max_user_conferences: 20000")).unwrap();
                 server.start_again();
                 Server::Ejabberd(server)
             }

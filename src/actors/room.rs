@@ -56,6 +56,8 @@ pub struct RoomContext {
     pub xmpp: XmppHandle,
     /// The database.
     pub store: Store,
+    /// Where room writers commit their changes, together with other rooms' changes.
+    pub committer: super::batch::Committer,
     /// The bot's bare JID: the owner recorded on every row.
     pub bot_jid: String,
     /// The bot's nick in rooms.
@@ -553,6 +555,7 @@ impl RoomActor {
     fn start_writer(&self, ctx: &Context<Self>) -> RoomWriter {
         RoomWriter::start(
             self.ctx.store.clone(),
+            self.ctx.committer.clone(),
             self.jid.to_string(),
             self.ctx.retry_max,
             self.ctx.pool.clone().recipient(),

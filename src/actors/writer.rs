@@ -19,6 +19,7 @@ use futures::channel::{mpsc, oneshot};
 
 use actix::{Message, Recipient};
 
+use super::batch::Committer;
 use super::pool::Replenish;
 use crate::metrics::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};
@@ -49,6 +50,7 @@ impl RoomWriter {
     /// `stopped` when a change cannot be written by waiting (the writer then stops).
     pub fn start(
         store: Store,
+        committer: Committer,
         room: String,
         retry_max: Duration,
         written: Recipient<Replenish>,
@@ -57,7 +59,7 @@ impl RoomWriter {
         let (queue, changes) = mpsc::unbounded();
         let (done, flushed) = oneshot::channel();
         tokio::spawn(async move {
-            write_in_order(store, room, changes, retry_max, written, stopped).await;
+            write_in_order(store, committer, room, changes, retry_max, written, stopped).await;
             let _ = done.send(());
         });
         RoomWriter {
@@ -89,9 +91,11 @@ impl RoomWriter {
     }
 }
 
-/// Applies changes one at a time; retries transient failures with capped exponential backoff.
+/// Applies changes one at a time (each in the committer's next transaction); retries
+/// transient failures with capped exponential backoff.
 async fn write_in_order(
     store: Store,
+    committer: Committer,
     room: String,
     mut changes: mpsc::UnboundedReceiver<RoomChange>,
     retry_max: Duration,
@@ -117,7 +121,7 @@ async fn write_in_order(
         };
         let mut delay = Duration::from_millis(100);
         loop {
-            match store.apply(&change).await {
+            match committer.apply(change.clone()).await {
                 Ok(()) => {
                     metrics.observe_commit(&change, chrono::Utc::now());
                     ChatClock::record(clock.on_commit(&change), metrics);
