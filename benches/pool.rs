@@ -19,6 +19,7 @@
 //! `cargo bench --bench pool`. Environment: `HELPIM_BENCH_PARTS` (default
 //! `creation,memory,chats,claims`), `HELPIM_BENCH_SIZES` (default `100,500,2000`),
 //! `HELPIM_BENCH_BIG` (default 10000), `HELPIM_BENCH_CHATS` (default 200),
+//! `HELPIM_BENCH_SERVERS` (default `tuned,stock,ejabberd`),
 //! `HELPIM_BENCH_ROUNDS` (burst rounds, default 3), `HELPIM_BENCH_PACED` (lifecycles per
 //! pair in the paced phase, default 1).
 
@@ -105,11 +106,15 @@ async fn creation(sizes: &[usize]) {
     );
     println!("|---|---|---|---|---|---|---|---|---|---|---|---|---|");
     let mut all_ready = Vec::new();
-    for setup in [
-        Setup::ProsodyTuned,
-        Setup::ProsodyStockCache,
-        Setup::Ejabberd,
+    let servers = list("HELPIM_BENCH_SERVERS", "tuned,stock,ejabberd");
+    for (key, setup) in [
+        ("tuned", Setup::ProsodyTuned),
+        ("stock", Setup::ProsodyStockCache),
+        ("ejabberd", Setup::Ejabberd),
     ] {
+        if !servers.iter().any(|s| s == key) {
+            continue;
+        }
         for &rooms in sizes {
             let bot = fill(setup, rooms).await;
             let raw = {
@@ -182,6 +187,7 @@ async fn bot_fill(server: &dyn XmppServer, server_pid: u32, rooms: usize) -> Fil
             available: rooms as u32,
             max_rooms: rooms as u32,
             log_level: Some("info"),
+            room_logs: false,
             extra: "[http]\nenabled = false\n".into(),
             ..Default::default()
         },

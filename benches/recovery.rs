@@ -106,6 +106,7 @@ async fn recovery(setup: Setup, backend: Backend, staffed: usize, ready: usize) 
             // The production lease; the HTTP listener for /readyz.
             extra: format!("[timeouts]\nlease_secs = 30\n\n[http]\nlisten = \"{addr}\"\n"),
             log_level: Some("info"),
+            room_logs: false,
             ..Default::default()
         },
     );

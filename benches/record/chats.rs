@@ -90,6 +90,7 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
             available: chats as u32,
             max_rooms: (chats * 3) as u32,
             log_level: Some("info"),
+            room_logs: false,
             extra: format!("[http]\nlisten = \"{addr}\"\n"),
             ..Default::default()
         },

@@ -50,6 +50,9 @@ pub struct BotOptions {
     /// `logging.level` instead of the harness's `debug` (then `RUST_LOG` is not set, as in
     /// production): benchmarks measure the bot at the production default, `info`.
     pub log_level: Option<&'static str>,
+    /// Whether `logging.room_dir` is set (per-room log files; tests read them). Off in
+    /// production by default, and in the benchmarks.
+    pub room_logs: bool,
 }
 
 impl Default for BotOptions {
@@ -69,6 +72,7 @@ impl Default for BotOptions {
             creation_window: None,
             servers: None,
             log_level: None,
+            room_logs: true,
         }
     }
 }
@@ -147,7 +151,7 @@ url = "{database_url}"
 
 [logging]
 level = "{log_level}"
-room_dir = "{room_dir}"
+{room_dir}
 format = "{log_format}"
 
 [timeouts]
@@ -175,7 +179,11 @@ format = "{log_format}"
                 require_claims = options.require_claims,
                 available = options.available,
                 max_rooms = options.max_rooms,
-                room_dir = room_dir.display(),
+                room_dir = if options.room_logs {
+                    format!("room_dir = \"{}\"", room_dir.display())
+                } else {
+                    String::new()
+                },
                 log_level = options.log_level.unwrap_or("debug"),
                 log_format = if options.json_logs { "json" } else { "text" },
                 creation_window = options
