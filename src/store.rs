@@ -312,19 +312,34 @@ async fn update_in(
         .await?
         .rows_affected;
     if updated == 0 {
-        let found = room::Entity::find_by_id(change.room_id).one(txn).await?;
-        return Err(StoreError::Conflict {
-            room_id: change.room_id,
-            expected: change.from,
-            found: found.map(Room::try_from).transpose()?.map(|r| r.status),
-        });
+        return conflict(txn, change).await;
     }
-    Ok(room_event::ActiveModel {
+    Ok(event_of(change))
+}
+
+/// The [`StoreError::Conflict`] of a change whose row was not in its `from`: what the row
+/// holds instead (or that there is none).
+async fn conflict(
+    txn: &DatabaseTransaction,
+    change: &RoomChange,
+) -> Result<room_event::ActiveModel, StoreError> {
+    let found = room::Entity::find_by_id(change.room_id).one(txn).await?;
+    Err(StoreError::Conflict {
+        room_id: change.room_id,
+        expected: change.from,
+        found: found.map(Room::try_from).transpose()?.map(|r| r.status),
+    })
+}
+
+/// The `room_event` row recording `change`.
+fn event_of(change: &RoomChange) -> room_event::ActiveModel {
+    let closes = change.from != change.to && change.to == RoomStatus::Closed;
+    room_event::ActiveModel {
         room_id: Set(change.room_id),
         kind: Set(change.kind.as_str().to_owned()),
         from_status: Set(Some(change.from.as_str().to_owned())),
         to_status: Set(change.to.as_str().to_owned()),
-        at: Set(at),
+        at: Set(micros(change.at)),
         nick: Set(change.nick.clone()),
         role: Set(change.role.map(|r| r.as_str().to_owned())),
         detail: Set(change.detail.clone()),
@@ -333,7 +348,83 @@ async fn update_in(
             .filter(|_| closes)
             .map(|r| r.as_str().to_owned())),
         ..Default::default()
-    })
+    }
+}
+
+/// PostgreSQL's update of a whole batch's rows in one statement (one round trip instead of
+/// one per room): each row changes only if it is still in its change's `from`, exactly as
+/// [`update_in`] changes it. Returns the ids of the rows changed.
+const POSTGRES_UPDATE_BATCH: &str = "UPDATE room AS r SET \
+    status = v.to_status, \
+    status_changed_at = CASE WHEN v.moves THEN v.at ELSE r.status_changed_at END, \
+    closed_at = CASE WHEN v.closes THEN v.at ELSE r.closed_at END, \
+    close_reason = CASE WHEN v.closes THEN v.close_reason ELSE r.close_reason END, \
+    password = CASE WHEN v.closes THEN '' ELSE r.password END, \
+    staff_nick = COALESCE(v.staff_nick, r.staff_nick), \
+    client_nick = COALESCE(v.client_nick, r.client_nick), \
+    staff_jid = COALESCE(v.staff_jid, r.staff_jid), \
+    client_jid = COALESCE(v.client_jid, r.client_jid), \
+    extra_claimed_at = CASE WHEN v.use_extra THEN NULL ELSE r.extra_claimed_at END, \
+    extra_claimed_by = CASE WHEN v.use_extra THEN NULL ELSE r.extra_claimed_by END, \
+    extra_claimed_jid = CASE WHEN v.use_extra THEN NULL ELSE r.extra_claimed_jid END \
+    FROM (VALUES {rows}) AS v(id, from_status, to_status, at, moves, closes, close_reason, \
+    staff_nick, client_nick, staff_jid, client_jid, use_extra) \
+    WHERE r.id = v.id AND r.status = v.from_status RETURNING r.id";
+
+/// Runs [`POSTGRES_UPDATE_BATCH`] for `changes` (at most one per room); the ids changed.
+async fn update_all_postgres(
+    txn: &DatabaseTransaction,
+    changes: &[RoomChange],
+) -> Result<std::collections::HashSet<i64>, StoreError> {
+    const COLUMNS: usize = 12;
+    let mut rows = Vec::with_capacity(changes.len());
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * COLUMNS);
+    for (i, change) in changes.iter().enumerate() {
+        let n = i * COLUMNS;
+        rows.push(format!(
+            "(${}::bigint, ${}::text, ${}::text, ${}::timestamptz, ${}::boolean, ${}::boolean, \
+             ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::boolean)",
+            n + 1,
+            n + 2,
+            n + 3,
+            n + 4,
+            n + 5,
+            n + 6,
+            n + 7,
+            n + 8,
+            n + 9,
+            n + 10,
+            n + 11,
+            n + 12
+        ));
+        let closes = change.from != change.to && change.to == RoomStatus::Closed;
+        values.extend([
+            change.room_id.into(),
+            change.from.as_str().into(),
+            change.to.as_str().into(),
+            micros(change.at).into(),
+            (change.from != change.to).into(),
+            closes.into(),
+            change.close_reason.map(|r| r.as_str().to_owned()).into(),
+            change.set_staff_nick.clone().into(),
+            change.set_client_nick.clone().into(),
+            change.set_staff_jid.clone().into(),
+            change.set_client_jid.clone().into(),
+            change.use_extra_claim.into(),
+        ]);
+    }
+    let sql = POSTGRES_UPDATE_BATCH.replace("{rows}", &rows.join(", "));
+    let changed = txn
+        .query_all_raw(Statement::from_sql_and_values(
+            DatabaseBackend::Postgres,
+            sql,
+            values,
+        ))
+        .await?;
+    changed
+        .iter()
+        .map(|row| Ok(row.try_get::<i64>("", "id")?))
+        .collect()
 }
 
 /// Inserts the events of the changes written in `txn` (one statement, without RETURNING:
@@ -638,8 +729,26 @@ impl Store {
         let txn = self.db.begin().await?;
         let mut results = Vec::with_capacity(changes.len());
         let (mut events, mut notices) = (Vec::new(), Vec::new());
+        // PostgreSQL changes every row in one statement; a row it left alone disagreed,
+        // and is read (as `update_in` does) to say how.
+        let changed = if self.db.get_database_backend() == DatabaseBackend::Postgres {
+            match update_all_postgres(&txn, changes).await {
+                Ok(changed) => Some(changed),
+                Err(error) => {
+                    txn.rollback().await?;
+                    return Err(error);
+                }
+            }
+        } else {
+            None
+        };
         for change in changes {
-            match update_in(&txn, change).await {
+            let step = match &changed {
+                Some(changed) if changed.contains(&change.room_id) => Ok(event_of(change)),
+                Some(_) => conflict(&txn, change).await,
+                None => update_in(&txn, change).await,
+            };
+            match step {
                 Ok(event) => {
                     events.push(event);
                     notices.push((change.room_id, change.to));

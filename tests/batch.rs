@@ -11,7 +11,7 @@ use std::time::Duration;
 use common::db::{Backend, TestDb};
 use futures::future::join_all;
 use helpim_bot::actors::batch::Committer;
-use helpim_bot::model::{EventKind, Role, RoomStatus};
+use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
 use helpim_bot::store::{NewRoom, RoomChange, Store, StoreError};
 use sea_orm::ConnectionTrait;
 
@@ -77,17 +77,33 @@ async fn kinds(store: &Store, id: i64) -> Vec<EventKind> {
         .collect()
 }
 
-/// One transaction for three rooms: the two whose rows agree are written with their events
+/// One transaction for five rooms: the four whose rows agree are written with their events
 /// (and, on PostgreSQL, announced in order), the one whose row disagrees is refused with
-/// what its row holds and writes nothing.
+/// what its row holds and writes nothing. A close clears the password and sets the close
+/// time and reason; a kick (no status change) leaves `status_changed_at` alone.
 async fn a_conflict_is_refused_alone(backend: Backend) {
     let db = TestDb::new(backend);
     let store = db.store().await;
-    let (a, b, c) = (
+    let (a, b, c, d, e) = (
         room(&store, "a").await,
         room(&store, "b").await,
         room(&store, "c").await,
+        room(&store, "d").await,
+        room(&store, "e").await,
     );
+    let created_e = store.room(e).await.unwrap().unwrap().status_changed_at;
+    let close = RoomChange {
+        kind: EventKind::Closed,
+        to: RoomStatus::Closed,
+        nick: None,
+        role: None,
+        set_staff_nick: None,
+        set_staff_jid: None,
+        detail: "shut down".into(),
+        close_reason: Some(CloseReason::Shutdown),
+        ..entered(d, RoomStatus::Available, "Dan")
+    };
+    let closed_at = close.at;
     let mut listener = match backend {
         Backend::Postgres => {
             let mut l = sea_orm::sqlx::postgres::PgListener::connect(&db.url)
@@ -105,6 +121,8 @@ async fn a_conflict_is_refused_alone(backend: Backend) {
             // The bot believes b is chatting: somebody else's picture of the row.
             entered(b, RoomStatus::Chatting, "Bob"),
             entered(c, RoomStatus::Available, "Carol"),
+            close,
+            kicked(e, RoomStatus::Available),
         ])
         .await
         .expect("the transaction commits");
@@ -122,7 +140,28 @@ async fn a_conflict_is_refused_alone(backend: Backend) {
         "{:?}",
         results[1]
     );
-    assert!(results[2].is_ok(), "{:?}", results[2]);
+    for result in [&results[2], &results[3], &results[4]] {
+        assert!(result.is_ok(), "{result:?}");
+    }
+    let row = store.room(d).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::Closed);
+    assert_eq!(row.password, "");
+    assert_eq!(row.closed_at, Some(closed_at));
+    assert_eq!(row.status_changed_at, closed_at);
+    assert_eq!(row.close_reason, Some(CloseReason::Shutdown));
+    let events = store.events(d).await.unwrap();
+    assert_eq!(
+        events.last().unwrap().close_reason,
+        Some(CloseReason::Shutdown)
+    );
+    let row = store.room(e).await.unwrap().unwrap();
+    assert_eq!(row.status, RoomStatus::Available);
+    assert_eq!(row.status_changed_at, created_e, "a kick moves no status");
+    assert_eq!(row.password, "pw-e");
+    assert_eq!(
+        kinds(&store, e).await,
+        [EventKind::Created, EventKind::Kicked]
+    );
     for (id, nick) in [(a, "Alice"), (c, "Carol")] {
         let row = store.room(id).await.unwrap().unwrap();
         assert_eq!(row.status, RoomStatus::StaffWaiting);
@@ -139,18 +178,23 @@ async fn a_conflict_is_refused_alone(backend: Backend) {
 
     if let Some(listener) = &mut listener {
         let mut payloads = Vec::new();
-        while payloads.len() < 2 {
+        while payloads.len() < 4 {
             let n = tokio::time::timeout(Duration::from_secs(10), listener.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no notification after {payloads:?}"))
                 .unwrap();
             payloads.push(n.payload().to_owned());
         }
-        // The two entries in the batch's order (the listener started after the rooms
+        // The written changes in the batch's order (the listener started after the rooms
         // were created); nothing for b.
         assert_eq!(
             payloads,
-            [format!("{a} staff_waiting"), format!("{c} staff_waiting")]
+            [
+                format!("{a} staff_waiting"),
+                format!("{c} staff_waiting"),
+                format!("{d} closed"),
+                format!("{e} available"),
+            ]
         );
         let more = tokio::time::timeout(Duration::from_millis(300), listener.recv()).await;
         assert!(more.is_err(), "an extra notification: {more:?}");
