@@ -3,7 +3,8 @@
 //! [`crate::retention`].)
 //!
 //! Every write is one transaction that changes the `room` row and appends its `room_event`
-//! row together, so the history never disagrees with the room. Every row read is validated
+//! row together (in a burst, several rooms' changes share one: [`Store::apply_many`]), so
+//! the history never disagrees with the room. Every row read is validated
 //! into the [`crate::model`] vocabulary; a string that is not part of the contract is reported
 //! as [`StoreError::BadRow`], never guessed at. Timestamps are truncated to microseconds,
 //! the finest precision every backend keeps, so that what is written is exactly what is read.

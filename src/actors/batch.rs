@@ -23,8 +23,9 @@ use crate::store::{RoomChange, Store, StoreError};
 const MAX_BATCH: usize = 64;
 
 /// Transactions in flight at once on PostgreSQL and MariaDB: each statement of a batch is a
-/// round trip, so batches run side by side on the pool's connections (five; one is left for
-/// reads). SQLite has one writer at a time whatever the bot does: one.
+/// round trip (a handful per batch on PostgreSQL, one per room on MariaDB), so batches run
+/// side by side on the pool's connections (five; one is left for reads). SQLite has one
+/// writer at a time whatever the bot does: one.
 const NETWORK_LANES: usize = 4;
 
 /// A change waiting for its transaction, and where its result goes.
