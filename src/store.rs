@@ -276,10 +276,9 @@ async fn update_in(
         status: Set(change.to.as_str().to_owned()),
         ..Default::default()
     };
-    let closes = change.from != change.to && change.to == RoomStatus::Closed;
     if change.from != change.to {
         update.status_changed_at = Set(at);
-        if closes {
+        if closes(change) {
             update.closed_at = Set(Some(at));
             update.close_reason = Set(change.close_reason.map(|r| r.as_str().to_owned()));
             update.password = Set(String::new());
@@ -332,9 +331,14 @@ async fn conflict(
     })
 }
 
+/// Whether `change` closes its room (a transition into `closed`).
+fn closes(change: &RoomChange) -> bool {
+    change.from != change.to && change.to == RoomStatus::Closed
+}
+
 /// The `room_event` row recording `change`.
 fn event_of(change: &RoomChange) -> room_event::ActiveModel {
-    let closes = change.from != change.to && change.to == RoomStatus::Closed;
+    let closes = closes(change);
     room_event::ActiveModel {
         room_id: Set(change.room_id),
         kind: Set(change.kind.as_str().to_owned()),
@@ -377,35 +381,38 @@ async fn update_all_postgres(
     txn: &DatabaseTransaction,
     changes: &[RoomChange],
 ) -> Result<std::collections::HashSet<i64>, StoreError> {
-    const COLUMNS: usize = 12;
+    /// The types of the `VALUES` columns, in [`POSTGRES_UPDATE_BATCH`]'s order.
+    const TYPES: [&str; 12] = [
+        "bigint",
+        "text",
+        "text",
+        "timestamptz",
+        "boolean",
+        "boolean",
+        "text",
+        "text",
+        "text",
+        "text",
+        "text",
+        "boolean",
+    ];
     let mut rows = Vec::with_capacity(changes.len());
-    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * COLUMNS);
-    for (i, change) in changes.iter().enumerate() {
-        let n = i * COLUMNS;
-        rows.push(format!(
-            "(${}::bigint, ${}::text, ${}::text, ${}::timestamptz, ${}::boolean, ${}::boolean, \
-             ${}::text, ${}::text, ${}::text, ${}::text, ${}::text, ${}::boolean)",
-            n + 1,
-            n + 2,
-            n + 3,
-            n + 4,
-            n + 5,
-            n + 6,
-            n + 7,
-            n + 8,
-            n + 9,
-            n + 10,
-            n + 11,
-            n + 12
-        ));
-        let closes = change.from != change.to && change.to == RoomStatus::Closed;
+    let mut values: Vec<sea_orm::Value> = Vec::with_capacity(changes.len() * TYPES.len());
+    for change in changes {
+        let first = values.len();
+        let row: Vec<String> = TYPES
+            .iter()
+            .enumerate()
+            .map(|(i, ty)| format!("${}::{ty}", first + i + 1))
+            .collect();
+        rows.push(format!("({})", row.join(", ")));
         values.extend([
             change.room_id.into(),
             change.from.as_str().into(),
             change.to.as_str().into(),
             micros(change.at).into(),
             (change.from != change.to).into(),
-            closes.into(),
+            closes(change).into(),
             change.close_reason.map(|r| r.as_str().to_owned()).into(),
             change.set_staff_nick.clone().into(),
             change.set_client_nick.clone().into(),
@@ -428,6 +435,42 @@ async fn update_all_postgres(
         .collect()
 }
 
+/// [`Store::apply_many`]'s writes inside `txn`: one result per change (a conflict is that
+/// change's result), or the error that must roll the whole transaction back.
+async fn apply_many_in(
+    txn: &DatabaseTransaction,
+    changes: &[RoomChange],
+) -> Result<Vec<Result<(), StoreError>>, StoreError> {
+    // PostgreSQL changes every row in one statement; a row it left alone disagreed, and is
+    // read (as `update_in` does) to say how.
+    let changed = match txn.get_database_backend() {
+        DatabaseBackend::Postgres => Some(update_all_postgres(txn, changes).await?),
+        _ => None,
+    };
+    let mut results = Vec::with_capacity(changes.len());
+    let (mut events, mut notices) = (Vec::new(), Vec::new());
+    for change in changes {
+        let step = match &changed {
+            Some(changed) if changed.contains(&change.room_id) => Ok(event_of(change)),
+            Some(_) => conflict(txn, change).await,
+            None => update_in(txn, change).await,
+        };
+        match step {
+            Ok(event) => {
+                events.push(event);
+                notices.push((change.room_id, change.to));
+                results.push(Ok(()));
+            }
+            Err(error @ (StoreError::Conflict { .. } | StoreError::BadRow { .. })) => {
+                results.push(Err(error));
+            }
+            Err(error) => return Err(error),
+        }
+    }
+    record_in(txn, events, &notices).await?;
+    Ok(results)
+}
+
 /// Inserts the events of the changes written in `txn` (one statement, without RETURNING:
 /// nothing of the new rows is needed) and queues their notifications (one statement on
 /// PostgreSQL, nothing elsewhere).
@@ -446,28 +489,10 @@ async fn record_in(
     Ok(())
 }
 
-/// On PostgreSQL, queues the [`NOTIFY_CHANNEL`] notification of room `room_id` being in
-/// `status` in the transaction `txn`; on the other databases, does nothing (they have no
-/// such mechanism: web applications poll, as the contract describes).
-async fn notify<C: ConnectionTrait>(
-    txn: &C,
-    room_id: i64,
-    status: RoomStatus,
-) -> Result<(), DbErr> {
-    let backend = txn.get_database_backend();
-    if backend == DatabaseBackend::Postgres {
-        txn.execute_raw(Statement::from_sql_and_values(
-            backend,
-            "SELECT pg_notify($1, $2)",
-            [NOTIFY_CHANNEL.into(), format!("{room_id} {status}").into()],
-        ))
-        .await?;
-    }
-    Ok(())
-}
-
-/// [`notify`] for several rooms in one statement (`SELECT pg_notify($1, $2), pg_notify($1,
-/// $3), …`, sent in that order); nothing on the other databases.
+/// On PostgreSQL, queues the [`NOTIFY_CHANNEL`] notification of each room being in its
+/// status in the transaction `txn`, in one statement (`SELECT pg_notify($1, $2),
+/// pg_notify($1, $3), …`, sent in that order); on the other databases, does nothing (they
+/// have no such mechanism: web applications poll, as the contract describes).
 async fn notify_all<C: ConnectionTrait>(
     txn: &C,
     notices: &[(i64, RoomStatus)],
@@ -688,7 +713,7 @@ impl Store {
         }
         .insert(&txn)
         .await?;
-        notify(&txn, row.id, status).await?;
+        notify_all(&txn, &[(row.id, status)]).await?;
         txn.commit().await?;
         row.try_into()
     }
@@ -728,48 +753,16 @@ impl Store {
         changes: &[RoomChange],
     ) -> Result<Vec<Result<(), StoreError>>, StoreError> {
         let txn = self.db.begin().await?;
-        let mut results = Vec::with_capacity(changes.len());
-        let (mut events, mut notices) = (Vec::new(), Vec::new());
-        // PostgreSQL changes every row in one statement; a row it left alone disagreed,
-        // and is read (as `update_in` does) to say how.
-        let changed = if self.db.get_database_backend() == DatabaseBackend::Postgres {
-            match update_all_postgres(&txn, changes).await {
-                Ok(changed) => Some(changed),
-                Err(error) => {
-                    txn.rollback().await?;
-                    return Err(error);
-                }
+        match apply_many_in(&txn, changes).await {
+            Ok(results) => {
+                txn.commit().await?;
+                Ok(results)
             }
-        } else {
-            None
-        };
-        for change in changes {
-            let step = match &changed {
-                Some(changed) if changed.contains(&change.room_id) => Ok(event_of(change)),
-                Some(_) => conflict(&txn, change).await,
-                None => update_in(&txn, change).await,
-            };
-            match step {
-                Ok(event) => {
-                    events.push(event);
-                    notices.push((change.room_id, change.to));
-                    results.push(Ok(()));
-                }
-                Err(error @ (StoreError::Conflict { .. } | StoreError::BadRow { .. })) => {
-                    results.push(Err(error));
-                }
-                Err(error) => {
-                    txn.rollback().await?;
-                    return Err(error);
-                }
+            Err(error) => {
+                txn.rollback().await?;
+                Err(error)
             }
         }
-        if let Err(error) = record_in(&txn, events, &notices).await {
-            txn.rollback().await?;
-            return Err(error);
-        }
-        txn.commit().await?;
-        Ok(results)
     }
 
     /// Closes room `room_id` with reason `error` from whatever status its row has now: for a
