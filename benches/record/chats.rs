@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use futures::future::join_all;
 use helpim_bot::claims::Claim;
-use helpim_bot::model::RoomStatus;
+use helpim_bot::model::{Role, RoomStatus};
 use helpim_bot::store::Store;
 use rand::RngExt;
 use sea_orm::{EntityTrait, PaginatorTrait};
@@ -118,22 +118,10 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
     let mut parts: [Vec<(f64, u64)>; 3] = Default::default();
     for _ in 0..rounds {
         let h0 = histogram(addr);
-        let staff_claims = join_all(staff.iter_mut().enumerate().map(|(i, person)| async move {
-            let claim = world::claim_staff(store).await;
-            enter(person, &claim, &format!("Staff{i}")).await;
-            claim
-        }))
-        .await;
+        let staff_claims = all_enter(store, &mut staff, Role::Staff).await;
         all_status(store, &staff_claims, RoomStatus::StaffWaiting, &bot).await;
         let h1 = histogram(addr);
-        let client_claims = join_all(clients.iter_mut().enumerate().map(
-            |(i, person)| async move {
-                let claim = world::claim_client(store).await;
-                enter(person, &claim, &format!("Client{i}")).await;
-                claim
-            },
-        ))
-        .await;
+        let client_claims = all_enter(store, &mut clients, Role::Client).await;
         all_status(store, &staff_claims, RoomStatus::Chatting, &bot).await;
         let h2 = histogram(addr);
         let leaving = staff
@@ -156,7 +144,7 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
         pool_full(store, &bot.jid, chats).await;
         let h3 = histogram(addr);
         for (part, (a, b)) in parts.iter_mut().zip([(&h0, &h1), (&h1, &h2), (&h2, &h3)]) {
-            add_delta(part, a, b);
+            add(part, &delta(a, b));
         }
     }
     let elapsed = started.elapsed().as_secs_f64();
@@ -168,7 +156,7 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
     let machine_busy = crate::servers::machine_busy(machine_start, crate::servers::machine_ticks());
     let transitions = events(store).await - events_before;
     let burst = latency(&before, &histogram(addr));
-    let burst_parts = parts.map(|p| latency(&[], &p));
+    let burst_parts = parts.map(|p| summary(&p));
 
     // Paced.
     let before = histogram(addr);
@@ -231,6 +219,20 @@ pub async fn run(backend: Backend, chats: usize, rounds: usize, paced: usize) ->
 /// `n` connections of account `user`, logged in at once.
 async fn connect_all(server: &dyn XmppServer, user: &str, n: usize) -> Vec<TestClient> {
     join_all((0..n).map(|_| TestClient::connect(server, user, "pw"))).await
+}
+
+/// Every one of `people` claims a room for `role` and enters it at once (as `Staff<i>` or
+/// `Client<i>`); their claims, in order.
+async fn all_enter(store: &Store, people: &mut [TestClient], role: Role) -> Vec<Claim> {
+    join_all(people.iter_mut().enumerate().map(|(i, person)| async move {
+        let (claim, nick) = match role {
+            Role::Client => (world::claim_client(store).await, format!("Client{i}")),
+            _ => (world::claim_staff(store).await, format!("Staff{i}")),
+        };
+        enter(person, &claim, &nick).await;
+        claim
+    }))
+    .await
 }
 
 /// `person` joins the claimed room as `nick`.
@@ -313,26 +315,34 @@ fn histogram(addr: SocketAddr) -> Vec<(f64, u64)> {
         .collect()
 }
 
-/// Adds the counts between two readings of the histogram to `sum`.
-fn add_delta(sum: &mut Vec<(f64, u64)>, before: &[(f64, u64)], after: &[(f64, u64)]) {
-    for &(le, n) in after {
-        let was = before.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+/// The counts per bucket between two readings of the histogram.
+fn delta(before: &[(f64, u64)], after: &[(f64, u64)]) -> Vec<(f64, u64)> {
+    after
+        .iter()
+        .map(|&(le, n)| {
+            let was = before.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
+            (le, n - was)
+        })
+        .collect()
+}
+
+/// Adds the counts of `more` to `sum`, bucket by bucket.
+fn add(sum: &mut Vec<(f64, u64)>, more: &[(f64, u64)]) {
+    for &(le, n) in more {
         match sum.iter_mut().find(|s| s.0 == le) {
-            Some(bucket) => bucket.1 += n - was,
-            None => sum.push((le, n - was)),
+            Some(bucket) => bucket.1 += n,
+            None => sum.push((le, n)),
         }
     }
 }
 
 /// The latency between two readings of the histogram.
 fn latency(before: &[(f64, u64)], after: &[(f64, u64)]) -> Latency {
-    let delta: Vec<(f64, u64)> = after
-        .iter()
-        .map(|&(le, n)| {
-            let was = before.iter().find(|b| b.0 == le).map_or(0, |b| b.1);
-            (le, n - was)
-        })
-        .collect();
+    summary(&delta(before, after))
+}
+
+/// The figures of cumulative bucket counts.
+fn summary(delta: &[(f64, u64)]) -> Latency {
     let count = delta.last().map_or(0, |d| d.1);
     let quantile = |q: f64| {
         let rank = (q * count as f64).ceil() as u64;

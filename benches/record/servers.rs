@@ -42,29 +42,26 @@ impl Server {
             Setup::Ejabberd => {
                 let mut server = TestEjabberd::start();
                 server.stop();
-                let file = server.dir().join("ejabberd.yml");
-                let config = std::fs::read_to_string(&file).unwrap();
-                let line = "max_user_conferences: 1000";
-                assert!(config.contains(line), "the ejabberd test config changed");
-                std::fs::write(&file, config.replace(line, "max_user_conferences: 20000")).unwrap();
+                replace_line(
+                    &server.dir().join("ejabberd.yml"),
+                    "max_user_conferences: 1000",
+                    "max_user_conferences: 20000",
+                );
                 server.start_again();
                 Server::Ejabberd(server)
             }
             _ => {
                 let mut server = TestProsody::start();
                 server.stop();
-                let config = std::fs::read_to_string(server.config_file()).unwrap();
-                let line = "muc_room_cache_size = 1000";
-                assert!(config.contains(line), "the Prosody test config changed");
                 let cache = match setup {
                     Setup::ProsodyTuned => "20000",
                     _ => "100",
                 };
-                std::fs::write(
+                replace_line(
                     server.config_file(),
-                    config.replace(line, &format!("muc_room_cache_size = {cache}")),
-                )
-                .unwrap();
+                    "muc_room_cache_size = 1000",
+                    &format!("muc_room_cache_size = {cache}"),
+                );
                 server.start_again();
                 Server::Prosody(server)
             }
@@ -85,6 +82,18 @@ impl Server {
         }
         .expect("the server runs")
     }
+}
+
+/// Replaces `line` in the config `file` by `with`; panics if the test config no longer has
+/// that line.
+fn replace_line(file: &std::path::Path, line: &str, with: &str) {
+    let config = std::fs::read_to_string(file).expect("the server's config");
+    assert!(
+        config.contains(line),
+        "{} no longer has {line:?}",
+        file.display()
+    );
+    std::fs::write(file, config.replace(line, with)).expect("the server's config");
 }
 
 /// Resident memory of a process, in KiB, from /proc.
