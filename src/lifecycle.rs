@@ -77,6 +77,9 @@ pub enum Departure {
     Removed,
     /// Not in the room when the bot came back (after a restart or a lost connection).
     GoneWhileAway,
+    /// No longer listed by the room when the bot asked it, after a presence the bot could
+    /// not read (see [`Room::listed`]).
+    Unlisted,
 }
 
 impl Departure {
@@ -90,6 +93,7 @@ impl Departure {
             Departure::ConnectionLost => "connection lost (333)",
             Departure::Removed => "removed by the server",
             Departure::GoneWhileAway => "gone when the bot came back",
+            Departure::Unlisted => "gone: the room no longer lists them (unreadable presence)",
         }
     }
 }
@@ -150,6 +154,15 @@ impl Claims {
             staff: open.clone(),
             client: open.clone(),
             extra: open,
+        }
+    }
+
+    /// No seat is open: whoever enters is kicked.
+    pub fn missing() -> Claims {
+        Claims {
+            staff: Claim::Missing,
+            client: Claim::Missing,
+            extra: Claim::Missing,
         }
     }
 
@@ -460,6 +473,46 @@ impl Room {
             }));
         }
         actions
+    }
+
+    /// What the room's own list of occupants says happened, when the bot asked it after a
+    /// presence it could not read: the departures (and nick changes) of people the machine
+    /// counts, holds or is kicking who are not listed, as events to step through, and the
+    /// listed people the machine does not know, for the actor to feed as
+    /// [`Event::Entered`] with their claims. Unlike [`Room::reconcile`], nothing else
+    /// changes: the bot never left the room, so timers and kicks in progress stand.
+    pub fn listed(&self, actual: &[Person]) -> (Vec<Event>, Vec<Person>) {
+        let mut events = Vec::new();
+        let mut unmatched: Vec<&Person> = actual.iter().collect();
+        for (nick, jid) in &self.present {
+            let found = unmatched
+                .iter()
+                .position(|p| same_person(nick, jid.as_deref(), p));
+            match found.map(|i| unmatched.remove(i)) {
+                Some(p) if &p.nick != nick => events.push(Event::NickChanged {
+                    old: nick.clone(),
+                    new: p.nick.clone(),
+                }),
+                Some(_) => {}
+                None => events.push(Event::Left {
+                    nick: nick.clone(),
+                    how: Departure::Unlisted,
+                }),
+            }
+        }
+        let others = self.held.keys().chain(self.intruders.iter());
+        for nick in others {
+            match unmatched.iter().position(|p| &p.nick == nick) {
+                Some(i) => {
+                    unmatched.remove(i);
+                }
+                None => events.push(Event::Left {
+                    nick: nick.clone(),
+                    how: Departure::Unlisted,
+                }),
+            }
+        }
+        (events, unmatched.into_iter().cloned().collect())
     }
 
     /// The role a present nick plays in this room, if it is the staff's or the client's.
@@ -1027,6 +1080,70 @@ mod tests {
                 _ => None,
             })
             .expect("a grace timer")
+    }
+
+    // ── asking the room, after a presence the bot could not read ──────────────────────
+
+    #[test]
+    fn the_rooms_list_gives_the_unread_departure_and_the_unread_newcomer() {
+        let room = chat();
+        // bob left with a presence the bot could not read; mallory entered with one.
+        let (events, newcomers) = room.listed(&[who("alice"), who("mallory")]);
+        assert_eq!(
+            events,
+            [Event::Left {
+                nick: "bob".into(),
+                how: Departure::Unlisted
+            }]
+        );
+        assert_eq!(newcomers, [who("mallory")]);
+    }
+
+    #[test]
+    fn the_rooms_list_gives_an_unread_nick_change_by_jid() {
+        let room = chat();
+        let renamed = Person::new("robert", who("bob").jid);
+        let (events, newcomers) = room.listed(&[who("alice"), renamed]);
+        assert_eq!(
+            events,
+            [Event::NickChanged {
+                old: "bob".into(),
+                new: "robert".into()
+            }]
+        );
+        assert!(newcomers.is_empty());
+    }
+
+    #[test]
+    fn the_rooms_list_changes_nothing_when_it_matches() {
+        let mut room = chat();
+        let (events, newcomers) = room.listed(&[who("alice"), who("bob")]);
+        assert!(events.is_empty() && newcomers.is_empty());
+        // An unread departure is a departure like any other: one_left, grace, timer.
+        let (events, _) = room.listed(&[who("alice")]);
+        let actions: Vec<Action> = events.into_iter().flat_map(|e| room.step(e)).collect();
+        assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
+        assert!(record(&actions).detail.contains("no longer lists"));
+    }
+
+    #[test]
+    fn the_rooms_list_clears_kicked_and_held_people_who_are_gone() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        let nobody = claims(Claim::Missing, Claim::Missing, Claim::Missing);
+        assert_eq!(kicks(&room.step(enter_as(who("eve"), nobody))), ["eve"]);
+        let (events, newcomers) = room.listed(&[who("alice")]);
+        assert_eq!(
+            events,
+            [Event::Left {
+                nick: "eve".into(),
+                how: Departure::Unlisted
+            }]
+        );
+        assert!(newcomers.is_empty());
+        // Still listed: neither a departure nor a newcomer (the kick goes on).
+        let (events, newcomers) = room.listed(&[who("alice"), who("eve")]);
+        assert!(events.is_empty() && newcomers.is_empty());
     }
 
     // ── who may enter ───────────────────────────────────────────────────────────────────

@@ -118,15 +118,7 @@ async fn kick_event(store: &Store, room_id: i64, nick: &str, status: RoomStatus)
 /// Waits until `client` is removed from `room` by a kick (its own unavailable presence with
 /// 110 and 307), and returns that presence.
 async fn kicked_out(client: &mut TestClient, room: &str, timeout: Duration) -> PresenceSeen {
-    let kicked = client
-        .wait_for_presence(
-            room,
-            |p| !p.available && p.status_codes.contains(&110) && p.status_codes.contains(&307),
-            timeout,
-        )
-        .await;
-    assert!(kicked.error.is_none(), "{kicked:?}");
-    kicked
+    client.wait_kicked(room, timeout).await
 }
 
 /// Asks the room whether `client` is an occupant as `nick` (XEP-0410 self-ping: the MUC

@@ -74,10 +74,7 @@ pub async fn fill(
         let waiters = waiters.clone();
         tokio::spawn(async move {
             while let Some(event) = events.next().await {
-                let XmppEvent::Stanza(stanza) = event else {
-                    continue;
-                };
-                let tokio_xmpp::Stanza::Presence(presence) = *stanza else {
+                let XmppEvent::Presence(presence) = event else {
                     continue;
                 };
                 let Ok(seen) = muc::parse_room_presence(&presence) else {

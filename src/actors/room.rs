@@ -152,6 +152,25 @@ pub struct RoomActor {
     /// rooms on the next session instead of holding this actor (and the recovery, which
     /// waits for its answer) for as long as the session is down.
     session_ended: bool,
+    /// The room is being asked who is inside ([`CheckOccupants`]); at most one such
+    /// question is in flight per room, however many unreadable presences arrive.
+    checking: bool,
+    /// An unreadable presence arrived while a check was in flight (or before the room was
+    /// active): one more check follows, the latest such presence's facts with it.
+    check_next: Option<CheckOccupants>,
+}
+
+/// After a presence from this room that the bot could not read (a broken sender, type or
+/// muc#user element): ask the room who is inside, and bring the machine in line with its
+/// answer. What could be read of the presence is the fallback when the room cannot be
+/// asked: a newcomer who cannot be judged is kicked.
+#[derive(Message, Debug, Clone)]
+#[rtype(result = "()")]
+pub struct CheckOccupants {
+    /// The occupant's nick, when the sender could be read.
+    pub nick: Option<String>,
+    /// Whether the presence was an available one (somebody entering or inside).
+    pub available: bool,
 }
 
 /// A presence from this room, routed by the supervisor.
@@ -262,6 +281,8 @@ impl RoomActor {
             finished: None,
             leave_first,
             session_ended: false,
+            checking: false,
+            check_next: None,
         }
     }
 
@@ -392,6 +413,83 @@ impl RoomActor {
         ctx.wait(lookup.into_actor(self).map(move |claims, act, ctx| {
             act.run(Event::Entered { person, claims }, ctx);
         }));
+    }
+
+    /// Asks the room who is inside ([`CheckOccupants`]): one question per role, then the
+    /// machine's view is brought in line with the answer ([`crate::lifecycle::Room::listed`]):
+    /// people no longer listed have left, listed people it does not know are newcomers,
+    /// judged on their claims like anybody entering. At most one check is in flight; what
+    /// arrives meanwhile makes one more check afterwards.
+    fn check_occupants(&mut self, unread: CheckOccupants, ctx: &mut Context<Self>) {
+        if self.checking || !matches!(self.phase, Phase::Active { .. }) {
+            // Not active yet: the creation or rejoin in progress reads who is inside, and
+            // the check follows it (`check_deferred`), since this presence was not read.
+            self.check_next = Some(unread);
+            return;
+        }
+        self.checking = true;
+        let xmpp = self.ctx.xmpp.clone();
+        let room = Jid::from(self.jid.clone());
+        let own = self.ctx.nick.clone();
+        let ask = async move {
+            let mut inside = Vec::new();
+            for role in muc::OCCUPANT_ROLES {
+                let answer = xmpp.get(room.clone(), muc::role_query(role)).await?;
+                let listed = answer.as_ref().map(muc::occupant_list).unwrap_or_default();
+                inside.extend(listed.into_iter().filter(|(nick, _)| *nick != own).map(
+                    |(nick, jid)| {
+                        let jid = jid.and_then(|j| Jid::new(&j).ok());
+                        Person::new(nick, jid.map(|j| j.to_bare().to_string()))
+                    },
+                ));
+            }
+            Ok::<_, IqError>(inside)
+        };
+        ctx.spawn(ask.into_actor(self).map(move |answer, act, ctx| {
+            act.checking = false;
+            let Phase::Active { machine, .. } = &act.phase else {
+                return;
+            };
+            match answer {
+                Ok(inside) => {
+                    let (events, newcomers) = machine.listed(&inside);
+                    let nicks: Vec<&str> = inside.iter().map(|p| p.nick.as_str()).collect();
+                    log::info!(room = act.room(); "the room lists {nicks:?} inside");
+                    for event in events {
+                        act.run(event, ctx);
+                    }
+                    for person in newcomers {
+                        act.entered(person, ctx);
+                    }
+                }
+                Err(error) => {
+                    log::warn!(room = act.room(); "cannot ask the room who is inside: {error}");
+                    // The safe case: somebody entering whom the bot can neither read nor
+                    // look up is not let in.
+                    if let Some(nick) = unread.nick.filter(|_| unread.available)
+                        && machine.role_of(&nick).is_none()
+                        && !machine.is_intruder(&nick)
+                    {
+                        let claims = if act.ctx.require_claims {
+                            Claims::missing()
+                        } else {
+                            Claims::not_required()
+                        };
+                        let person = Person::new(nick, None);
+                        act.run(Event::Entered { person, claims }, ctx);
+                    }
+                }
+            }
+            act.check_deferred(ctx);
+        }));
+    }
+
+    /// Runs the occupant check that waited for the room to become active or for the check
+    /// before it.
+    fn check_deferred(&mut self, ctx: &mut Context<Self>) {
+        if let Some(next) = self.check_next.take() {
+            self.check_occupants(next, ctx);
+        }
     }
 
     /// One lifecycle step and its actions, in order.
@@ -616,6 +714,7 @@ impl RoomActor {
                         let actions = machine.reconcile(&actual, &claims);
                         act.execute(actions, ctx);
                     }
+                    act.check_deferred(ctx);
                 }
                 Rejoined::Recreated => {
                     log::warn!(room = act.room(); "the room no longer existed (re-created by the rejoin): closing it as lost");
@@ -744,11 +843,7 @@ async fn lookup_claims(ctx: Arc<RoomContext>, room_id: i64, jid: BareJid) -> Cla
         Ok(Some(row)) => claims::seats(&row, store::now(), &ctx.claim_ttls),
         Ok(None) => {
             log::error!(room = jid.as_str(); "the room's row is gone: nobody is admitted");
-            Claims {
-                staff: crate::lifecycle::Claim::Missing,
-                client: crate::lifecycle::Claim::Missing,
-                extra: crate::lifecycle::Claim::Missing,
-            }
+            Claims::missing()
         }
         Err(error) => {
             log::warn!(room = jid.as_str(); "cannot read the room's claims: {error}");
@@ -1135,15 +1230,11 @@ impl Actor for RoomActor {
                     .into_iter()
                     .map(|(nick, jid)| Person::new(nick, jid))
                     .collect();
-                let nobody = Claims {
-                    staff: crate::lifecycle::Claim::Missing,
-                    client: crate::lifecycle::Claim::Missing,
-                    extra: crate::lifecycle::Claim::Missing,
-                };
-                let actions = machine.reconcile(&early, &nobody);
+                let actions = machine.reconcile(&early, &Claims::missing());
                 act.phase = Phase::Active { room_id, machine };
                 act.ctx.pool.do_send(RoomFinished { ready: true });
                 act.execute(actions, ctx);
+                act.check_deferred(ctx);
             }
             Err(error) => {
                 log::warn!(room = act.room(); "room creation failed: {error}");
@@ -1180,6 +1271,16 @@ impl Handler<PresenceForRoom> for RoomActor {
             Phase::Creating | Phase::Rejoining { .. } => self.presence_while_creating(msg.0),
             Phase::Active { .. } => self.presence_while_active(msg.0, ctx),
             Phase::Finishing => {}
+        }
+    }
+}
+
+impl Handler<CheckOccupants> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: CheckOccupants, ctx: &mut Self::Context) {
+        if !matches!(self.phase, Phase::Finishing) {
+            self.check_occupants(msg, ctx);
         }
     }
 }

@@ -14,6 +14,12 @@
 //! queues are full, it still reads, expires IQs and takes commands, so a reconnect is never
 //! held up behind a send. Answers are matched by id in a hash map and expiry walks a
 //! deadline queue, so the cost per IQ does not grow with the number in flight.
+//!
+//! A stanza that xmpp-parsers refuses arrives raw (tokio-xmpp is patched for this, see
+//! `vendor/tokio-xmpp/PATCHED.md`) and is read for what the bot needs (`invalid_stanza`):
+//! a presence goes on like any other, an answer still answers its request, and a request
+//! gets `bad-request`. Presences reach the supervisor as raw elements
+//! ([`XmppEvent::Presence`]), read leniently in [`crate::xmpp::muc`].
 
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
@@ -85,8 +91,13 @@ pub enum XmppEvent {
         /// True when retrying cannot help.
         fatal: bool,
     },
-    /// A stanza for the bot (IQ responses to the bot's own requests are not reported here).
+    /// An IQ request to the bot or a message (IQ responses to the bot's own requests are not
+    /// reported here, presences come as [`XmppEvent::Presence`]).
     Stanza(Box<Stanza>),
+    /// A presence, as the raw element: also one that xmpp-parsers refuses for a payload
+    /// the bot does not read (see [`crate::xmpp::muc::parse_room_presence`]), so that no
+    /// person is hidden from the bot by a `<show/>` value.
+    Presence(Box<Element>),
     /// The stream ended for good (closed by the bot, or failed fatally).
     Closed,
 }
@@ -646,8 +657,14 @@ async fn run(
                         let _ = events.unbounded_send(XmppEvent::Stanza(Box::new(Stanza::Iq(iq))));
                     }
                 }
+                Some(StreamEvent::Stanza(Stanza::Presence(presence))) => {
+                    let _ = events.unbounded_send(XmppEvent::Presence(Box::new(presence.into())));
+                }
                 Some(StreamEvent::Stanza(stanza)) => {
                     let _ = events.unbounded_send(XmppEvent::Stanza(Box::new(stanza)));
+                }
+                Some(StreamEvent::InvalidStanza { element, error }) => {
+                    invalid_stanza(*element, &error, &mut pending.by_id, &mut outbox, &stream, &events);
                 }
             },
         }
@@ -660,6 +677,99 @@ async fn run(
     if let Some(done) = close_done {
         let _ = done.send(());
     }
+}
+
+/// A stanza that xmpp-parsers refused (tokio-xmpp hands it on raw, see
+/// `vendor/tokio-xmpp/PATCHED.md`), read for what the bot needs from it:
+/// - a presence goes to the supervisor like any other: the bot reads only sender, type and
+///   the muc#user element, so a payload it does not read never hides a person;
+/// - an answer to one of the bot's requests answers it (a result with its first child, an
+///   error with its condition), so that no request waits for its deadline and no room
+///   acts on a timeout that was in truth an answer;
+/// - a request to the bot is answered `bad-request` (RFC 6120 §8.3.3.1);
+/// - a message is dropped: the bot reads no messages.
+fn invalid_stanza(
+    element: Element,
+    error: &dyn std::fmt::Display,
+    pending: &mut HashMap<String, Pending>,
+    outbox: &mut Outbox,
+    stream: &StanzaStream,
+    events: &mpsc::UnboundedSender<XmppEvent>,
+) {
+    match element.name() {
+        "presence" => {
+            let _ = events.unbounded_send(XmppEvent::Presence(Box::new(element)));
+        }
+        "iq" => match element.attr("type") {
+            Some("result" | "error") => answer_pending_raw(pending, &element),
+            Some("get" | "set") => {
+                log::debug!("IQ request the bot cannot read ({error}): answered bad-request");
+                if let Some(reply) = bad_request(&element) {
+                    outbox.push(stream, Box::new(Stanza::Iq(reply)));
+                }
+            }
+            _ => log::debug!("IQ of no known type dropped ({error})"),
+        },
+        _ => log::debug!("unreadable {} dropped ({error})", element.name()),
+    }
+}
+
+/// Hands a raw IQ answer (one that xmpp-parsers refused) to the request waiting for it,
+/// under the same rules as [`answer_pending`]: matched by id, and only from the entity
+/// asked.
+fn answer_pending_raw(pending: &mut HashMap<String, Pending>, iq: &Element) {
+    let Some(id) = iq.attr("id") else { return };
+    let Some(waiting) = pending.get(id) else {
+        return; // an answer to nothing of ours (late, or forged)
+    };
+    let from = iq.attr("from").map(Jid::new);
+    match (&from, &waiting.to) {
+        (Some(Ok(from)), Some(to)) if from != to => {
+            log::warn!(
+                "IQ answer {id} from {from} does not match the request's recipient; ignored"
+            );
+            return;
+        }
+        (Some(Err(_)), _) => {
+            log::warn!("IQ answer {id} from an unreadable sender ignored");
+            return;
+        }
+        _ => {}
+    }
+    let waiting = pending.remove(id).expect("checked above");
+    let result = if iq.attr("type") == Some("error") {
+        let error = iq.children().find(|c| c.name() == "error");
+        Err(IqError::Refused {
+            condition: error
+                .and_then(super::muc::error_condition)
+                .unwrap_or_else(|| "undefined-condition".to_owned()),
+            text: error
+                .and_then(|e| e.children().find(|c| c.name() == "text"))
+                .map(Element::text),
+        })
+    } else {
+        Ok(iq.children().next().cloned())
+    };
+    let _ = waiting.reply.send(result);
+}
+
+/// The `bad-request` answer to a raw IQ request, if it has a readable sender and an id.
+fn bad_request(request: &Element) -> Option<Iq> {
+    use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+    let to = Jid::new(request.attr("from")?).ok()?;
+    let id = request.attr("id")?.to_owned();
+    Some(Iq::Error {
+        from: None,
+        to: Some(to),
+        id,
+        error: StanzaError::new(
+            ErrorType::Modify,
+            DefinedCondition::BadRequest,
+            "en",
+            "helpim-bot cannot read this request",
+        ),
+        payload: None,
+    })
 }
 
 /// Hands an IQ result or error to the request waiting for it; returns IQs that answer no
@@ -747,6 +857,72 @@ mod tests {
             id: id.to_owned(),
             payload: None,
         }
+    }
+
+    #[test]
+    fn an_answer_xmpp_parsers_refuses_still_answers_its_request() {
+        let raw = |xml: &str| -> Element { xml.parse().expect("XML") };
+        let room: Jid = "room@conf.example".parse().unwrap();
+        let mut iqs = PendingIqs::new(Duration::from_secs(5));
+        let mut asked = |id: &str| {
+            let (reply, answer) = oneshot::channel();
+            let to = Some(room.clone());
+            iqs.insert(id.into(), Pending { to, reply }, Instant::now());
+            answer
+        };
+        let (mut refused, mut listed, mut forged) = (asked("k1"), asked("q1"), asked("f1"));
+        // An error without the `type` RFC 6120 requires: xmpp-parsers refuses the stanza.
+        let error = raw(
+            "<iq xmlns='jabber:client' type='error' id='k1' from='room@conf.example'>
+               <error><not-allowed xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'/>
+                 <text xmlns='urn:ietf:params:xml:ns:xmpp-stanzas'>no</text></error>
+             </iq>",
+        );
+        assert!(
+            Iq::try_from(error.clone()).is_err(),
+            "xmpp-parsers refuses it"
+        );
+        answer_pending_raw(&mut iqs.by_id, &error);
+        assert_eq!(
+            refused.try_recv().unwrap(),
+            Some(Err(IqError::Refused {
+                condition: "not-allowed".into(),
+                text: Some("no".into())
+            }))
+        );
+        let result = raw(
+            "<iq xmlns='jabber:client' type='result' id='q1' from='room@conf.example'>
+               <query xmlns='http://jabber.org/protocol/muc#admin'/></iq>",
+        );
+        answer_pending_raw(&mut iqs.by_id, &result);
+        let payload = listed.try_recv().unwrap().unwrap().unwrap().unwrap();
+        assert!(payload.is("query", "http://jabber.org/protocol/muc#admin"));
+        // From somebody else than the room asked: no answer, the request waits on.
+        let wrong = raw("<iq xmlns='jabber:client' type='result' id='f1' from='x@example/y'/>");
+        answer_pending_raw(&mut iqs.by_id, &wrong);
+        assert_eq!(forged.try_recv().unwrap(), None);
+        assert!(iqs.contains("f1"));
+    }
+
+    #[test]
+    fn an_unreadable_request_is_answered_bad_request() {
+        let request: Element =
+            "<iq xmlns='jabber:client' type='get' id='r1' from='x@example/y'><a xmlns='urn:a'/><b xmlns='urn:b'/></iq>"
+                .parse()
+                .unwrap();
+        let Some(Iq::Error { to, id, error, .. }) = bad_request(&request) else {
+            panic!("no bad-request answer");
+        };
+        assert_eq!(to.map(|j| j.to_string()).as_deref(), Some("x@example/y"));
+        assert_eq!(id, "r1");
+        assert_eq!(
+            error.defined_condition,
+            xmpp_parsers::stanza_error::DefinedCondition::BadRequest
+        );
+        let anonymous: Element = "<iq xmlns='jabber:client' type='get' id='r2'/>"
+            .parse()
+            .unwrap();
+        assert!(bad_request(&anonymous).is_none(), "nobody to answer");
     }
 
     #[test]

@@ -10,7 +10,7 @@ use minidom::Element;
 use minidom::rxml::xml_ncname;
 use xmpp_parsers::muc::Muc;
 use xmpp_parsers::muc::muc::History;
-use xmpp_parsers::presence::{Presence, Type as PresenceType};
+use xmpp_parsers::presence::Presence;
 
 /// `http://jabber.org/protocol/muc#user`: occupant information in room presences.
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
@@ -145,39 +145,87 @@ impl RoomPresence {
 /// A presence that cannot be read as a room presence.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum PresenceError {
+    /// The element is not a `<presence/>` of the client namespace.
+    #[error("not a presence")]
+    NotPresence,
     /// The presence had no `from`.
     #[error("presence without a sender")]
     NoSender,
+    /// The `from` is not a JID (the bare part may still name a room: see [`presence_room`]).
+    #[error("sender {0:?} is not a JID")]
+    BadSender(String),
+    /// A `type` that RFC 6121 does not define.
+    #[error("presence type {0:?} is not defined")]
+    BadType(String),
     /// A status code that is not a number.
     #[error("status code {0:?} is not a number")]
     BadStatusCode(String),
+    /// The muc#user item's real JID is not a JID: the bot cannot tell who this is.
+    #[error("occupant JID {0:?} is not a JID")]
+    BadItemJid(String),
     /// A presence of a type rooms do not send (subscribe, probe, ...).
     #[error("presence of type {0:?} is not a room presence")]
     NotRoomPresence(String),
 }
 
+impl PresenceError {
+    /// Whether the presence may be about an occupant whom the bot could not read: its
+    /// important parts (sender, type, muc#user) are broken, so the room must be asked who
+    /// is inside. False for presences that are well-formed but no room presence
+    /// (subscriptions, probes), which say nothing about occupants.
+    pub fn hides_an_occupant(&self) -> bool {
+        !matches!(
+            self,
+            PresenceError::NotPresence | PresenceError::NotRoomPresence(_)
+        )
+    }
+}
+
+/// The room a presence comes from, read as leniently as possible: the bare part of its
+/// `from` (everything before the first `/`), even when the nick after it is not a valid
+/// resource. `None` when there is no sender or its bare part is no JID. The caller checks
+/// that the room is one of the bot's before anything else is done with the presence.
+pub fn presence_room(presence: &Element) -> Option<BareJid> {
+    let from = presence.attr("from")?;
+    let bare = from.split_once('/').map_or(from, |(bare, _)| bare);
+    BareJid::new(bare).ok()
+}
+
 /// Reads a presence whose sender is a room or an occupant of a room.
-pub fn parse_room_presence(presence: &Presence) -> Result<RoomPresence, PresenceError> {
-    let from = presence.from.as_ref().ok_or(PresenceError::NoSender)?;
+///
+/// It reads the raw element, and only the parts the bot acts on: the sender (room and
+/// nick), the type, the error condition, and the muc#user element (status codes, item,
+/// destroy). Everything else a client may put in a presence (`<show/>`, `<status/>`,
+/// `<priority/>`, other payloads) is ignored, so that a value outside what a strict parser
+/// accepts never hides a person. A broken important part is an error: the caller then asks
+/// the room who is inside instead of guessing ([`PresenceError::hides_an_occupant`]).
+pub fn parse_room_presence(presence: &Element) -> Result<RoomPresence, PresenceError> {
+    if !presence.is("presence", xmpp_parsers::ns::DEFAULT_NS) {
+        return Err(PresenceError::NotPresence);
+    }
+    let from = presence.attr("from").ok_or(PresenceError::NoSender)?;
+    let from = Jid::new(from).map_err(|_| PresenceError::BadSender(from.to_owned()))?;
     let room = from.to_bare();
     let nick = from.resource().map(|r| r.as_str().to_owned());
-    let kind = match presence.type_ {
-        PresenceType::None => PresenceKind::Available,
-        PresenceType::Unavailable => PresenceKind::Unavailable,
-        PresenceType::Error => PresenceKind::Error {
+    let kind = match presence.attr("type") {
+        None => PresenceKind::Available,
+        Some("unavailable") => PresenceKind::Unavailable,
+        Some("error") => PresenceKind::Error {
             condition: presence
-                .payloads
-                .iter()
+                .children()
                 .find(|e| e.name() == "error")
                 .and_then(error_condition)
                 .unwrap_or_else(|| "undefined-condition".to_owned()),
         },
-        ref other => return Err(PresenceError::NotRoomPresence(format!("{other:?}"))),
+        Some(other @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe")) => {
+            return Err(PresenceError::NotRoomPresence(other.to_owned()));
+        }
+        Some(other) => return Err(PresenceError::BadType(other.to_owned())),
     };
     let mut codes = Vec::new();
     let mut item = None;
     let mut destroyed = None;
-    for x in presence.payloads.iter().filter(|e| e.is("x", NS_MUC_USER)) {
+    for x in presence.children().filter(|e| e.is("x", NS_MUC_USER)) {
         for child in x.children() {
             match child.name() {
                 "status" => {
@@ -188,10 +236,16 @@ pub fn parse_room_presence(presence: &Presence) -> Result<RoomPresence, Presence
                     codes.push(MucStatus::from_code(code));
                 }
                 "item" => {
+                    let jid = child.attr("jid");
+                    if let Some(jid) = jid
+                        && Jid::new(jid).is_err()
+                    {
+                        return Err(PresenceError::BadItemJid(jid.to_owned()));
+                    }
                     item = Some(MucItem {
                         affiliation: child.attr("affiliation").map(str::to_owned),
                         role: child.attr("role").map(str::to_owned),
-                        jid: child.attr("jid").map(str::to_owned),
+                        jid: jid.map(str::to_owned),
                         nick: child.attr("nick").map(str::to_owned),
                         reason: child_text(child, "reason"),
                     })
@@ -283,13 +337,42 @@ pub fn kick(nick: &str, reason: &str) -> Element {
         .build()
 }
 
+/// The roles an occupant can have (XEP-0045 §5.1): asking the room for each lists everybody
+/// inside.
+pub const OCCUPANT_ROLES: [&str; 3] = ["moderator", "participant", "visitor"];
+
+/// `<query xmlns='muc#admin'><item role='…'/></query>`: asks the room for its occupants with
+/// this role (XEP-0045 §8.5, §9.8; a moderator's request, which the bot as owner may make).
+pub fn role_query(role: &str) -> Element {
+    Element::builder("query", NS_MUC_ADMIN)
+        .append(Element::builder("item", NS_MUC_ADMIN).attr(xml_ncname!("role").to_owned(), role))
+        .build()
+}
+
+/// The occupants in the answer to a [`role_query`]: each item's nick and real JID (as the
+/// room shows them to its owner). Items without a nick are skipped: they are no occupant.
+pub fn occupant_list(answer: &Element) -> Vec<(String, Option<String>)> {
+    answer
+        .children()
+        .filter(|item| item.name() == "item")
+        .filter_map(|item| {
+            let nick = item.attr("nick")?.to_owned();
+            Some((nick, item.attr("jid").map(str::to_owned)))
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn presence(xml: &str) -> Presence {
+    fn presence(xml: &str) -> Element {
         let element: Element = xml.parse().expect("valid XML");
-        Presence::try_from(element).expect("a presence")
+        assert!(
+            Presence::try_from(element.clone()).is_ok(),
+            "xmpp-parsers reads this one"
+        );
+        element
     }
 
     #[test]
@@ -527,6 +610,154 @@ mod tests {
         assert_eq!(
             kicked.item.unwrap().reason.as_deref(),
             Some("This chat is full.")
+        );
+    }
+
+    /// Payloads that a client can put in a presence, that Prosody relays to the room as
+    /// they are, and that xmpp-parsers refuses (so that tokio-xmpp alone would drop the
+    /// whole presence). Each is read for what the bot needs. `tests/hostile.rs` sends the
+    /// same payloads through a real server.
+    const REFUSED_PAYLOADS: &[(&str, &str)] = &[
+        ("show value outside RFC 6121", "<show>online</show>"),
+        ("empty show", "<show/>"),
+        ("two shows", "<show>away</show><show>dnd</show>"),
+        ("priority out of range", "<priority>200</priority>"),
+        ("priority not a number", "<priority>high</priority>"),
+        (
+            "two priorities",
+            "<priority>1</priority><priority>2</priority>",
+        ),
+    ];
+
+    fn hostile(type_: Option<&str>, payload: &str, codes: &str) -> Element {
+        let type_ = type_.map(|t| format!(" type='{t}'")).unwrap_or_default();
+        let xml = format!(
+            "<presence xmlns='jabber:client' from='room@conf.example/mallory' to='bot@example/r'{type_}>
+               {payload}
+               <x xmlns='http://jabber.org/protocol/muc#user'>
+                 <item affiliation='none' role='participant' jid='mallory@example/x'/>
+                 {codes}
+               </x>
+             </presence>"
+        );
+        xml.parse().expect("valid XML")
+    }
+
+    #[test]
+    fn payloads_a_strict_parser_refuses_do_not_hide_an_entrance() {
+        for (class, payload) in REFUSED_PAYLOADS {
+            let element = hostile(None, payload, "");
+            assert!(
+                Presence::try_from(element.clone()).is_err(),
+                "{class}: xmpp-parsers now accepts it; the test no longer shows anything"
+            );
+            let r = parse_room_presence(&element).unwrap_or_else(|e| panic!("{class}: {e}"));
+            assert_eq!(r.nick.as_deref(), Some("mallory"), "{class}");
+            assert_eq!(r.kind, PresenceKind::Available, "{class}");
+            let item = r.item.expect(class);
+            assert_eq!(item.jid.as_deref(), Some("mallory@example/x"), "{class}");
+        }
+    }
+
+    #[test]
+    fn payloads_a_strict_parser_refuses_do_not_hide_a_departure_a_nick_change_or_a_kick() {
+        for (class, payload) in REFUSED_PAYLOADS {
+            let left = hostile(Some("unavailable"), payload, "");
+            let r = parse_room_presence(&left).unwrap_or_else(|e| panic!("{class}: {e}"));
+            assert_eq!(r.kind, PresenceKind::Unavailable, "{class}");
+            assert!(r.codes.is_empty(), "{class}");
+            let kicked = hostile(Some("unavailable"), payload, "<status code='307'/>");
+            assert!(parse_room_presence(&kicked).unwrap().has(MucStatus::Kicked));
+            let renamed = hostile(Some("unavailable"), payload, "<status code='303'/>");
+            assert!(
+                parse_room_presence(&renamed)
+                    .unwrap()
+                    .has(MucStatus::NickChanged)
+            );
+            let lost = hostile(Some("unavailable"), payload, "<status code='333'/>");
+            assert!(
+                parse_room_presence(&lost)
+                    .unwrap()
+                    .has(MucStatus::ConnectionLost)
+            );
+        }
+    }
+
+    #[test]
+    fn a_presence_type_outside_rfc_6121_asks_the_room() {
+        let error = parse_room_presence(&hostile(Some("online"), "", "")).unwrap_err();
+        assert_eq!(error, PresenceError::BadType("online".into()));
+        assert!(error.hides_an_occupant());
+    }
+
+    #[test]
+    fn an_unreadable_real_jid_asks_the_room() {
+        let bad_item: Element = "<presence xmlns='jabber:client' from='room@conf.example/m'>
+               <x xmlns='http://jabber.org/protocol/muc#user'><item jid='@@'/></x>
+             </presence>"
+            .parse()
+            .unwrap();
+        let error = parse_room_presence(&bad_item).unwrap_err();
+        assert_eq!(error, PresenceError::BadItemJid("@@".into()));
+        assert!(error.hides_an_occupant());
+    }
+
+    #[test]
+    fn a_nick_that_is_no_resource_still_names_the_room() {
+        let bad_from: Element = "<presence xmlns='jabber:client' from='room@conf.example/'/>"
+            .parse()
+            .unwrap();
+        let error = parse_room_presence(&bad_from).unwrap_err();
+        assert_eq!(error, PresenceError::BadSender("room@conf.example/".into()));
+        assert!(error.hides_an_occupant());
+        assert_eq!(
+            presence_room(&bad_from).map(|r| r.to_string()).as_deref(),
+            Some("room@conf.example")
+        );
+    }
+
+    #[test]
+    fn subscriptions_say_nothing_about_occupants() {
+        let subscribe: Element =
+            "<presence xmlns='jabber:client' from='room@conf.example/m' type='subscribe'/>"
+                .parse()
+                .unwrap();
+        let error = parse_room_presence(&subscribe).unwrap_err();
+        assert!(!error.hides_an_occupant());
+    }
+
+    #[test]
+    fn no_room_without_a_usable_sender() {
+        let none: Element = "<presence xmlns='jabber:client'/>".parse().unwrap();
+        assert_eq!(presence_room(&none), None);
+        assert_eq!(parse_room_presence(&none), Err(PresenceError::NoSender));
+        let garbage: Element = "<presence xmlns='jabber:client' from='@/x'/>"
+            .parse()
+            .unwrap();
+        assert_eq!(presence_room(&garbage), None);
+    }
+
+    #[test]
+    fn an_occupant_list_gives_nick_and_real_jid() {
+        let answer: Element = "<query xmlns='http://jabber.org/protocol/muc#admin'>
+               <item affiliation='none' role='participant' nick='alice' jid='alice@example/web'/>
+               <item affiliation='owner' role='participant' nick='bob'/>
+               <item affiliation='none' role='participant' jid='nobody@example'/>
+             </query>"
+            .parse()
+            .unwrap();
+        assert_eq!(
+            occupant_list(&answer),
+            vec![
+                ("alice".to_owned(), Some("alice@example/web".to_owned())),
+                ("bob".to_owned(), None),
+            ]
+        );
+        let query = role_query("visitor");
+        assert!(query.is("query", NS_MUC_ADMIN));
+        assert_eq!(
+            query.get_child("item", NS_MUC_ADMIN).unwrap().attr("role"),
+            Some("visitor")
         );
     }
 

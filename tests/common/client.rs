@@ -88,6 +88,17 @@ pub enum JoinError {
     Timeout,
 }
 
+/// Hand-written children of a client stanza (`<show>online</show><priority>1</priority>`),
+/// parsed as they are, in `jabber:client`: added to a stanza's payloads, they are sent
+/// verbatim, so that a test can send what xmpp-parsers itself would never produce.
+pub fn raw_children(xml: &str) -> Vec<Element> {
+    let wrapped = format!("<wrap xmlns='jabber:client'>{xml}</wrap>");
+    let wrap: Element = wrapped
+        .parse()
+        .unwrap_or_else(|e| panic!("hand-written XML {xml:?} is not well-formed: {e}"));
+    wrap.children().cloned().collect()
+}
+
 /// A presence from a MUC room, parsed from the raw stanza.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PresenceSeen {
@@ -280,14 +291,28 @@ impl TestClient {
         nick: &str,
         password: Option<&str>,
     ) -> Result<Joined, JoinError> {
+        self.join_with(room, nick, password, "").await
+    }
+
+    /// [`TestClient::join`] with hand-written XML added to the join presence (children of
+    /// `<presence/>` in `jabber:client`, e.g. `<show>online</show>`), sent as written even
+    /// where xmpp-parsers would refuse it: what a hostile or broken client sends.
+    pub async fn join_with(
+        &mut self,
+        room: &str,
+        nick: &str,
+        password: Option<&str>,
+        extra_xml: &str,
+    ) -> Result<Joined, JoinError> {
         let occupant = occupant_jid(room, nick);
         let mut muc = Muc::new().with_history(History::new().with_maxstanzas(0));
         if let Some(password) = password {
             muc = muc.with_password(password.to_owned());
         }
-        let presence = Presence::new(PresenceType::None)
+        let mut presence = Presence::new(PresenceType::None)
             .with_to(occupant)
             .with_payload(muc);
+        presence.payloads.extend(raw_children(extra_xml));
         let deadline = Instant::now() + DEFAULT_TIMEOUT;
         if let Err(e) = self.send_stanza(presence.into(), deadline).await {
             panic!(
@@ -327,7 +352,15 @@ impl TestClient {
     /// Leaves `room`: unavailable presence to room/nick, then waits (10 s, else panics) for
     /// our own unavailable presence (status 110).
     pub async fn leave(&mut self, room: &str, nick: &str) {
-        let presence = Presence::new(PresenceType::Unavailable).with_to(occupant_jid(room, nick));
+        self.leave_with(room, nick, "").await
+    }
+
+    /// [`TestClient::leave`] with hand-written XML added to the unavailable presence (see
+    /// [`TestClient::join_with`]).
+    pub async fn leave_with(&mut self, room: &str, nick: &str, extra_xml: &str) {
+        let mut presence =
+            Presence::new(PresenceType::Unavailable).with_to(occupant_jid(room, nick));
+        presence.payloads.extend(raw_children(extra_xml));
         let deadline = Instant::now() + DEFAULT_TIMEOUT;
         if let Err(e) = self.send_stanza(presence.into(), deadline).await {
             panic!(
@@ -434,6 +467,20 @@ impl TestClient {
                 self.buffered_presences(room)
             ),
         }
+    }
+
+    /// Waits until this client is removed from `room` by a kick: its own unavailable
+    /// presence with 110 and 307 (panics after `timeout`), which is returned.
+    pub async fn wait_kicked(&mut self, room: &str, timeout: Duration) -> PresenceSeen {
+        let kicked = self
+            .wait_for_presence(
+                room,
+                |p| !p.available && p.status_codes.contains(&110) && p.status_codes.contains(&307),
+                timeout,
+            )
+            .await;
+        assert!(kicked.error.is_none(), "{kicked:?}");
+        kicked
     }
 
     /// Waits for any stanza satisfying `pred` (e.g. a message); consumes it. Panics on
@@ -622,6 +669,11 @@ async fn client_task(
                 }
                 Some(Event::Stanza(stanza)) => {
                     let _ = incoming.send(Incoming::Stanza(Element::from(stanza)));
+                }
+                // What another client wrote and xmpp-parsers refuses (a `<show/>` value, ...):
+                // tests look at it like any other stanza.
+                Some(Event::InvalidStanza(element)) => {
+                    let _ = incoming.send(Incoming::Stanza(*element));
                 }
                 Some(Event::Disconnected(_)) => {}
                 None => return,

@@ -51,5 +51,6 @@ pub mod ejabberd;
 pub mod http;
 pub mod prosody;
 pub mod proxy;
+pub mod raw;
 pub mod server;
 pub mod world;
