@@ -239,8 +239,10 @@ async fn claim(
         Role::Extra => (RoomStatus::Chatting, EventKind::ExtraClaimed),
         _ => (RoomStatus::Available, EventKind::StaffClaimed),
     };
+    // The bound JID is in the row (`*_claimed_jid`), never in the history's words: the
+    // status page shows details, and it shows no person's JID.
     let detail = match &jid {
-        Some(jid) => format!("claimed by {by} for {jid}"),
+        Some(_) => format!("claimed by {by}, bound to one JID"),
         None => format!("claimed by {by}"),
     };
     let bound: Value = jid.clone().into();
@@ -466,7 +468,7 @@ pub async fn expired_claims(
     use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter};
 
     let now = store::now();
-    let rows = room::Entity::find()
+    let query = room::Entity::find()
         .filter(room::Column::BotJid.eq(bot_jid))
         .filter(
             Condition::any()
@@ -485,12 +487,11 @@ pub async fn expired_claims(
                         .add(room::Column::Status.eq(RoomStatus::Chatting.as_str()))
                         .add(room::Column::ExtraClaimedAt.is_not_null()),
                 ),
-        )
-        .all(store.connection())
-        .await?;
+        );
+    // Decoded one by one: a bad row is quarantined, and every other claim still expires.
+    let rows = store.decode_rooms(query).await?.rows;
     let mut expired = Vec::new();
     for row in rows {
-        let row = store::Room::try_from(row)?;
         let (role, at, by) = match row.status {
             RoomStatus::Available => (Role::Staff, row.staff_claimed_at, &row.staff_claimed_by),
             RoomStatus::StaffWaiting => {

@@ -8,7 +8,8 @@
 //! Layers, each knowing only those below it:
 //! - [`actors`]: the actix actors that glue everything together;
 //! - [`lifecycle`]: the pure room state machine;
-//! - [`store`]: typed queries over the SeaORM entities;
+//! - [`store`]: typed queries over the SeaORM entities, with [`quarantine`] for the rows it
+//!   cannot decode;
 //! - [`xmpp`]: the connection task and the stanza builders and parsers;
 //! - [`config`]: raw TOML → validated settings; [`model`]: the shared vocabulary.
 #![deny(missing_docs)]
@@ -25,6 +26,7 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod notify;
+pub mod quarantine;
 pub mod retention;
 pub mod stats;
 pub mod store;

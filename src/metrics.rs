@@ -157,6 +157,9 @@ pub struct Metrics {
     pub presence_to_commit: Histogram,
     /// `helpim_pending_writes`: room changes queued and not yet committed.
     pub pending_writes: Gauge,
+    /// `helpim_bad_rows`: rows the bot cannot decode, skipped until they are corrected
+    /// ([`crate::quarantine`]).
+    pub bad_rows: Gauge,
     /// `helpim_write_retries_total`: database writes retried after a transient failure.
     pub write_retries: Counter,
     /// `helpim_write_conflicts_total`: changes dropped because the row disagreed.
@@ -231,6 +234,7 @@ impl Metrics {
             chat_duration: Histogram::new(CHAT_BUCKETS),
             presence_to_commit: Histogram::new(LATENCY_BUCKETS),
             pending_writes: Gauge::default(),
+            bad_rows: Gauge::default(),
             write_retries: Counter::default(),
             write_conflicts: Counter::default(),
             write_failures: Counter::default(),
@@ -318,6 +322,11 @@ impl Metrics {
             "pending_writes",
             "Room changes queued for the database and not yet committed",
             m.pending_writes.clone(),
+        );
+        registry.register(
+            "bad_rows",
+            "Database rows the bot cannot decode, skipped until corrected",
+            m.bad_rows.clone(),
         );
         registry.register(
             "write_retries",
@@ -507,6 +516,7 @@ impl Metrics {
                 })
                 .set(n);
         }
+        self.bad_rows.set(store.bad_rows().len() as i64);
         let counts = store.pool_counts(bot_jid).await?;
         self.pool_ready
             .set(i64::try_from(counts.ready).unwrap_or(i64::MAX));

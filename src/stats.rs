@@ -177,8 +177,13 @@ async fn load_in_pages(
 ) -> Result<Stats, StoreError> {
     let db = store.connection();
     let mut tally = Tally::new(query);
-    let newest = room_event::Entity::find()
+    // Ids only, here and below: a row that cannot be decoded must not fail the statistics
+    // (the pages are decoded one by one, and a bad event is left out and quarantined).
+    let newest: Option<i64> = room_event::Entity::find()
+        .select_only()
+        .column(room_event::Column::Id)
         .order_by_desc(room_event::Column::Id)
+        .into_tuple()
         .one(db)
         .await?;
     let Some(newest) = newest else {
@@ -189,32 +194,43 @@ async fn load_in_pages(
         Some(since) => {
             // Truncated to microseconds, the stored precision, so that the database never
             // excludes a room that the exact comparison in `Tally::add` includes.
-            let first = room_event::Entity::find()
+            let first: Option<i64> = room_event::Entity::find()
+                .select_only()
+                .column(room_event::Column::Id)
                 .filter(room_event::Column::Kind.eq(EventKind::Created.as_str()))
                 .filter(room_event::Column::At.gte(since.trunc_subsecs(6)))
                 .order_by_asc(room_event::Column::Id)
+                .into_tuple()
                 .one(db)
                 .await?;
             match first {
-                Some(first) => first.id,
+                Some(first) => first,
                 None => return Ok(tally.finish()),
             }
         }
     };
     loop {
-        let page = room_event::Entity::find()
+        let query = room_event::Entity::find()
             .filter(room_event::Column::Id.gte(next))
-            .filter(room_event::Column::Id.lte(newest.id))
+            .filter(room_event::Column::Id.lte(newest))
             .order_by_asc(room_event::Column::Id)
-            .limit(page_size)
-            .all(db)
-            .await?;
-        let full = page.len() as u64 == page_size;
-        for row in page {
-            next = row.id.saturating_add(1);
-            tally.add(&RoomEvent::try_from(row)?);
+            .limit(page_size);
+        let page = store.decode_events(query).await?;
+        let read = page.rows.len() + page.bad.len();
+        let last = page
+            .rows
+            .iter()
+            .map(|e| e.id)
+            .chain(page.bad.iter().map(|b| b.id))
+            .max();
+        for event in &page.rows {
+            tally.add(event);
         }
-        if !full || next > newest.id {
+        match last {
+            Some(last) => next = last.saturating_add(1),
+            None => return Ok(tally.finish()),
+        }
+        if (read as u64) < page_size || next > newest {
             return Ok(tally.finish());
         }
     }

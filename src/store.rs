@@ -6,7 +6,9 @@
 //! row together (in a burst, several rooms' changes share one: [`Store::apply_many`]), so
 //! the history never disagrees with the room. Every row read is validated
 //! into the [`crate::model`] vocabulary; a string that is not part of the contract is reported
-//! as [`StoreError::BadRow`], never guessed at. Timestamps are truncated to microseconds,
+//! as [`StoreError::BadRow`], never guessed at. Queries that read many rows decode them one
+//! by one, so that a bad row is quarantined ([`crate::quarantine`]) instead of failing the
+//! query. Timestamps are truncated to microseconds,
 //! the finest precision every backend keeps, so that what is written is exactly what is read.
 
 use std::str::FromStr;
@@ -18,11 +20,12 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectOptions, Database, DatabaseConnection,
     DatabaseTransaction, DbErr, EntityTrait, PaginatorTrait, QueryFilter, QueryOrder, QueryTrait,
-    SqlErr, TransactionTrait,
+    Select, SqlErr, TransactionTrait,
 };
 
 use crate::config::redact_url;
 use crate::model::{CloseReason, EventKind, Role, RoomStatus, UnknownValue};
+use crate::quarantine::{BadRow, Quarantine, decode_each};
 use sea_orm::{ConnectionTrait, DatabaseBackend, Statement};
 
 /// Why a store operation failed.
@@ -55,6 +58,10 @@ pub enum StoreError {
         #[source]
         source: UnknownValue,
     },
+    /// A row could not be decoded at all (an unreadable or zero timestamp, a NULL where a
+    /// value belongs): it is quarantined ([`crate::quarantine`]).
+    #[error("{0}, which the bot cannot read")]
+    Undecodable(BadRow),
     /// A change expected the room in one status but found it in another (or found no room):
     /// somebody else changed it first, so the caller must re-read instead of overwriting.
     #[error(
@@ -84,6 +91,12 @@ pub enum StoreError {
 }
 
 impl StoreError {
+    /// Whether this is about a row the bot cannot decode ([`crate::quarantine`]), which the
+    /// store has logged and counted already.
+    pub fn is_bad_row(&self) -> bool {
+        matches!(self, StoreError::BadRow { .. } | StoreError::Undecodable(_))
+    }
+
     /// Whether the same operation may succeed later (the database unreachable, busy or
     /// restarting), so that it is worth retrying; see [`crate::db_fault`].
     pub fn is_transient(&self) -> bool {
@@ -91,10 +104,42 @@ impl StoreError {
             StoreError::Connect { .. } | StoreError::Interrupted(_) => true,
             StoreError::Db(error) => crate::db_fault::is_transient(error),
             StoreError::BadRow { .. }
+            | StoreError::Undecodable(_)
             | StoreError::Conflict { .. }
             | StoreError::DuplicateJid { .. } => false,
         }
     }
+}
+
+impl StoreError {
+    /// The [`BadRow`] this error is about: a value outside the contract, or a row that could
+    /// not be decoded. Only those two come out of decoding a row.
+    fn into_bad_row(self) -> BadRow {
+        match self {
+            StoreError::BadRow {
+                table,
+                id,
+                column,
+                source,
+            } => BadRow {
+                table,
+                id,
+                column: column.to_owned(),
+                value: format!("{:?} (not one of {})", source.value, source.expected),
+            },
+            StoreError::Undecodable(bad) => bad,
+            other => unreachable!("decoding a row gives no {other:?}"),
+        }
+    }
+}
+
+/// The rows a query found: those that decoded, and those that did not (quarantined).
+#[derive(Debug, Clone)]
+pub struct Rows<T> {
+    /// The rows that decoded.
+    pub rows: Vec<T>,
+    /// The rows that did not.
+    pub bad: Vec<BadRow>,
 }
 
 /// The database that records the rooms, shared by all actors.
@@ -103,6 +148,8 @@ impl StoreError {
 #[derive(Debug, Clone)]
 pub struct Store {
     db: DatabaseConnection,
+    /// The rows no read could decode, shared by every clone: see [`crate::quarantine`].
+    quarantine: Quarantine,
 }
 
 /// What is needed to record a newly configured room; it starts `available`.
@@ -661,7 +708,10 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Store { db })
+        Ok(Store {
+            db,
+            quarantine: Quarantine::default(),
+        })
     }
 
     /// Applies every pending migration, bringing the schema up to date.
@@ -802,64 +852,139 @@ impl Store {
 
     /// The room with row id `id`, if any.
     pub async fn room(&self, id: i64) -> Result<Option<Room>, StoreError> {
-        room::Entity::find_by_id(id)
-            .one(&self.db)
-            .await?
-            .map(Room::try_from)
-            .transpose()
+        self.one_room(room::Entity::find_by_id(id)).await
     }
 
     /// The room with bare JID `jid`, if any: how XMPP events are matched to rows.
     pub async fn room_by_jid(&self, jid: &str) -> Result<Option<Room>, StoreError> {
-        room::Entity::find()
-            .filter(room::Column::Jid.eq(jid))
-            .one(&self.db)
-            .await?
-            .map(Room::try_from)
-            .transpose()
+        self.one_room(room::Entity::find().filter(room::Column::Jid.eq(jid)))
+            .await
     }
 
-    /// The rooms matching `filter`, oldest first (by id).
+    /// The one room `query` finds, if any. A row that cannot be decoded is the error
+    /// [`StoreError::BadRow`] (and quarantined): the caller asked for that very room.
+    async fn one_room(&self, query: Select<room::Entity>) -> Result<Option<Room>, StoreError> {
+        let mut found = self.decode_rooms(query).await?;
+        if let Some(bad) = found.bad.pop() {
+            return Err(StoreError::Undecodable(bad));
+        }
+        Ok(found.rows.pop())
+    }
+
+    /// The rooms matching `filter`, oldest first (by id). Rows that cannot be decoded are
+    /// left out (and quarantined).
     pub async fn rooms(&self, filter: &RoomFilter) -> Result<Vec<Room>, StoreError> {
-        room::Entity::find()
+        let query = room::Entity::find()
             .apply_if(filter.status, |query, status| {
                 query.filter(room::Column::Status.eq(status.as_str()))
             })
             .apply_if(filter.bot_jid.as_deref(), |query, bot_jid| {
                 query.filter(room::Column::BotJid.eq(bot_jid))
             })
-            .order_by_asc(room::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Room::try_from)
-            .collect()
+            .order_by_asc(room::Column::Id);
+        Ok(self.decode_rooms(query).await?.rows)
     }
 
     /// Every room of `bot_jid` that is not `closed`, ordered by id: what the bot must find
-    /// again on the server after a restart or a reconnect.
+    /// again on the server after a restart or a reconnect. Rows that cannot be decoded are
+    /// left out (and quarantined), so that one bad row never stops the others.
     pub async fn open_rooms(&self, bot_jid: &str) -> Result<Vec<Room>, StoreError> {
-        room::Entity::find()
-            .filter(room::Column::BotJid.eq(bot_jid))
-            .filter(room::Column::Status.ne(RoomStatus::Closed.as_str()))
-            .order_by_asc(room::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Room::try_from)
-            .collect()
+        Ok(self.open_room_rows(bot_jid).await?.rows)
     }
 
-    /// The history of room `room_id`, in the order it was recorded.
+    /// [`Store::open_rooms`], with the rows of `bot_jid` that are not `closed` and could not
+    /// be decoded.
+    pub async fn open_room_rows(&self, bot_jid: &str) -> Result<Rows<Room>, StoreError> {
+        let query = room::Entity::find()
+            .filter(room::Column::BotJid.eq(bot_jid))
+            .filter(room::Column::Status.ne(RoomStatus::Closed.as_str()))
+            .order_by_asc(room::Column::Id);
+        self.decode_rooms(query).await
+    }
+
+    /// The history of room `room_id`, in the order it was recorded. Events that cannot be
+    /// decoded are left out (and quarantined).
     pub async fn events(&self, room_id: i64) -> Result<Vec<RoomEvent>, StoreError> {
-        room_event::Entity::find()
+        let query = room_event::Entity::find()
             .filter(room_event::Column::RoomId.eq(room_id))
-            .order_by_asc(room_event::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(RoomEvent::try_from)
-            .collect()
+            .order_by_asc(room_event::Column::Id);
+        Ok(self.decode_events(query).await?.rows)
+    }
+
+    /// Runs `query` and decodes its rooms one by one ([`decode_each`]): the rooms, and the
+    /// rows that could not be decoded, which are quarantined (logged once, counted). The
+    /// rows that decode leave the quarantine.
+    pub async fn decode_rooms(
+        &self,
+        query: Select<room::Entity>,
+    ) -> Result<Rows<Room>, StoreError> {
+        self.decode("room", query, |room: &Room| room.id).await
+    }
+
+    /// Runs `query` and decodes its events one by one, as [`Store::decode_rooms`] does.
+    pub async fn decode_events(
+        &self,
+        query: Select<room_event::Entity>,
+    ) -> Result<Rows<RoomEvent>, StoreError> {
+        self.decode("room_event", query, |event: &RoomEvent| event.id)
+            .await
+    }
+
+    /// [`Store::decode_rooms`] for any table whose models validate into `T`.
+    async fn decode<E, T>(
+        &self,
+        table: &'static str,
+        query: Select<E>,
+        id: fn(&T) -> i64,
+    ) -> Result<Rows<T>, StoreError>
+    where
+        E: EntityTrait,
+        T: TryFrom<E::Model, Error = StoreError>,
+    {
+        let results = self
+            .db
+            .query_all_raw(query.build(self.db.get_database_backend()))
+            .await?;
+        let (rows, bad) = decode_each::<E, _>(table, results, |model| {
+            T::try_from(model).map_err(StoreError::into_bad_row)
+        });
+        self.quarantine.report(&bad);
+        self.quarantine.readable(table, rows.iter().map(id));
+        Ok(Rows { rows, bad })
+    }
+
+    /// The rows no read could decode so far (see [`crate::quarantine`]).
+    pub fn bad_rows(&self) -> Vec<BadRow> {
+        self.quarantine.rows()
+    }
+
+    /// Reads every quarantined row again by id, so that a row corrected by hand leaves the
+    /// quarantine even when no other read would find it (it was closed meanwhile, say).
+    pub async fn recheck_bad_rows(&self) -> Result<(), StoreError> {
+        for bad in self.quarantine.rows() {
+            match bad.table {
+                "room" => {
+                    let query = room::Entity::find_by_id(bad.id);
+                    if self.decode_rooms(query).await?.rows.is_empty()
+                        && room::Entity::find_by_id(bad.id).count(&self.db).await? == 0
+                    {
+                        self.quarantine.readable("room", [bad.id]); // deleted
+                    }
+                }
+                _ => {
+                    let query = room_event::Entity::find_by_id(bad.id);
+                    if self.decode_events(query).await?.rows.is_empty()
+                        && room_event::Entity::find_by_id(bad.id)
+                            .count(&self.db)
+                            .await?
+                            == 0
+                    {
+                        self.quarantine.readable("room_event", [bad.id]);
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 
     /// How many of `bot_jid`'s rooms are ready to hand out and how many are open.
@@ -868,11 +993,28 @@ impl Store {
     /// a moment apart, which is fine for deciding how many rooms to create.
     pub async fn pool_counts(&self, bot_jid: &str) -> Result<PoolCounts, StoreError> {
         let mine = || room::Entity::find().filter(room::Column::BotJid.eq(bot_jid));
-        let ready = mine()
-            .filter(room::Column::Status.eq(RoomStatus::Available.as_str()))
-            .filter(room::Column::StaffClaimedAt.is_null())
-            .count(&self.db)
-            .await?;
+        let ready_rows = || {
+            mine()
+                .filter(room::Column::Status.eq(RoomStatus::Available.as_str()))
+                .filter(room::Column::StaffClaimedAt.is_null())
+        };
+        let mut ready = ready_rows().count(&self.db).await?;
+        // A quarantined row looks ready to SQL, but the bot cannot hand it out: it does not
+        // count, so that the pool makes another room in its place.
+        let bad: Vec<i64> = self
+            .quarantine
+            .rows()
+            .into_iter()
+            .filter(|bad| bad.table == "room")
+            .map(|bad| bad.id)
+            .collect();
+        if !bad.is_empty() {
+            let unusable = ready_rows()
+                .filter(room::Column::Id.is_in(bad))
+                .count(&self.db)
+                .await?;
+            ready = ready.saturating_sub(unusable);
+        }
         let open = mine()
             .filter(room::Column::Status.ne(RoomStatus::Closed.as_str()))
             .count(&self.db)
@@ -899,16 +1041,12 @@ impl Store {
     /// `bot_jid`'s `closed` rooms whose destruction the server never confirmed: rooms that
     /// may still live on the server, to destroy at start-up and after every reconnect.
     pub async fn undestroyed_rooms(&self, bot_jid: &str) -> Result<Vec<Room>, StoreError> {
-        room::Entity::find()
+        let query = room::Entity::find()
             .filter(room::Column::BotJid.eq(bot_jid))
             .filter(room::Column::Status.eq(RoomStatus::Closed.as_str()))
             .filter(room::Column::DestroyedAt.is_null())
-            .order_by_asc(room::Column::Id)
-            .all(&self.db)
-            .await?
-            .into_iter()
-            .map(Room::try_from)
-            .collect()
+            .order_by_asc(room::Column::Id);
+        Ok(self.decode_rooms(query).await?.rows)
     }
 
     /// A cheap round trip to the database, to tell whether it is still reachable.

@@ -15,6 +15,7 @@ mod m20261202_000002_add_room_personal_data_removed_at;
 mod m20261202_000003_clear_closed_room_passwords;
 mod m20261202_000004_notify_claims;
 mod m20261202_000005_add_lease_liveness;
+mod m20261204_000001_convert_to_utf8mb4;
 
 /// The list of helpim-bot's migrations, applied in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000003_clear_closed_room_passwords::Migration),
             Box::new(m20261202_000004_notify_claims::Migration),
             Box::new(m20261202_000005_add_lease_liveness::Migration),
+            Box::new(m20261204_000001_convert_to_utf8mb4::Migration),
         ]
     }
 }

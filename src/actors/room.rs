@@ -45,6 +45,8 @@ const HOLD_RECHECK: Duration = Duration::from_secs(2);
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Joins of a recorded room that time out before it is given up as lost.
 const REJOIN_ATTEMPTS: u32 = 3;
+/// How often a room whose row turned bad reads it again.
+const ROW_RECHECK: Duration = Duration::from_secs(5);
 /// Failed attempts to give an expired claim's room its new password before the room is
 /// given up (destroyed, closed `error`).
 const ROTATE_ATTEMPTS: u32 = 3;
@@ -155,6 +157,9 @@ pub struct RoomActor {
     /// The room is being asked who is inside ([`CheckOccupants`]); at most one such
     /// question is in flight per room, however many unreadable presences arrive.
     checking: bool,
+    /// The room's row turned bad: the room waits, as it is, for the row to be corrected
+    /// ([`RoomActor::restart_from_row`]).
+    row_unreadable: bool,
     /// An unreadable presence arrived while a check was in flight (or before the room was
     /// active): one more check follows, the latest such presence's facts with it.
     check_next: Option<CheckOccupants>,
@@ -283,6 +288,7 @@ impl RoomActor {
             session_ended: false,
             checking: false,
             check_next: None,
+            row_unreadable: false,
         }
     }
 
@@ -412,6 +418,36 @@ impl RoomActor {
         let lookup = lookup_claims(self.ctx.clone(), *room_id, self.jid.clone());
         ctx.wait(lookup.into_actor(self).map(move |claims, act, ctx| {
             act.run(Event::Entered { person, claims }, ctx);
+        }));
+    }
+
+    /// The row disagreed with a change: the room starts again from its row, as it is now.
+    /// While the row cannot be decoded (it turned bad: [`crate::quarantine`]) there is
+    /// nothing to start from; the room is left as it is, the people inside stay, newcomers
+    /// are kept out (their claims cannot be read), and the row is read again every
+    /// [`ROW_RECHECK`] until it can be.
+    fn restart_from_row(&mut self, ctx: &mut Context<Self>) {
+        let room_id = match &self.phase {
+            Phase::Active { room_id, .. } | Phase::Rejoining { room_id, .. } => *room_id,
+            Phase::Creating | Phase::Finishing => {
+                ctx.stop();
+                return;
+            }
+        };
+        let store = self.ctx.store.clone();
+        let read = async move { store.room(room_id).await };
+        ctx.spawn(read.into_actor(self).map(move |row, act, ctx| match row {
+            Err(error) if error.is_bad_row() => {
+                if !act.row_unreadable {
+                    log::error!(room = act.room(); "the room's row cannot be read ({error}): the people inside stay, nobody else is let in, and the room is taken up again once the row is corrected");
+                    act.row_unreadable = true;
+                }
+                ctx.run_later(ROW_RECHECK, |act, ctx| act.restart_from_row(ctx));
+            }
+            _ => {
+                log::warn!(room = act.room(); "restarting the room from its database row");
+                ctx.stop();
+            }
         }));
     }
 
@@ -845,6 +881,9 @@ async fn lookup_claims(ctx: Arc<RoomContext>, room_id: i64, jid: BareJid) -> Cla
             log::error!(room = jid.as_str(); "the room's row is gone: nobody is admitted");
             Claims::missing()
         }
+        // The row cannot be decoded (quarantined, logged by the store): its claims cannot be
+        // trusted, and it may stay so for long; nobody is let in until it is corrected.
+        Err(error) if error.is_bad_row() => Claims::missing(),
         Err(error) => {
             log::warn!(room = jid.as_str(); "cannot read the room's claims: {error}");
             Claims::unknown()
@@ -1187,10 +1226,7 @@ impl Handler<WriteStopped> for RoomActor {
 
     fn handle(&mut self, stopped: WriteStopped, ctx: &mut Self::Context) {
         match stopped {
-            WriteStopped::Conflict => {
-                log::warn!(room = self.room(); "restarting the room from its database row");
-                ctx.stop();
-            }
+            WriteStopped::Conflict => self.restart_from_row(ctx),
             WriteStopped::Failed => {
                 log::error!(room = self.room(); "destroying the room: its changes cannot be recorded");
                 self.finish(Some(CloseReason::Error), ctx);

@@ -9,7 +9,7 @@
 //! rejoined through the [`JoinWindow`] shared with the pool's creations: at most
 //! `pool.creation_window` rooms are entered at once, the rest wait in order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{BTreeSet, HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
@@ -92,7 +92,16 @@ pub struct SupervisorActor {
     /// tests reach the check that asks the room who is inside.
     #[cfg(feature = "fault-injection")]
     unreadable_nicks: Vec<String>,
+    /// Rows of this bot's open rooms that could not be decoded at start-up: no actor manages
+    /// them until they are readable again ([`SupervisorActor::adopt_readable_rows`]).
+    unreadable_rows: BTreeSet<i64>,
+    /// Rooms whose actor died and whose row could not be read to restart it: tried again on
+    /// every sweep, not given up.
+    restart_later: HashSet<BareJid>,
 }
+
+/// How often rows that could not be decoded are read again.
+const BAD_ROW_RECHECK: Duration = Duration::from_secs(10);
 
 /// A room that must enter its room again, waiting for a slot of the window.
 enum Entry {
@@ -140,6 +149,8 @@ impl SupervisorActor {
             rejoining: VecDeque::new(),
             acquiring: false,
             told_max_conferences: false,
+            unreadable_rows: BTreeSet::new(),
+            restart_later: HashSet::new(),
             #[cfg(feature = "fault-injection")]
             unreadable_nicks: std::env::var("HELPIM_FAULT_UNREADABLE_NICKS")
                 .map(|nicks| nicks.split(',').map(str::to_owned).collect())
@@ -279,7 +290,7 @@ impl SupervisorActor {
     fn recover_rooms(&mut self, ctx: &mut Context<Self>) {
         let store = self.store.clone();
         let bot = self.bot_jid.to_string();
-        let load = async move { store.open_rooms(&bot).await };
+        let load = async move { store.open_room_rows(&bot).await };
         ctx.wait(load.into_actor(self).map(|rows, act, ctx| {
             let rows = match rows {
                 Ok(rows) => rows,
@@ -288,6 +299,11 @@ impl SupervisorActor {
                     return act.give_up(Fatal::Database(error.to_string()), ctx);
                 }
             };
+            // A row that cannot be decoded was logged by the store; its room is taken up
+            // once the row is corrected, and every other room is managed meanwhile.
+            act.unreadable_rows.extend(rows.bad.iter().map(|bad| bad.id));
+            crate::metrics::metrics().bad_rows.set(act.store.bad_rows().len() as i64);
+            let rows = rows.rows;
             if !rows.is_empty() {
                 log::info!("found {} open room(s) of this bot in the database: checking them", rows.len());
             }
@@ -352,7 +368,8 @@ impl SupervisorActor {
             .filter(|(_, addr)| !addr.connected())
             .map(|(jid, _)| jid.clone())
             .collect();
-        for jid in dead {
+        let later: Vec<BareJid> = self.restart_later.drain().collect();
+        for jid in dead.into_iter().chain(later) {
             self.rooms.remove(&jid);
             let store = self.store.clone();
             let key = jid.to_string();
@@ -361,6 +378,9 @@ impl SupervisorActor {
                 let room_context = act.room_context.clone().expect("set in started");
                 match row {
                     Ok(Some(row)) if row.status != crate::model::RoomStatus::Closed => {
+                        if act.rooms.contains_key(&jid) {
+                            return; // restarted meanwhile
+                        }
                         log::error!(room = jid.as_str(); "the room's actor died; restarting it from its database row");
                         match RoomActor::recover_after_crash(room_context, &row) {
                             Ok(room) => act.enqueue(Entry::Start(Box::new(room)), ctx),
@@ -369,10 +389,61 @@ impl SupervisorActor {
                     }
                     // A room that finished normally, seen before its UnregisterRoom arrived.
                     Ok(_) => {}
-                    Err(error) => log::error!(room = jid.as_str(); "cannot read the room to restart it: {error}"),
+                    Err(error) => {
+                        // Not given up: tried again on the next sweep, until the row can be
+                        // read (a bad row is logged once, by the store).
+                        if !error.is_bad_row() {
+                            log::warn!(room = jid.as_str(); "cannot read the room to restart it: {error}; trying again");
+                        }
+                        act.restart_later.insert(jid);
+                    }
                 }
             }));
         }
+    }
+
+    /// Reads the quarantined rows again ([`crate::quarantine`]), and starts an actor for each
+    /// open room of this bot whose row could not be decoded at start-up and now can.
+    fn adopt_readable_rows(&mut self, ctx: &mut Context<Self>) {
+        let store = self.store.clone();
+        let ids: Vec<i64> = self.unreadable_rows.iter().copied().collect();
+        let bot = self.bot_jid.to_string();
+        let check = async move {
+            if let Err(error) = store.recheck_bad_rows().await {
+                log::warn!("cannot read the rows that could not be decoded again: {error}");
+            }
+            crate::metrics::metrics()
+                .bad_rows
+                .set(store.bad_rows().len() as i64);
+            let mut readable = Vec::new();
+            for id in ids {
+                match store.room(id).await {
+                    Ok(Some(row)) => readable.push((id, Some(row))),
+                    Ok(None) => readable.push((id, None)),
+                    Err(_) => {} // still unreadable (or the database is away): next time
+                }
+            }
+            readable
+        };
+        ctx.spawn(check.into_actor(self).map(move |readable, act, ctx| {
+            for (id, row) in readable {
+                act.unreadable_rows.remove(&id);
+                let Some(row) = row else { continue };
+                let open = row.status != crate::model::RoomStatus::Closed;
+                let known = BareJid::new(&row.jid).is_ok_and(|jid| act.rooms.contains_key(&jid));
+                if row.bot_jid != bot || !open || known {
+                    continue;
+                }
+                let room_context = act.room_context.clone().expect("set in started");
+                match RoomActor::recover(room_context, &row) {
+                    Ok(room) => {
+                        log::warn!(room = row.jid.as_str(); "its row is readable again: rejoining the room");
+                        act.enqueue(Entry::Start(Box::new(room)), ctx);
+                    }
+                    Err(error) => log::error!(room = row.jid.as_str(); "recorded room has an invalid JID ({error}); left alone"),
+                }
+            }
+        }));
     }
 
     /// Once every room is accounted for: the session is recorded up (claims may take this
@@ -595,6 +666,7 @@ impl Actor for SupervisorActor {
             act.restart_dead_rooms(ctx);
             act.expire_rejoin_slots();
         });
+        ctx.run_interval(BAD_ROW_RECHECK, |act, ctx| act.adopt_readable_rows(ctx));
         if let Some(every) = self.server_ping {
             // One at once too, while the connection is still quiet: the round trip the
             // throttling check compares room creations with.

@@ -147,8 +147,10 @@ async fn write_in_order(
                         "the database refused change {} {}→{} for good: {}; closing the room \
                          as error", change.kind, change.from, change.to, crate::logging::chain(&error));
                     stop(&mut changes, metrics).await;
+                    // ASCII only: the close must not fail on its own text where the
+                    // database cannot store every character (a `latin1` table).
                     let detail = format!(
-                        "the database refused a change ({}→{})",
+                        "the database refused a change ({} to {})",
                         change.from, change.to
                     );
                     match store

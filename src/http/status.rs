@@ -21,6 +21,7 @@ use sea_orm::{ColumnTrait, Condition, EntityTrait, QueryFilter, QueryOrder, Quer
 
 use super::HttpState;
 use crate::model::{EventKind, Role, RoomStatus};
+use crate::quarantine::BadRow;
 use crate::store::{Room, RoomEvent, Store, StoreError};
 
 /// How many of the latest transitions the overview lists.
@@ -91,6 +92,9 @@ pub struct Overview {
     pub ready: Vec<Ready>,
     /// The latest transitions, newest first.
     pub recent: Vec<Recent>,
+    /// Rows the bot cannot decode and skips until they are corrected
+    /// ([`crate::quarantine`]).
+    pub bad_rows: Vec<BadRow>,
 }
 
 /// The local part of a room JID: short enough for a phone, unique within the service.
@@ -154,6 +158,7 @@ pub async fn load_overview(store: &Store, bot_jid: &str) -> Result<Overview, Sto
         chats,
         ready,
         recent,
+        bad_rows: store.bad_rows(),
     })
 }
 
@@ -166,19 +171,13 @@ async fn client_entries(
     if rooms.is_empty() {
         return Ok(first);
     }
-    let rows: Vec<(i64, DateTime<Utc>)> = room_event::Entity::find()
-        .select_only()
-        .column(room_event::Column::RoomId)
-        .column(room_event::Column::At)
+    let query = room_event::Entity::find()
         .filter(room_event::Column::RoomId.is_in(rooms))
         .filter(room_event::Column::Kind.eq(EventKind::Entered.as_str()))
         .filter(room_event::Column::Role.eq(Role::Client.as_str()))
-        .order_by_asc(room_event::Column::Id)
-        .into_tuple()
-        .all(store.connection())
-        .await?;
-    for (room_id, at) in rows {
-        first.entry(room_id).or_insert(at);
+        .order_by_asc(room_event::Column::Id);
+    for event in store.decode_events(query).await?.rows {
+        first.entry(event.room_id).or_insert(event.at);
     }
     Ok(first)
 }
@@ -191,7 +190,7 @@ async fn recent_transitions(store: &Store, bot_jid: &str) -> Result<Vec<Recent>,
         .from(room::Entity)
         .and_where(Expr::col(room::Column::BotJid).eq(bot_jid))
         .to_owned();
-    let events: Vec<RoomEvent> = room_event::Entity::find()
+    let query = room_event::Entity::find()
         .filter(room_event::Column::RoomId.in_subquery(mine))
         .filter(
             Condition::any()
@@ -202,12 +201,9 @@ async fn recent_transitions(store: &Store, bot_jid: &str) -> Result<Vec<Recent>,
                 ),
         )
         .order_by_desc(room_event::Column::Id)
-        .limit(RECENT)
-        .all(db)
-        .await?
-        .into_iter()
-        .map(RoomEvent::try_from)
-        .collect::<Result<_, _>>()?;
+        .limit(RECENT);
+    // One by one: a bad event is listed under the rows that need attention, not a failure.
+    let events = store.decode_events(query).await?.rows;
     let ids: Vec<i64> = events.iter().map(|e| e.room_id).collect();
     let names: HashMap<i64, String> = room::Entity::find()
         .select_only()
@@ -460,6 +456,28 @@ pub fn render_overview(
         &rows,
         "Nothing happened yet.",
     ));
+    if !o.bad_rows.is_empty() {
+        body.push_str("<h2 class=\"warn\">Rows that need attention</h2>\n<p>The bot cannot read these rows and skips them; every other room is managed as usual. Correct or delete them (see docs/webapp-contract.md), and the bot takes them up again.</p>\n");
+        let rows: Vec<String> = o
+            .bad_rows
+            .iter()
+            .map(|b| {
+                format!(
+                    "<tr><td>{table}</td><td>{id}</td><td>{column}</td><td class=\"detail\">{value}</td></tr>",
+                    table = b.table,
+                    id = b.id,
+                    column = escape(&b.column),
+                    value = escape(&b.value),
+                )
+            })
+            .collect();
+        body.push_str(&table(
+            "bad-rows",
+            &["Table", "Row", "Column", "Value"],
+            &rows,
+            "",
+        ));
+    }
     page(&format!("helpim-bot: {bot_jid}"), refresh, &body)
 }
 
@@ -596,6 +614,14 @@ pub async fn room(state: web::Data<HttpState>, id: web::Path<String>) -> HttpRes
         Ok(_) => error_page(
             actix_web::http::StatusCode::NOT_FOUND,
             &format!("This bot has no room #{id}."),
+            state.refresh_secs,
+        ),
+        Err(error) if error.is_bad_row() => error_page(
+            actix_web::http::StatusCode::OK,
+            &format!(
+                "Room #{id} needs attention: {error}. The bot skips the row until it is \
+                 corrected or deleted; see docs/webapp-contract.md."
+            ),
             state.refresh_secs,
         ),
         Err(error) => {

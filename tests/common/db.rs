@@ -47,6 +47,20 @@ impl TestDb {
     ///
     /// Panics, with the command that fixes it, when the server is unreachable.
     pub fn new(backend: Backend) -> TestDb {
+        TestDb::created_with(backend, "")
+    }
+
+    /// A fresh MariaDB database created with the character set `latin1`: the upstream
+    /// default before 11.6, and what many old installations have.
+    pub fn mariadb_latin1() -> TestDb {
+        TestDb::created_with(
+            Backend::MariaDb,
+            " CHARACTER SET latin1 COLLATE latin1_swedish_ci",
+        )
+    }
+
+    /// [`TestDb::new`], with `options` after `CREATE DATABASE <name>` on a server backend.
+    fn created_with(backend: Backend, options: &str) -> TestDb {
         let (admin_env, admin_default) = match backend {
             Backend::SqliteMemory => {
                 return TestDb {
@@ -87,7 +101,7 @@ impl TestDb {
             name,
             drop_sql,
         };
-        let create = format!("CREATE DATABASE {}", server.name);
+        let create = format!("CREATE DATABASE {}{options}", server.name);
         if let Err(err) = on_own_runtime(admin(&server.admin_url, &create)) {
             panic!("{}", unreachable_message(backend, &server.admin_url, &err));
         }

@@ -108,7 +108,12 @@ impl World {
     /// A fresh database on `backend` and the bot, on a server the test started itself (e.g.
     /// with a proxy in front of it).
     pub async fn on(server: Box<dyn XmppServer>, backend: Backend, options: BotOptions) -> World {
-        let db = TestDb::new(backend);
+        World::with_db(server, TestDb::new(backend), options).await
+    }
+
+    /// The bot on a server and a database the test made itself (a database created with
+    /// another character set, say).
+    pub async fn with_db(server: Box<dyn XmppServer>, db: TestDb, options: BotOptions) -> World {
         let store = db.store().await;
         let bot = TestBot::start(server.as_ref(), &db.url, options);
         World {
