@@ -10,7 +10,7 @@
 //! for web applications in other languages (a test checks that the document quotes them
 //! verbatim), and the library functions run them unchanged.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use sea_orm::{
     ConnectionTrait, DatabaseBackend, IsolationLevel, QueryResult, Statement, TransactionTrait,
     Value,
@@ -19,39 +19,41 @@ use sea_orm::{
 use crate::model::{EventKind, Role, RoomStatus};
 use crate::store::{self, Store, StoreError};
 
-/// PostgreSQL: take the oldest unclaimed available room for staff ($1 = now, $2 = claimer,
-/// $3 = the only bare JID the claim admits, or NULL for anybody with the password, $4 = the
-/// oldest heartbeat of a live bot, see [`HEARTBEAT_FRESH`]): only rooms of a bot whose XMPP
-/// session is up and whose heartbeat is fresh, so that nobody is sent to a room that is gone
-/// or that nobody watches.
+/// PostgreSQL: take the oldest unclaimed available room for staff ($1 = claimer, $2 = the
+/// only bare JID the claim admits, or NULL for anybody with the password): only rooms of a
+/// bot whose XMPP session is up and whose heartbeat is fresh (see [`HEARTBEAT_FRESH`]), so
+/// that nobody is sent to a room that is gone or that nobody watches. Every time is the
+/// database's (`now()`): the claim's, and the heartbeat's cutoff, as the bot's own
+/// ([`crate::store::now`]).
 pub const POSTGRES_CLAIM_STAFF: &str =
-    "UPDATE room SET staff_claimed_at = $1, staff_claimed_by = $2, staff_claimed_jid = $3
+    "UPDATE room SET staff_claimed_at = now(), staff_claimed_by = $1, staff_claimed_jid = $2
 WHERE id = (SELECT id FROM room
             WHERE status = 'available' AND staff_claimed_at IS NULL
               AND bot_jid IN (SELECT bot_jid FROM bot_instance
-                              WHERE xmpp_up AND heartbeat_at > $4)
+                              WHERE xmpp_up AND heartbeat_at > now() - interval '30 seconds')
             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING id, jid, password, status_changed_at";
+RETURNING id, jid, password, status_changed_at, now() AS now";
 
 /// PostgreSQL: take the room whose staff has waited longest, for a client.
 pub const POSTGRES_CLAIM_CLIENT: &str =
-    "UPDATE room SET client_claimed_at = $1, client_claimed_by = $2, client_claimed_jid = $3
+    "UPDATE room SET client_claimed_at = now(), client_claimed_by = $1, client_claimed_jid = $2
 WHERE id = (SELECT id FROM room
             WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
               AND bot_jid IN (SELECT bot_jid FROM bot_instance
-                              WHERE xmpp_up AND heartbeat_at > $4)
+                              WHERE xmpp_up AND heartbeat_at > now() - interval '30 seconds')
             ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED)
-RETURNING id, jid, password, status_changed_at";
+RETURNING id, jid, password, status_changed_at, now() AS now";
 
-/// PostgreSQL: claim one extra seat in chat `$4` (`muc.max_chatters` above 2).
+/// PostgreSQL: claim one extra seat in chat `$3` (`muc.max_chatters` above 2).
 pub const POSTGRES_CLAIM_EXTRA: &str =
-    "UPDATE room SET extra_claimed_at = $1, extra_claimed_by = $2, extra_claimed_jid = $3
-WHERE id = $4 AND status = 'chatting' AND extra_claimed_at IS NULL
-  AND bot_jid IN (SELECT bot_jid FROM bot_instance WHERE xmpp_up AND heartbeat_at > $5)
-RETURNING id, jid, password, status_changed_at";
+    "UPDATE room SET extra_claimed_at = now(), extra_claimed_by = $1, extra_claimed_jid = $2
+WHERE id = $3 AND status = 'chatting' AND extra_claimed_at IS NULL
+  AND bot_jid IN (SELECT bot_jid FROM bot_instance
+                  WHERE xmpp_up AND heartbeat_at > now() - interval '30 seconds')
+RETURNING id, jid, password, status_changed_at, now() AS now";
 
-/// PostgreSQL: the claim's event ($1 = room id, $2 = kind, $3 = status, $4 = now,
-/// $5 = role, $6 = detail).
+/// PostgreSQL: the claim's event ($1 = room id, $2 = kind, $3 = status, $4 = the returned
+/// `now`, or the returned `status_changed_at` if later, $5 = role, $6 = detail).
 pub const POSTGRES_CLAIM_EVENT: &str =
     "INSERT INTO room_event (room_id, kind, from_status, to_status, at, role, detail)
 VALUES ($1, $2, $3, $3, $4, $5, $6)";
@@ -90,53 +92,66 @@ pub const SQLITE_CLAIM_EVENT: &str =
     "INSERT INTO room_event (room_id, kind, from_status, to_status, at, role, detail)
 VALUES (?1, ?2, ?3, ?3, ?4, ?5, ?6)";
 
-/// MySQL/MariaDB (10.6 or later): lock the oldest unclaimed available room of a live bot
-/// (? = the heartbeat cutoff), skipping rows other claimers hold; then
-/// [`MYSQL_SET_STAFF_CLAIM`] on the id found. Run in a `READ COMMITTED` transaction, and
-/// through the index that serves the order: InnoDB locks every row a locking read passes,
-/// so a table scan (which the optimiser picks for small tables) would lock every free room
-/// and the other claimers, skipping them, would be told there is none. The live bots are read in a derived table
-/// that cannot be merged into the query (its `LIMIT`): merged, InnoDB would lock their
-/// `bot_instance` rows too, and `SKIP LOCKED` would skip every room while another claim runs.
+/// MySQL/MariaDB (10.6 or later): lock the oldest unclaimed available room of a live bot,
+/// skipping rows other claimers hold, and read the database's time (`UTC_TIMESTAMP(6)`, the
+/// claim's time and the heartbeat's cutoff); then [`MYSQL_SET_STAFF_CLAIM`] on the id found.
+/// Run in a `READ COMMITTED` transaction, and through the index that serves the order:
+/// InnoDB locks every row a locking read passes, so a table scan (which the optimiser picks
+/// for small tables) would lock every free room and the other claimers, skipping them, would
+/// be told there is none. The live bots are read in a derived table that cannot be merged
+/// into the query (its `LIMIT`): merged, InnoDB would lock their `bot_instance` rows too,
+/// and `SKIP LOCKED` would skip every room while another claim runs.
 pub const MYSQL_FIND_STAFF_ROOM: &str =
-    "SELECT id, jid, password, status_changed_at FROM room FORCE INDEX (idx_room_status_staff_claimed_at)
+    "SELECT id, jid, password, status_changed_at, UTC_TIMESTAMP(6) AS now
+FROM room FORCE INDEX (idx_room_status_staff_claimed_at)
 WHERE status = 'available' AND staff_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
-                                       WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
+                                       WHERE xmpp_up
+                                         AND heartbeat_at > UTC_TIMESTAMP(6) - INTERVAL 30 SECOND
+                                       LIMIT 1000) AS live)
 ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock the room whose staff has waited longest and has no client claim.
 pub const MYSQL_FIND_CLIENT_ROOM: &str =
-    "SELECT id, jid, password, status_changed_at FROM room FORCE INDEX (idx_room_status_status_changed_at)
+    "SELECT id, jid, password, status_changed_at, UTC_TIMESTAMP(6) AS now
+FROM room FORCE INDEX (idx_room_status_status_changed_at)
 WHERE status = 'staff_waiting' AND client_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
-                                       WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
+                                       WHERE xmpp_up
+                                         AND heartbeat_at > UTC_TIMESTAMP(6) - INTERVAL 30 SECOND
+                                       LIMIT 1000) AS live)
 ORDER BY status_changed_at, id LIMIT 1 FOR UPDATE SKIP LOCKED";
 
 /// MySQL/MariaDB: lock chat `?` if its extra seat is free; then [`MYSQL_SET_EXTRA_CLAIM`].
-pub const MYSQL_FIND_EXTRA_ROOM: &str = "SELECT id, jid, password, status_changed_at FROM room
+pub const MYSQL_FIND_EXTRA_ROOM: &str =
+    "SELECT id, jid, password, status_changed_at, UTC_TIMESTAMP(6) AS now FROM room
 WHERE id = ? AND status = 'chatting' AND extra_claimed_at IS NULL
   AND bot_jid IN (SELECT bot_jid FROM (SELECT bot_jid FROM bot_instance
-                                       WHERE xmpp_up AND heartbeat_at > ? LIMIT 1000) AS live)
+                                       WHERE xmpp_up
+                                         AND heartbeat_at > UTC_TIMESTAMP(6) - INTERVAL 30 SECOND
+                                       LIMIT 1000) AS live)
 FOR UPDATE";
 
-/// MySQL/MariaDB: write the staff claim (now, claimer, bound JID or NULL, id).
+/// MySQL/MariaDB: write the staff claim (the `now` read, claimer, bound JID or NULL, id).
 pub const MYSQL_SET_STAFF_CLAIM: &str = "UPDATE room SET staff_claimed_at = ?, staff_claimed_by = ?, staff_claimed_jid = ? WHERE id = ?";
 
-/// MySQL/MariaDB: write the client claim (now, claimer, bound JID or NULL, id).
+/// MySQL/MariaDB: write the client claim (the `now` read, claimer, bound JID or NULL, id).
 pub const MYSQL_SET_CLIENT_CLAIM: &str = "UPDATE room SET client_claimed_at = ?, client_claimed_by = ?, client_claimed_jid = ? WHERE id = ?";
 
-/// MySQL/MariaDB: write the extra-seat claim (now, claimer, bound JID or NULL, id).
+/// MySQL/MariaDB: write the extra-seat claim (the `now` read, claimer, bound JID or NULL,
+/// id).
 pub const MYSQL_SET_EXTRA_CLAIM: &str = "UPDATE room SET extra_claimed_at = ?, extra_claimed_by = ?, extra_claimed_jid = ? WHERE id = ?";
 
-/// MySQL/MariaDB: the claim's event (room id, kind, status, status, now, role, detail).
+/// MySQL/MariaDB: the claim's event (room id, kind, status, status, the `now` read or the
+/// room's `status_changed_at` if later, role, detail).
 pub const MYSQL_CLAIM_EVENT: &str =
     "INSERT INTO room_event (room_id, kind, from_status, to_status, at, role, detail)
 VALUES (?, ?, ?, ?, ?, ?, ?)";
 
 /// How old a bot's heartbeat may be for its rooms to be claimed: the lease's default time to
-/// live (a live bot renews every third of it). The claim statements take `now − this` as
-/// their cutoff parameter.
+/// live (a live bot renews every third of it). The PostgreSQL and MySQL statements write it
+/// out (`30 seconds`, checked by a test); SQLite's take `now − this` as their cutoff
+/// parameter.
 pub const HEARTBEAT_FRESH: std::time::Duration = crate::lease::DEFAULT_TTL;
 
 /// A room the web application may now send a person to.
@@ -247,6 +262,8 @@ async fn claim(
     };
     let bound: Value = jid.clone().into();
     let room: Value = room_id.into();
+    // SQLite is on this host: its statements take this host's time and cutoff. The others
+    // read the database's own time in the statement.
     let fresh = chrono::Duration::from_std(HEARTBEAT_FRESH).unwrap_or(chrono::Duration::MAX);
     let cutoff: Value = (at - fresh).into();
     // READ COMMITTED on MySQL: InnoDB then releases the rows a claim read and rejected at
@@ -261,16 +278,16 @@ async fn claim(
                 Role::Extra => (MYSQL_FIND_EXTRA_ROOM, MYSQL_SET_EXTRA_CLAIM),
                 _ => (MYSQL_FIND_STAFF_ROOM, MYSQL_SET_STAFF_CLAIM),
             };
-            let statement = |sql: &str| match role {
-                Role::Extra => {
-                    Statement::from_sql_and_values(backend, sql, [room.clone(), cutoff.clone()])
-                }
-                _ => Statement::from_sql_and_values(backend, sql, [cutoff.clone()]),
+            let values = match role {
+                Role::Extra => vec![room.clone()],
+                _ => Vec::new(),
             };
-            let found = txn.query_one_raw(statement(find)).await?;
+            let found = txn
+                .query_one_raw(Statement::from_sql_and_values(backend, find, values))
+                .await?;
             if let Some(found) = &found {
                 let id: i64 = found.try_get("", "id")?;
-                let at = not_before_last_change(found, at)?;
+                let at = not_before_last_change(found, database_now(found, at))?;
                 txn.execute_raw(Statement::from_sql_and_values(
                     backend,
                     set,
@@ -280,13 +297,23 @@ async fn claim(
             }
             found
         }
+        DatabaseBackend::Postgres => {
+            let sql = match role {
+                Role::Client => POSTGRES_CLAIM_CLIENT,
+                Role::Extra => POSTGRES_CLAIM_EXTRA,
+                _ => POSTGRES_CLAIM_STAFF,
+            };
+            let mut values = vec![by.into(), bound];
+            if role == Role::Extra {
+                values.push(room);
+            }
+            txn.query_one_raw(Statement::from_sql_and_values(backend, sql, values))
+                .await?
+        }
         _ => {
-            let sql = match (backend, role) {
-                (DatabaseBackend::Postgres, Role::Client) => POSTGRES_CLAIM_CLIENT,
-                (DatabaseBackend::Postgres, Role::Extra) => POSTGRES_CLAIM_EXTRA,
-                (DatabaseBackend::Postgres, _) => POSTGRES_CLAIM_STAFF,
-                (_, Role::Client) => SQLITE_CLAIM_CLIENT,
-                (_, Role::Extra) => SQLITE_CLAIM_EXTRA,
+            let sql = match role {
+                Role::Client => SQLITE_CLAIM_CLIENT,
+                Role::Extra => SQLITE_CLAIM_EXTRA,
                 _ => SQLITE_CLAIM_STAFF,
             };
             let mut values = vec![at.into(), by.into(), bound];
@@ -305,7 +332,7 @@ async fn claim(
     // The claim's time was taken before its statement found the room: a room recorded in
     // between (a new one, a staff member's entry) has a later time, and the history must
     // not go backwards.
-    let at = not_before_last_change(&row, at)?;
+    let at = not_before_last_change(&row, database_now(&row, at))?;
     let mut claim = claim_of(&row, role, at)?;
     claim.bound_jid = jid;
     insert_event(
@@ -321,6 +348,14 @@ async fn claim(
     .await?;
     txn.commit().await?;
     Ok(claim)
+}
+
+/// The database's time as the claim statement read it (its `now` column, on PostgreSQL and
+/// MySQL), or `at` where the statement took this host's (SQLite).
+fn database_now(row: &QueryResult, at: DateTime<Utc>) -> DateTime<Utc> {
+    row.try_get::<DateTime<Utc>>("", "now")
+        .map(|now| now.trunc_subsecs(6))
+        .unwrap_or(at)
 }
 
 /// `at`, or the found room's last status change if that is later.
@@ -623,6 +658,32 @@ pub async fn release(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The statements that read the database's clock write the heartbeat's freshness out.
+    #[test]
+    fn the_written_out_cutoff_is_the_heartbeat_freshness() {
+        assert_eq!(HEARTBEAT_FRESH, std::time::Duration::from_secs(30));
+        for sql in [
+            POSTGRES_CLAIM_STAFF,
+            POSTGRES_CLAIM_CLIENT,
+            POSTGRES_CLAIM_EXTRA,
+        ] {
+            assert!(
+                sql.contains("heartbeat_at > now() - interval '30 seconds'"),
+                "{sql}"
+            );
+        }
+        for sql in [
+            MYSQL_FIND_STAFF_ROOM,
+            MYSQL_FIND_CLIENT_ROOM,
+            MYSQL_FIND_EXTRA_ROOM,
+        ] {
+            assert!(
+                sql.contains("heartbeat_at > UTC_TIMESTAMP(6) - INTERVAL 30 SECOND"),
+                "{sql}"
+            );
+        }
+    }
 
     /// The document web-app developers read quotes every statement the bot runs, verbatim.
     #[test]

@@ -571,6 +571,12 @@ impl Lease {
     /// until [`Lease::valid_until`]. A renewal that succeeds after the lease expired makes
     /// it valid again: nobody took it over meanwhile.
     pub async fn renew(&self) -> Result<(), LeaseError> {
+        // The heartbeat is judged by the claims on the database's clock: measured again
+        // with every renewal (a third of the ttl), so a clock that drifts or jumps is
+        // followed.
+        if let Err(error) = self.store.sync_clock().await {
+            log::debug!("cannot read the database's clock: {error}");
+        }
         let sent = Instant::now();
         let db = self.store.connection();
         let renewed = bot_instance::Entity::update_many()

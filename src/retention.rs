@@ -347,17 +347,39 @@ fn deletable(before: DateTime<Utc>) -> sea_orm::Condition {
         .add(room::Column::ClosedAt.lt(before))
 }
 
-/// Closed rooms that closed before the report's scrub cut-off, still hold their personal
-/// data, and are not about to be deleted (which a dry run must not count twice).
+/// Rooms that still hold their personal data and are past the report's scrub cut-off:
+/// closed rooms that closed before it (and are not about to be deleted, which a dry run
+/// must not count twice).
+///
+/// A bad row ([`crate::quarantine`]) never keeps personal data: the conditions are SQL, so
+/// they need no row to be decoded, and they also take the rows the bot cannot read that are
+/// past the cut-off by their creation (a status outside the contract, or `closed` without a
+/// closing time): no chat lasts that long. A MariaDB zero date is older than any cut-off.
 fn scrubbable(report: &PurgeReport) -> sea_orm::Condition {
-    let mut condition = sea_orm::Condition::all()
+    let before = report.scrub_before;
+    let mut closed = sea_orm::Condition::all()
         .add(room::Column::Status.eq(RoomStatus::Closed.as_str()))
-        .add(room::Column::ClosedAt.lt(report.scrub_before))
-        .add(room::Column::PersonalDataRemovedAt.is_null());
-    if let Some(before) = report.delete_before {
-        condition = condition.add(room::Column::ClosedAt.gte(before));
+        .add(room::Column::ClosedAt.lt(before));
+    if let Some(delete_before) = report.delete_before {
+        closed = closed.add(room::Column::ClosedAt.gte(delete_before));
     }
-    condition
+    let statuses: Vec<&str> = RoomStatus::ALL.iter().map(|s| s.as_str()).collect();
+    let bad = sea_orm::Condition::any()
+        .add(room::Column::Status.is_not_in(statuses))
+        .add(
+            sea_orm::Condition::all()
+                .add(room::Column::Status.eq(RoomStatus::Closed.as_str()))
+                .add(room::Column::ClosedAt.is_null()),
+        );
+    sea_orm::Condition::all()
+        .add(room::Column::PersonalDataRemovedAt.is_null())
+        .add(
+            sea_orm::Condition::any().add(closed).add(
+                sea_orm::Condition::all()
+                    .add(bad)
+                    .add(room::Column::CreatedAt.lt(before)),
+            ),
+        )
 }
 
 /// The detail a scrubbed event gets in place of its own: a fixed text per kind, so that no

@@ -566,10 +566,24 @@ async fn notify_all<C: ConnectionTrait>(
     Ok(())
 }
 
-/// The current time, truncated to microseconds so that it round-trips through every backend.
+/// The current time on the database's clock, truncated to microseconds so that it
+/// round-trips through every backend.
+///
+/// One clock for every time the bot writes or compares: the database's. The bot and the web
+/// application often run on other hosts than the database, and their clocks drift apart. A
+/// claim stamped by one clock and expired by another, or a heartbeat written by one and
+/// judged fresh by another, breaks by the difference. [`Store::sync_clock`] measures how far
+/// this host's clock is from the database's (PostgreSQL `clock_timestamp()`, MariaDB
+/// `UTC_TIMESTAMP(6)`), and this function adds that offset to the host's time. SQLite runs
+/// on this host, so its clock is the host's (offset 0). The offset is process-wide: a process
+/// talks to one database.
 pub fn now() -> DateTime<Utc> {
-    micros(Utc::now())
+    let offset = DB_CLOCK_OFFSET_MICROS.load(std::sync::atomic::Ordering::Relaxed);
+    micros(Utc::now() + chrono::Duration::microseconds(offset))
 }
+
+/// The database's clock minus this host's, in microseconds ([`Store::sync_clock`]).
+static DB_CLOCK_OFFSET_MICROS: std::sync::atomic::AtomicI64 = std::sync::atomic::AtomicI64::new(0);
 
 /// `at` truncated to microseconds: the finest precision PostgreSQL and MySQL keep.
 fn micros(at: DateTime<Utc>) -> DateTime<Utc> {
@@ -708,10 +722,53 @@ impl Store {
                 url: redact_url(url),
                 source,
             })?;
-        Ok(Store {
+        let store = Store {
             db,
             quarantine: Quarantine::default(),
-        })
+        };
+        // Every time from here on is on the database's clock ([`now`]); a database that
+        // does not answer yet is measured at the next sync.
+        if let Err(error) = store.sync_clock().await {
+            log::debug!("cannot read the database's clock yet: {error}");
+        }
+        Ok(store)
+    }
+
+    /// Measures the database's clock against this host's and sets the offset [`now`] adds:
+    /// the database's time, read in one round trip, against the middle of that round trip
+    /// on this host (good to half a round trip, a millisecond on a LAN). SQLite is this
+    /// host's clock: offset 0. Returns the offset.
+    pub async fn sync_clock(&self) -> Result<chrono::Duration, StoreError> {
+        let sql = match self.db.get_database_backend() {
+            DatabaseBackend::Postgres => "SELECT clock_timestamp() AS now",
+            DatabaseBackend::MySql => "SELECT UTC_TIMESTAMP(6) AS now",
+            _ => {
+                DB_CLOCK_OFFSET_MICROS.store(0, std::sync::atomic::Ordering::Relaxed);
+                return Ok(chrono::Duration::zero());
+            }
+        };
+        let backend = self.db.get_database_backend();
+        let before = Utc::now();
+        let row = self
+            .db
+            .query_one_raw(Statement::from_string(backend, sql))
+            .await?
+            .ok_or_else(|| DbErr::RecordNotFound("the database's time".to_owned()))?;
+        let after = Utc::now();
+        let theirs: DateTime<Utc> = row.try_get("", "now")?;
+        let ours = before + (after - before) / 2;
+        let offset = theirs - ours;
+        let micros = offset.num_microseconds().unwrap_or(0);
+        let previous = DB_CLOCK_OFFSET_MICROS.swap(micros, std::sync::atomic::Ordering::Relaxed);
+        if (micros - previous).abs() > 1_000_000 {
+            log::info!(
+                "the database's clock is {:.3} s {} this host's: every time the bot writes or \
+                 compares is on the database's clock",
+                (micros.abs() as f64) / 1e6,
+                if micros >= 0 { "ahead of" } else { "behind" }
+            );
+        }
+        Ok(offset)
     }
 
     /// Applies every pending migration, bringing the schema up to date.

@@ -962,3 +962,80 @@ async fn postgres_two_purges_at_once() {
 async fn mariadb_two_purges_at_once() {
     two_purges_at_once(Backend::MariaDb).await;
 }
+
+/// Bad rows never keep personal data (issue 21): rows the bot cannot read are scrubbed in SQL
+/// once they are past the cut-off by their creation, whatever their status says. Before
+/// issue 21 the purge took only `closed` rows with a closing time, so a status outside the
+/// contract, or `closed` without a time, kept nicks, JIDs and claimants for ever.
+async fn bad_rows_are_scrubbed(backend: Backend) {
+    let db = TestDb::new(backend);
+    let store = db.store().await;
+    let now = helpim_bot::store::now();
+    let days = |n: i64| now - Duration::days(n);
+    let spoil = |id: i64, set: &str| {
+        let statement = format!("UPDATE room SET {set} WHERE id = {id}");
+        let store = store.clone();
+        async move {
+            use sea_orm::ConnectionTrait;
+            store
+                .connection()
+                .execute_unprepared(&statement)
+                .await
+                .unwrap_or_else(|e| panic!("{statement}: {e}"));
+        }
+    };
+    // Closed long ago, then its status spelt otherwise by hand.
+    let renamed = chat(
+        &store,
+        "renamed",
+        days(90),
+        Some(days(90) + Duration::hours(1)),
+    )
+    .await;
+    spoil(renamed.id, "status = 'Closed'").await;
+    // Left open long ago with a status the bot does not know.
+    let unknown = chat(&store, "unknown", days(90), None).await;
+    spoil(unknown.id, "status = 'talking'").await;
+    // `closed` without a closing time.
+    let untimed = chat(
+        &store,
+        "untimed",
+        days(90),
+        Some(days(90) + Duration::hours(1)),
+    )
+    .await;
+    spoil(untimed.id, "closed_at = NULL").await;
+    // Bad, but recent: kept, like any recent room.
+    let recent = chat(&store, "recent", days(2), None).await;
+    spoil(recent.id, "status = 'talking'").await;
+
+    let report = purge(None, None, 10)
+        .run(&store, now)
+        .await
+        .expect("the purge runs");
+    assert_eq!(report.scrubbed_rooms, 3, "{report:?}");
+    for chat in [&renamed, &unknown, &untimed] {
+        let (row, events) = raw(&store, chat.id).await;
+        let text = format!("{row:?} {events:?}");
+        for personal in &chat.personal {
+            assert!(!text.contains(personal.as_str()), "{personal} kept: {text}");
+        }
+    }
+    let (row, _) = raw(&store, recent.id).await;
+    assert!(row.staff_nick.is_some(), "a recent room is kept: {row:?}");
+}
+
+#[tokio::test]
+async fn sqlite_bad_rows_are_scrubbed() {
+    bad_rows_are_scrubbed(Backend::SqliteFile).await;
+}
+
+#[tokio::test]
+async fn postgres_bad_rows_are_scrubbed() {
+    bad_rows_are_scrubbed(Backend::Postgres).await;
+}
+
+#[tokio::test]
+async fn mariadb_bad_rows_are_scrubbed() {
+    bad_rows_are_scrubbed(Backend::MariaDb).await;
+}

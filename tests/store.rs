@@ -385,14 +385,38 @@ async fn exercise(backend: Backend) {
     .update(store.connection())
     .await
     .unwrap();
+    // A read of that very row says so; a read of many rows leaves it out and quarantines it
+    // (issue 21: one bad row must not fail the others).
+    let names_the_bad_status = |err: Option<&StoreError>| match err {
+        Some(StoreError::BadRow {
+            table: "room",
+            id,
+            column: "status",
+            source,
+        }) => *id == waiting.id && source.value == "Chatting",
+        Some(StoreError::Undecodable(bad)) => {
+            bad.table == "room"
+                && bad.id == waiting.id
+                && bad.column == "status"
+                && bad.value.contains("\"Chatting\"")
+        }
+        _ => false,
+    };
     let is_bad_status = |err: Option<&StoreError>| {
         matches!(err, Some(StoreError::BadRow { table: "room", id, column: "status", source })
             if *id == waiting.id && source.value == "Chatting")
     };
     let read = store.room(waiting.id).await;
-    assert!(is_bad_status(read.as_ref().err()), "{read:?}");
-    let listed = store.rooms(&RoomFilter::default()).await;
-    assert!(is_bad_status(listed.as_ref().err()), "{listed:?}");
+    assert!(names_the_bad_status(read.as_ref().err()), "{read:?}");
+    let listed = store.rooms(&RoomFilter::default()).await.unwrap();
+    assert!(
+        listed.iter().all(|room| room.id != waiting.id),
+        "{listed:?}"
+    );
+    assert_eq!(listed.len(), 4, "every other room is read: {listed:?}");
+    let quarantined = store.bad_rows();
+    assert_eq!(quarantined.len(), 1, "{quarantined:?}");
+    assert_eq!(quarantined[0].id, waiting.id);
     let applied = store
         .apply(&change(
             waiting.id,
@@ -414,18 +438,19 @@ async fn exercise(backend: Backend) {
     .update(store.connection())
     .await
     .unwrap();
-    match store.events(ready.id).await {
-        Err(StoreError::BadRow {
-            table: "room_event",
-            id,
-            column: "kind",
-            source,
-        }) => {
-            assert_eq!(id, first_event.id);
-            assert_eq!(source.value, "born");
-        }
-        other => panic!("expected a bad event kind, got {other:?}"),
-    }
+    let history = store.events(ready.id).await.unwrap();
+    assert!(
+        history.iter().all(|event| event.id != first_event.id),
+        "the bad event is left out: {history:?}"
+    );
+    let bad_event = store
+        .bad_rows()
+        .into_iter()
+        .find(|bad| bad.table == "room_event")
+        .expect("the bad event is quarantined");
+    assert_eq!(bad_event.id, first_event.id);
+    assert_eq!(bad_event.column, "kind");
+    assert!(bad_event.value.contains("\"born\""), "{bad_event:?}");
 
     // Down again, with data in the tables.
     store.migrate_down().await.unwrap();

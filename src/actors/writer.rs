@@ -123,7 +123,7 @@ async fn write_in_order(
         loop {
             match committer.apply(change.clone()).await {
                 Ok(()) => {
-                    metrics.observe_commit(&change, chrono::Utc::now());
+                    metrics.observe_commit(&change, crate::store::now());
                     ChatClock::record(clock.on_commit(&change), metrics);
                     written.do_send(Replenish);
                     break;
@@ -154,7 +154,7 @@ async fn write_in_order(
                         change.from, change.to
                     );
                     match store
-                        .close_as_error(change.room_id, chrono::Utc::now(), &detail)
+                        .close_as_error(change.room_id, crate::store::now(), &detail)
                         .await
                     {
                         Ok(_) => written.do_send(Replenish),

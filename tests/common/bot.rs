@@ -53,6 +53,9 @@ pub struct BotOptions {
     /// Whether `logging.room_dir` is set (per-room log files; tests read them). Off in
     /// production by default, and in the benchmarks.
     pub room_logs: bool,
+    /// A command the binary is run under, e.g. `["faketime", "-f", "+120s"]` for a bot
+    /// whose clock is two minutes ahead; empty: run directly.
+    pub wrapper: Vec<String>,
 }
 
 impl Default for BotOptions {
@@ -73,6 +76,7 @@ impl Default for BotOptions {
             servers: None,
             log_level: None,
             room_logs: true,
+            wrapper: Vec::new(),
         }
     }
 }
@@ -112,6 +116,8 @@ pub struct TestBot {
     /// Whether `RUST_LOG` sets the harness's detailed filter (false: the config's level
     /// alone, as in production; see [`BotOptions::log_level`]).
     rust_log: bool,
+    /// [`BotOptions::wrapper`].
+    wrapper: Vec<String>,
 }
 
 impl TestBot {
@@ -213,6 +219,7 @@ format = "{log_format}"
         .expect("write the bot config");
         let mut bot = TestBot {
             env: options.env.clone(),
+            wrapper: options.wrapper.clone(),
             args: Vec::new(),
             rust_log: options.log_level.is_none(),
             child: None,
@@ -234,7 +241,15 @@ format = "{log_format}"
             .append(true)
             .open(&self.log)
             .expect("open the bot log");
-        let mut command = Command::new(env!("CARGO_BIN_EXE_helpim-bot"));
+        let binary = env!("CARGO_BIN_EXE_helpim-bot");
+        let mut command = match self.wrapper.split_first() {
+            Some((program, args)) => {
+                let mut command = Command::new(program);
+                command.args(args).arg(binary);
+                command
+            }
+            None => Command::new(binary),
+        };
         if self.rust_log {
             command.env(
                 "RUST_LOG",
@@ -273,6 +288,7 @@ format = "{log_format}"
             env: self.env.clone(),
             args: vec!["--standby".into()],
             rust_log: self.rust_log,
+            wrapper: self.wrapper.clone(),
             dir,
         };
         bot.spawn();
