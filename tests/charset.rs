@@ -8,10 +8,13 @@
 
 mod common;
 
+use std::time::Duration;
+
 use helpim_bot::model::RoomStatus;
+use helpim_bot::store::Store;
 use sea_orm::{ConnectionTrait, Statement};
 
-use common::bot::BotOptions;
+use common::bot::{BotOptions, TestBot};
 use common::db::TestDb;
 use common::server::{self, ServerKind};
 use common::world::World;
@@ -57,4 +60,56 @@ async fn a_latin1_database_gets_utf8mb4_tables_and_non_latin_nicks_chat() {
         events.iter().any(|e| e.nick.as_deref() == Some("Дмитрий")),
         "{events:#?}"
     );
+}
+
+/// Tables an older version created as `latin1`, and a database user who may create tables
+/// (the migrations' own bookkeeping needs that) but not alter them: the bot refuses to
+/// start, with one line that gives the statement to run. It does not run on tables that
+/// lose what people write.
+#[tokio::test]
+async fn a_conversion_the_user_may_not_do_stops_the_bot_with_the_fix() {
+    use migration::{Migrator, MigratorTrait};
+
+    let db = TestDb::mariadb_latin1();
+    let root = Store::connect(&db.url).await.expect("connect as root");
+    // Every migration before the conversion, as an older version of the bot left them.
+    let before = Migrator::migrations().len() as u32 - 1;
+    Migrator::up(root.connection(), Some(before))
+        .await
+        .expect("the older migrations");
+    let name = db.url.rsplit('/').next().unwrap().to_owned();
+    let user = format!("helpim_{}", &name[name.len() - 8..]);
+    for statement in [
+        format!("CREATE USER '{user}'@'%' IDENTIFIED BY 'pw'"),
+        format!("GRANT SELECT, INSERT, UPDATE, DELETE, CREATE ON {name}.* TO '{user}'@'%'"),
+    ] {
+        root.connection()
+            .execute_unprepared(&statement)
+            .await
+            .unwrap_or_else(|e| panic!("{statement}: {e}"));
+    }
+    let url = db.url.replacen("root@", &format!("{user}:pw@"), 1);
+    let server = server::start(ServerKind::Prosody);
+    let mut bot = TestBot::start(server.as_ref(), &url, BotOptions::default());
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = bot.exited() {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the bot did not stop:\n{}",
+            bot.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let _ = root
+        .connection()
+        .execute_unprepared(&format!("DROP USER '{user}'@'%'"))
+        .await;
+    assert_eq!(status.code(), Some(1), "{}", bot.log_text());
+    let log = bot.log_text();
+    let fix = "ALTER TABLE room CONVERT TO CHARACTER SET utf8mb4";
+    let lines: Vec<&str> = log.lines().filter(|line| line.contains(fix)).collect();
+    assert_eq!(lines.len(), 1, "one line with the fix:\n{log}");
 }
