@@ -160,7 +160,7 @@ pub async fn run_with(
         tokio::select! {
             () = &mut shutdown => {
                 log::info!("shutdown requested before the XMPP session was up");
-                crate::notify::stopping();
+                crate::systemd::stopping();
                 xmpp.close(Duration::from_secs(3)).await;
                 return Ok(());
             }
@@ -206,7 +206,7 @@ pub async fn run_with(
             tokio::select! {
                 () = &mut shutdown => {
                     log::info!("shutdown requested while acquiring the lease on {bot_jid}");
-                    crate::notify::stopping();
+                    crate::systemd::stopping();
                     xmpp.close(Duration::from_secs(3)).await;
                     return Ok(());
                 }
@@ -235,7 +235,7 @@ pub async fn run_with(
         }
     }
     let _http = http;
-    crate::notify::status(&format!("lease on {bot_jid} held; recovering the rooms"));
+    crate::systemd::status(&format!("lease on {bot_jid} held; recovering the rooms"));
     // Renewed from now on; when it can no longer be, the bot stops at once without touching
     // any room (they may be another process's now).
     let held_xmpp = xmpp.clone();
@@ -285,7 +285,7 @@ pub async fn run_with(
     .with_server_ping(config.timeouts.server_ping)
     .with_lease(lease.clone())
     .start();
-    let notifier = actix_rt::spawn(crate::notify::supervise(
+    let notifier = actix_rt::spawn(crate::systemd::supervise(
         supervisor.clone(),
         bot_jid.clone(),
     ));
@@ -295,7 +295,7 @@ pub async fn run_with(
             log::info!("shutting down: closing unused rooms, flushing the database");
             crate::metrics::metrics().set_stopping();
             notifier.abort();
-            crate::notify::stopping();
+            crate::systemd::stopping();
             let deadline = config.timeouts.shutdown;
             let done = supervisor.send(Shutdown { deadline });
             // The lease stays renewed while the rooms are closed.

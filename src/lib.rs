@@ -5,30 +5,39 @@
 //! and claims from, follows each room through its life (`available` → `staff_waiting` →
 //! `chatting` → `one_left` → `closed`) and destroys it when the chat is over.
 //!
-//! Layers, each knowing only those below it:
-//! - [`actors`]: the actix actors that glue everything together;
+//! Layers, each knowing only those below it (every module is in one):
+//! - the binary (`main.rs`): arguments, the commands, errors printed with their causes;
+//! - [`app`]: start-up and shutdown (database, session, actors, signals);
+//! - [`actors`]: the actix actors and the write tasks that glue everything together;
+//!   [`http`]: metrics, probes and the status page, which only read;
 //! - [`lifecycle`]: the pure room state machine;
-//! - [`store`]: typed queries over the SeaORM entities, with [`quarantine`] for the rows it
-//!   cannot decode;
-//! - [`xmpp`]: the connection task and the stanza builders and parsers;
-//! - [`config`]: raw TOML → validated settings; [`model`]: the shared vocabulary.
+//! - the data side: [`store`] (typed queries over the SeaORM entities, with [`quarantine`]
+//!   for the rows it cannot decode and [`db_errors`] to sort what the database said), and
+//!   the modules that own the statements of their own concern: [`claims`] (the web-app
+//!   contract), [`lease`] (one process per bot JID), [`retention`] (the purge), [`stats`]
+//!   (figures from the history);
+//! - the XMPP side: [`xmpp`] (the connection task, stanza builders and parsers) and
+//!   [`throttle`] (noticing a server that slows the bot down);
+//! - what every layer uses: [`config`] (raw TOML → validated settings), [`model`] (the
+//!   shared vocabulary), [`metrics`] (the registry the actors update), [`logging`] (lines
+//!   and per-room files), [`systemd`] (the notify protocol).
 #![deny(missing_docs)]
 
 pub mod actors;
 pub mod app;
 pub mod claims;
 pub mod config;
-pub mod db_fault;
+pub mod db_errors;
 pub mod http;
 pub mod lease;
 pub mod lifecycle;
 pub mod logging;
 pub mod metrics;
 pub mod model;
-pub mod notify;
 pub mod quarantine;
 pub mod retention;
 pub mod stats;
 pub mod store;
+pub mod systemd;
 pub mod throttle;
 pub mod xmpp;

@@ -1,7 +1,7 @@
 //! The room lifecycle: one pure state machine, `(state, event) → (state, actions)`.
 //!
 //! This module knows nothing of actix, XMPP or SQL, so that a room's whole life, and who may
-//! enter it, can be checked against the protocol text (`shared/seed`) and unit-tested without
+//! enter it, can be checked against the protocol text (`docs/protocol.txt`) and unit-tested without
 //! a server or a database. The actors gather plain facts (a nick, the real bare JID the bot
 //! sees as owner of a semi-anonymous room, the web application's claims) into [`Event`]s and
 //! carry out the [`Action`]s returned, in order.

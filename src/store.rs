@@ -1,10 +1,17 @@
-//! Typed queries over the SeaORM entities: rooms and their history. (The claim, lease and
-//! retention statements live beside their logic, in [`crate::claims`], [`crate::lease`] and
-//! [`crate::retention`].)
+//! Typed queries over the SeaORM entities: rooms and their history.
 //!
-//! Every write is one transaction that changes the `room` row and appends its `room_event`
-//! row together (in a burst, several rooms' changes share one: [`Store::apply_many`]), so
-//! the history never disagrees with the room. Every row read is validated
+//! Not the only module that talks SQL: the claim, lease and retention statements live
+//! beside their logic ([`crate::claims`], [`crate::lease`], [`crate::retention`]), and so do
+//! the read-only queries of [`crate::stats`], [`crate::metrics`] and the status page
+//! ([`crate::http::status`]). Each of those owns its statements; all run on the store's
+//! connection ([`Store::connection`]) and decode rows through it where a bad row could be
+//! met ([`Store::decode_rooms`]).
+//!
+//! Every status change is one transaction that changes the `room` row and appends its
+//! `room_event` row together (in a burst, several rooms' changes share one:
+//! [`Store::apply_many`]), so the history never disagrees with the room. The one write
+//! without an event is [`Store::mark_destroyed`]: the server's confirmation that a closed
+//! room is gone changes no status and is no step of the room's life. Every row read is validated
 //! into the [`crate::model`] vocabulary; a string that is not part of the contract is reported
 //! as [`StoreError::BadRow`], never guessed at. Queries that read many rows decode them one
 //! by one, so that a bad row is quarantined ([`crate::quarantine`]) instead of failing the
@@ -84,7 +91,7 @@ pub enum StoreError {
         jid: String,
     },
     /// The transaction a change was written in together with other rooms' changes
-    /// ([`crate::actors::batch`]) failed on the way (the connection was lost): nothing of it
+    /// ([`crate::actors::committer`]) failed on the way (the connection was lost): nothing of it
     /// was written, and it may be tried again.
     #[error("the transaction failed before it committed: {0}")]
     Interrupted(String),
@@ -98,11 +105,11 @@ impl StoreError {
     }
 
     /// Whether the same operation may succeed later (the database unreachable, busy or
-    /// restarting), so that it is worth retrying; see [`crate::db_fault`].
+    /// restarting), so that it is worth retrying; see [`crate::db_errors`].
     pub fn is_transient(&self) -> bool {
         match self {
             StoreError::Connect { .. } | StoreError::Interrupted(_) => true,
-            StoreError::Db(error) => crate::db_fault::is_transient(error),
+            StoreError::Db(error) => crate::db_errors::is_transient(error),
             StoreError::BadRow { .. }
             | StoreError::Undecodable(_)
             | StoreError::Conflict { .. }
@@ -850,7 +857,7 @@ impl Store {
     }
 
     /// Applies the changes of several rooms in one transaction, as [`Store::apply`] does each
-    /// (one commit for all: see [`crate::actors::batch`]), and returns one result per change,
+    /// (one commit for all: see [`crate::actors::committer`]), and returns one result per change,
     /// in order. A change whose row disagrees gets its [`StoreError::Conflict`] and writes
     /// nothing; the others are written. Any other failure rolls the whole transaction back
     /// and is the outer error: then nothing was written. At most one change per room: a

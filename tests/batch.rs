@@ -1,4 +1,4 @@
-//! Group commit (`Store::apply_many`, `actors::batch::Committer`) against the real
+//! Group commit (`Store::apply_many`, `actors::committer::Committer`) against the real
 //! databases: changes of several rooms written in one transaction keep the guarantees of
 //! one change at a time. A change whose row disagrees is refused alone; a change the
 //! database refuses for good fails alone (the batch is rolled back and written one by one);
@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use common::db::{Backend, TestDb};
 use futures::future::join_all;
-use helpim_bot::actors::batch::Committer;
+use helpim_bot::actors::committer::Committer;
 use helpim_bot::model::{CloseReason, EventKind, Role, RoomStatus};
 use helpim_bot::store::{NewRoom, RoomChange, Store, StoreError};
 use sea_orm::ConnectionTrait;

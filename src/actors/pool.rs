@@ -215,7 +215,7 @@ impl PoolActor {
         Arc::new(RoomContext {
             xmpp: base.xmpp,
             store: store.clone(),
-            committer: super::batch::Committer::start(store.clone()),
+            committer: super::committer::Committer::start(store.clone()),
             bot_jid: bot_jid.to_owned(),
             nick: base.nick,
             max_chatters: base.max_chatters,

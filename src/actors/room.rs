@@ -59,7 +59,7 @@ pub struct RoomContext {
     /// The database.
     pub store: Store,
     /// Where room writers commit their changes, together with other rooms' changes.
-    pub committer: super::batch::Committer,
+    pub committer: super::committer::Committer,
     /// The bot's bare JID: the owner recorded on every row.
     pub bot_jid: String,
     /// The bot's nick in rooms.

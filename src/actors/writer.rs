@@ -19,7 +19,7 @@ use futures::channel::{mpsc, oneshot};
 
 use actix::{Message, Recipient};
 
-use super::batch::Committer;
+use super::committer::Committer;
 use super::pool::Replenish;
 use crate::metrics::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};

@@ -3,11 +3,10 @@
 //!
 //! Server-rendered HTML that reloads itself (`<meta http-equiv="refresh">`), with a
 //! viewport and a narrow layout so that it reads on a phone, and no JavaScript at all. It
-//! reads through [`Store`] only; nicks are shown (support staff need them), passwords and
+//! only reads: through the store's typed queries, and through read queries of its own (like
+//! [`crate::stats`]) on the store's connection, which decode rows through the store so that
+//! a bad row is listed, not fatal. Nicks are shown (support staff need them), passwords and
 //! real JIDs never.
-//!
-//! This module owns its read queries (like [`crate::stats`] and [`crate::claims`]), on top
-//! of the store's typed ones.
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
