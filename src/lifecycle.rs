@@ -58,7 +58,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::model::{CloseReason, EventKind, Role, RoomStatus};
+use crate::model::{CloseReason, EventKind, KickReason, Role, RoomStatus};
 
 /// How a person left a room, read from the MUC status codes of their unavailable presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -300,8 +300,9 @@ pub enum Action {
     Kick {
         /// Who.
         nick: String,
-        /// The reason the person is shown.
-        reason: String,
+        /// Why: the words the person is shown ([`KickReason::text`]) and the label the
+        /// metrics count.
+        reason: KickReason,
     },
     /// Neither admit nor kick this person yet: feed their [`Event::Entered`] again once the
     /// facts may have changed (the database answers, the intruder is gone).
@@ -334,8 +335,8 @@ enum Admission {
     Back(Role),
     /// Not yet decidable.
     Hold(&'static str),
-    /// Not allowed in, with the reason they are shown.
-    Kick(&'static str),
+    /// Not allowed in, for this reason.
+    Kick(KickReason),
 }
 
 /// The state of one room: its status and who is in it.
@@ -664,9 +665,14 @@ impl Room {
                 vec![
                     Action::Kick {
                         nick: nick.clone(),
-                        reason: reason.to_owned(),
+                        reason,
                     },
-                    self.event(EventKind::Kicked, Some(&nick), Some(Role::Intruder), reason),
+                    self.event(
+                        EventKind::Kicked,
+                        Some(&nick),
+                        Some(Role::Intruder),
+                        reason.text(),
+                    ),
                 ]
             }
             Admission::Back(role) => {
@@ -732,10 +738,10 @@ impl Room {
             }
             StaffWaiting => seat(Role::Client, &claims.client, person),
             Chatting if self.present.len() >= self.max_chatters => {
-                Admission::Kick("This chat is full.")
+                Admission::Kick(KickReason::Full)
             }
             Chatting => seat(Role::Extra, &claims.extra, person),
-            OneLeft | Closed => Admission::Kick("This chat has ended."),
+            OneLeft | Closed => Admission::Kick(KickReason::ChatEnded),
         }
     }
 
@@ -784,7 +790,7 @@ impl Room {
             self.intruders.insert(new.clone());
             return vec![Action::Kick {
                 nick: new,
-                reason: "You may not stay in this room.".to_owned(),
+                reason: KickReason::StillRemoved,
             }];
         }
         if let Some(jid) = self.held.remove(&old) {
@@ -953,10 +959,8 @@ fn seat(role: Role, claim: &Claim, person: &Person) -> Admission {
         Claim::Open { bound: Some(bound) } if person.jid.as_deref() == Some(bound.as_str()) => {
             Admission::Seat(role)
         }
-        Claim::Open { bound: Some(_) } => {
-            Admission::Kick("This room was assigned to somebody else.")
-        }
-        Claim::Missing => Admission::Kick("This room has not been assigned to you."),
+        Claim::Open { bound: Some(_) } => Admission::Kick(KickReason::AssignedToAnother),
+        Claim::Missing => Admission::Kick(KickReason::NotAssigned),
         Claim::Unknown => Admission::Hold("the claim cannot be checked (database unreachable)"),
     }
 }

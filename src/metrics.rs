@@ -34,7 +34,7 @@ use prometheus_client::registry::{Registry, Unit};
 use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
-use crate::model::{CloseReason, EventKind, Role, RoomStatus};
+use crate::model::{CloseReason, EventKind, KickReason, Role, RoomStatus};
 use crate::store::{RoomChange, RoomEvent, Store, StoreError};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
@@ -84,55 +84,6 @@ pub struct RoleLabel {
 pub struct StatusLabel {
     /// The status's contract string.
     pub status: &'static str,
-}
-
-/// Why the bot kicked somebody, as a bounded label value; derived from the kick's event
-/// detail (the text the person was shown), never the text itself.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum KickReason {
-    /// The person had no claim for the room (`muc.require_claims`), or the claim is bound to
-    /// another JID.
-    NotAssigned,
-    /// The chat had ended (`one_left`): nobody new may enter.
-    ChatEnded,
-    /// The room already had its two people.
-    Full,
-    /// Any other reason.
-    Other,
-}
-
-impl KickReason {
-    /// Every value, for initialising the counters.
-    pub const ALL: [KickReason; 4] = [
-        KickReason::NotAssigned,
-        KickReason::ChatEnded,
-        KickReason::Full,
-        KickReason::Other,
-    ];
-
-    /// The label value.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            KickReason::NotAssigned => "not_assigned",
-            KickReason::ChatEnded => "chat_ended",
-            KickReason::Full => "full",
-            KickReason::Other => "other",
-        }
-    }
-
-    /// The reason of a kick from its event detail (the lifecycle's kick texts).
-    pub fn from_detail(detail: &str) -> KickReason {
-        let detail = detail.to_ascii_lowercase();
-        if detail.contains("assigned") || detail.contains("claim") {
-            KickReason::NotAssigned
-        } else if detail.contains("ended") {
-            KickReason::ChatEnded
-        } else if detail.contains("full") {
-            KickReason::Full
-        } else {
-            KickReason::Other
-        }
-    }
 }
 
 /// Every metric of the bot, registered in one registry.
@@ -256,10 +207,8 @@ impl Metrics {
                 reason: reason.as_str(),
             });
         }
-        for reason in KickReason::ALL {
-            let _ = m.kicks.get_or_create(&ReasonLabel {
-                reason: reason.as_str(),
-            });
+        for reason in KickReason::LABELS {
+            let _ = m.kicks.get_or_create(&ReasonLabel { reason });
         }
         for role in [Role::Staff, Role::Client] {
             let label = RoleLabel {
@@ -419,16 +368,21 @@ impl Metrics {
                 self.closes.get_or_create(&ReasonLabel { reason }).inc();
             }
         }
-        if change.kind == EventKind::Kicked {
-            let reason = KickReason::from_detail(&change.detail).as_str();
-            self.kicks.get_or_create(&ReasonLabel { reason }).inc();
-        }
         // A change naming a person was caused by that person's presence; a timeout or a
         // shutdown names nobody.
         if change.nick.is_some() {
             let latency = (committed - change.at).to_std().unwrap_or_default();
             self.presence_to_commit.observe(latency.as_secs_f64());
         }
+    }
+
+    /// Counts a person the bot decided to remove, by the reason's label.
+    pub fn count_kick(&self, reason: KickReason) {
+        self.kicks
+            .get_or_create(&ReasonLabel {
+                reason: reason.label(),
+            })
+            .inc();
     }
 
     /// Sets the pool's configured sizes (exported beside the ready rooms).
@@ -725,11 +679,12 @@ mod tests {
         closed.at = at(690);
         closed.close_reason = Some(CloseReason::Completed);
         let mut kick = change(EventKind::Kicked, OneLeft, OneLeft, Some(Role::Intruder));
-        kick.detail = "This chat has ended.".into();
+        kick.detail = KickReason::ChatEnded.text().into();
         for c in [&staff, &client, &left, &kick, &closed] {
             m.observe_commit(c, c.at + chrono::Duration::milliseconds(3));
             ChatClock::record(clock.on_commit(c), &m);
         }
+        m.count_kick(KickReason::ChatEnded);
 
         let s = scrape(&m);
         let t = |from, to| {
@@ -787,6 +742,8 @@ mod tests {
         );
         c.detail = "some text nobody planned for, with a nick: alice".into();
         m.observe_commit(&c, c.at);
+        // Kicks are counted by their typed reason when decided, never from a text.
+        m.count_kick(KickReason::StillRemoved);
         let text = m.encode();
         let s = scrape(&m);
         assert_eq!(value(&s, "helpim_kicks_total", &[("reason", "other")]), 1.0);
@@ -839,25 +796,27 @@ mod tests {
     }
 
     #[test]
-    fn kick_reasons_are_a_closed_set() {
+    fn kick_reasons_are_counted_under_a_closed_set_of_labels() {
+        use KickReason::*;
+        for reason in [
+            NotAssigned,
+            AssignedToAnother,
+            Full,
+            ChatEnded,
+            StillRemoved,
+        ] {
+            assert!(KickReason::LABELS.contains(&reason.label()), "{reason:?}");
+        }
         assert_eq!(
-            KickReason::from_detail("This room has not been assigned to you."),
-            KickReason::NotAssigned
-        );
-        assert_eq!(
-            KickReason::from_detail("This room was assigned to somebody else."),
-            KickReason::NotAssigned,
+            AssignedToAnother.label(),
+            NotAssigned.label(),
             "a claim bound to another JID is a missing claim for this person"
         );
-        assert_eq!(
-            KickReason::from_detail("This chat has ended."),
-            KickReason::ChatEnded
-        );
-        assert_eq!(
-            KickReason::from_detail("This chat is full."),
-            KickReason::Full
-        );
-        assert_eq!(KickReason::from_detail("whatever"), KickReason::Other);
+        let m = Metrics::new();
+        m.count_kick(Full);
+        let s = scrape(&m);
+        assert_eq!(value(&s, "helpim_kicks_total", &[("reason", "full")]), 1.0);
+        assert_eq!(value(&s, "helpim_kicks_total", &[("reason", "other")]), 0.0);
     }
 
     #[test]

@@ -157,6 +157,50 @@ string_enum! {
     }
 }
 
+/// Why the bot removes a person from a room: one value from the machine's decision to the
+/// words the person is shown and the label the metrics count, so that no count depends on
+/// a text (which a helpline may word its own way).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum KickReason {
+    /// No claim for the seat they would take (`muc.require_claims`).
+    NotAssigned,
+    /// The claim for the seat is bound to another JID.
+    AssignedToAnother,
+    /// The chat already has its people (`muc.max_chatters`).
+    Full,
+    /// The chat has ended: nobody new may enter.
+    ChatEnded,
+    /// Somebody being removed changed nick: removed under the new one.
+    StillRemoved,
+}
+
+impl KickReason {
+    /// Every metric label, for initialising the counters.
+    pub const LABELS: [&'static str; 4] = ["not_assigned", "chat_ended", "full", "other"];
+
+    /// The metric label (`helpim_kicks_total{reason}`): a bounded set, where a claim bound
+    /// to another JID counts as no claim for this person.
+    pub const fn label(self) -> &'static str {
+        match self {
+            KickReason::NotAssigned | KickReason::AssignedToAnother => "not_assigned",
+            KickReason::ChatEnded => "chat_ended",
+            KickReason::Full => "full",
+            KickReason::StillRemoved => "other",
+        }
+    }
+
+    /// The words the person is shown, and the kick's event detail.
+    pub const fn text(self) -> &'static str {
+        match self {
+            KickReason::NotAssigned => "This room has not been assigned to you.",
+            KickReason::AssignedToAnother => "This room was assigned to somebody else.",
+            KickReason::Full => "This chat is full.",
+            KickReason::ChatEnded => "This chat has ended.",
+            KickReason::StillRemoved => "You may not stay in this room.",
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

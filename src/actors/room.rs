@@ -568,7 +568,10 @@ impl RoomActor {
                         });
                     }
                 }
-                Action::Kick { nick, reason } => self.kick(nick, reason, ctx),
+                Action::Kick { nick, reason } => {
+                    crate::metrics::metrics().count_kick(reason);
+                    self.kick(nick, reason.text().to_owned(), ctx)
+                }
                 Action::Hold { person, why } => {
                     log::warn!(room = self.room(); "{} is held, neither admitted nor kicked: {why}", person.nick);
                     ctx.run_later(HOLD_RECHECK, move |act, ctx| act.recheck(person, ctx));
