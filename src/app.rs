@@ -10,6 +10,7 @@ use std::time::Duration;
 use actix::prelude::*;
 use futures::StreamExt;
 use futures::channel::oneshot;
+use xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::actors::pool::{PoolSettings, RoomContextBase};
 use crate::actors::supervisor::{Fatal, Shutdown, SupervisorActor};
@@ -377,8 +378,10 @@ async fn probe_session(xmpp: &crate::xmpp::XmppHandle, full: &str) -> lease::Ses
         Ok(_) => lease::SessionProbe::Alive,
         Err(IqError::Refused { condition, .. })
             if matches!(
-                condition.as_str(),
-                "service-unavailable" | "item-not-found" | "recipient-unavailable"
+                condition.0,
+                DefinedCondition::ServiceUnavailable
+                    | DefinedCondition::ItemNotFound
+                    | DefinedCondition::RecipientUnavailable
             ) =>
         {
             lease::SessionProbe::Gone

@@ -21,6 +21,7 @@ use futures::channel::oneshot;
 use futures::future::{FutureExt, Shared};
 use jid::{BareJid, Jid};
 use xmpp_parsers::message::Message;
+use xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::claims::{self, ClaimTtls, ExpiredClaim};
 use crate::lifecycle::{Action, Claims, Departure, Event, Person, Timer};
@@ -681,7 +682,10 @@ impl RoomActor {
         };
         ctx.spawn(ping.into_actor(self).map(|answer, act, ctx| {
             if let Err(IqError::Refused { condition, .. }) = &answer
-                && (condition == "not-acceptable" || condition == "item-not-found")
+                && matches!(
+                    condition.0,
+                    DefinedCondition::NotAcceptable | DefinedCondition::ItemNotFound
+                )
             {
                 log::warn!(room = act.room(); "self-ping says the bot is no longer in the room ({condition}): rejoining");
                 <Self as Handler<Rejoin>>::handle(act, Rejoin, ctx);
@@ -850,14 +854,18 @@ pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: 
                 log::info!(room = room.as_str(); "room destroyed on the server");
                 return true;
             }
-            Err(IqError::Refused { condition, .. }) if condition == "item-not-found" => {
+            Err(IqError::Refused { condition, .. })
+                if condition.0 == DefinedCondition::ItemNotFound =>
+            {
                 log::info!(room = room.as_str(); "room already gone from the server");
                 return true;
             }
             Err(IqError::Refused { condition, .. })
                 if matches!(
-                    condition.as_str(),
-                    "forbidden" | "not-allowed" | "not-authorized"
+                    condition.0,
+                    DefinedCondition::Forbidden
+                        | DefinedCondition::NotAllowed
+                        | DefinedCondition::NotAuthorized
                 ) =>
             {
                 log::error!(room = room.as_str();
@@ -946,7 +954,7 @@ async fn create(
         _ => return Err(CreateError::JoinTimeout(ctx.join_timeout)),
     };
     if let PresenceKind::Error { condition } = presence.kind {
-        return Err(CreateError::JoinRefused(condition));
+        return Err(CreateError::JoinRefused(condition.to_string()));
     }
     if !presence.has(MucStatus::RoomCreated) {
         ctx.xmpp.send(muc::leave(&jid, &ctx.nick));
@@ -997,7 +1005,9 @@ async fn rejoin(
     let mut info = None;
     if recorded == RoomStatus::Available {
         match ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await {
-            Err(IqError::Refused { condition, .. }) if condition == "item-not-found" => {
+            Err(IqError::Refused { condition, .. })
+                if condition.0 == DefinedCondition::ItemNotFound =>
+            {
                 return Rejoined::Gone("it is no longer on the server (item-not-found)".into());
             }
             Ok(answer) => info = answer,
@@ -1010,7 +1020,7 @@ async fn rejoin(
         _ => return Rejoined::TimedOut,
     };
     if let PresenceKind::Error { condition } = presence.kind {
-        return Rejoined::Gone(condition);
+        return Rejoined::Gone(condition.to_string());
     }
     if presence.has(MucStatus::RoomCreated) {
         return Rejoined::Recreated;

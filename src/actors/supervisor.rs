@@ -612,13 +612,13 @@ impl SupervisorActor {
 /// `max_user_conferences` rooms: `resource-constraint` with the text "You have joined too
 /// many conferences" (Prosody has no such limit).
 fn too_many_conferences(presence: &Element) -> bool {
-    const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
+    use crate::xmpp::condition::{Condition, NS_STANZAS};
     presence.attr("type") == Some("error")
         && presence
             .children()
             .filter(|e| e.name() == "error")
             .any(|error| {
-                error.get_child("resource-constraint", NS_STANZAS).is_some()
+                Condition::of(error).0 == DefinedCondition::ResourceConstraint
                     && error.children().any(|c| {
                         c.is("text", NS_STANZAS)
                             && c.text()

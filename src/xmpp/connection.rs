@@ -44,6 +44,7 @@ use tokio_xmpp::stanzastream::{
 use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
 use xmpp_parsers::iq::Iq;
 
+use super::condition::Condition;
 use crate::config::{ServerAddress, TlsMode};
 
 /// How to reach and log in to the XMPP server.
@@ -112,7 +113,7 @@ pub enum IqError {
     #[error("the server answered {condition}{}", text.as_deref().map(|t| format!(" ({t})")).unwrap_or_default())]
     Refused {
         /// The defined condition (`item-not-found`, `forbidden`, ...).
-        condition: String,
+        condition: Condition,
         /// The human text, if the server gave one.
         text: Option<String>,
     },
@@ -740,9 +741,7 @@ fn answer_pending_raw(pending: &mut HashMap<String, Pending>, iq: &Element) {
     let result = if iq.attr("type") == Some("error") {
         let error = iq.children().find(|c| c.name() == "error");
         Err(IqError::Refused {
-            condition: error
-                .and_then(super::muc::error_condition)
-                .unwrap_or_else(|| "undefined-condition".to_owned()),
+            condition: Condition::of_stanza(iq),
             text: error
                 .and_then(|e| e.children().find(|c| c.name() == "text"))
                 .map(Element::text),
@@ -793,8 +792,7 @@ fn answer_pending(pending: &mut HashMap<String, Pending>, iq: Iq) -> Option<Iq> 
         Iq::Error { error, .. } => {
             let element = Element::from(error);
             Err(IqError::Refused {
-                condition: super::muc::error_condition(&element)
-                    .unwrap_or_else(|| "undefined-condition".to_owned()),
+                condition: Condition::of(&element),
                 text: element
                     .children()
                     .find(|c| c.name() == "text")
@@ -810,6 +808,7 @@ fn answer_pending(pending: &mut HashMap<String, Pending>, iq: Iq) -> Option<Iq> 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xmpp_parsers::stanza_error::DefinedCondition;
 
     fn stanza(xml: &str) -> Stanza {
         let element: Element = xml.parse().expect("XML");
@@ -886,7 +885,7 @@ mod tests {
         assert_eq!(
             refused.try_recv().unwrap(),
             Some(Err(IqError::Refused {
-                condition: "not-allowed".into(),
+                condition: DefinedCondition::NotAllowed.into(),
                 text: Some("no".into())
             }))
         );

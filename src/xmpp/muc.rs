@@ -12,14 +12,14 @@ use xmpp_parsers::muc::Muc;
 use xmpp_parsers::muc::muc::History;
 use xmpp_parsers::presence::Presence;
 
+use super::condition::Condition;
+
 /// `http://jabber.org/protocol/muc#user`: occupant information in room presences.
 pub const NS_MUC_USER: &str = "http://jabber.org/protocol/muc#user";
 /// `http://jabber.org/protocol/muc#owner`: room configuration and destruction.
 pub const NS_MUC_OWNER: &str = "http://jabber.org/protocol/muc#owner";
 /// `http://jabber.org/protocol/muc#admin`: kicks (role changes).
 pub const NS_MUC_ADMIN: &str = "http://jabber.org/protocol/muc#admin";
-/// `urn:ietf:params:xml:ns:xmpp-stanzas`: the namespace of stanza error conditions.
-pub const NS_STANZAS: &str = "urn:ietf:params:xml:ns:xmpp-stanzas";
 
 /// A MUC status code (XEP-0045 §15.6) as an enum, so that the code that acts on one is
 /// checked by the compiler; codes the bot does not act on are kept as `Other`.
@@ -99,8 +99,8 @@ pub enum PresenceKind {
     /// The room refused something (a join, a nick): the error condition, e.g.
     /// `not-authorized`, `conflict`, `item-not-found`, `resource-constraint`.
     Error {
-        /// The defined condition's element name.
-        condition: String,
+        /// The defined condition.
+        condition: Condition,
     },
 }
 
@@ -211,11 +211,7 @@ pub fn parse_room_presence(presence: &Element) -> Result<RoomPresence, PresenceE
         None => PresenceKind::Available,
         Some("unavailable") => PresenceKind::Unavailable,
         Some("error") => PresenceKind::Error {
-            condition: presence
-                .children()
-                .find(|e| e.name() == "error")
-                .and_then(error_condition)
-                .unwrap_or_else(|| "undefined-condition".to_owned()),
+            condition: Condition::of_stanza(presence),
         },
         Some(other @ ("subscribe" | "subscribed" | "unsubscribe" | "unsubscribed" | "probe")) => {
             return Err(PresenceError::NotRoomPresence(other.to_owned()));
@@ -272,14 +268,6 @@ fn child_text(element: &Element, name: &str) -> Option<String> {
         .find(|c| c.name() == name)
         .map(|c| c.text())
         .filter(|t| !t.is_empty())
-}
-
-/// The defined condition of an `<error/>` element (`not-authorized`, `conflict`, ...).
-pub fn error_condition(error: &Element) -> Option<String> {
-    error
-        .children()
-        .find(|c| c.ns() == NS_STANZAS && c.name() != "text")
-        .map(|c| c.name().to_owned())
 }
 
 /// The presence that joins (or creates) `room` as `nick`: with the room password when the
@@ -365,6 +353,7 @@ pub fn occupant_list(answer: &Element) -> Vec<(String, Option<String>)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use xmpp_parsers::stanza_error::DefinedCondition;
 
     fn presence(xml: &str) -> Element {
         let element: Element = xml.parse().expect("valid XML");
@@ -485,7 +474,7 @@ mod tests {
         assert_eq!(
             r.kind,
             PresenceKind::Error {
-                condition: "not-authorized".into()
+                condition: DefinedCondition::NotAuthorized.into()
             }
         );
     }
@@ -561,7 +550,7 @@ mod tests {
         assert_eq!(
             r.kind,
             PresenceKind::Error {
-                condition: "resource-constraint".into()
+                condition: DefinedCondition::ResourceConstraint.into()
             }
         );
         assert!(r.codes.is_empty());
@@ -577,7 +566,7 @@ mod tests {
         assert_eq!(
             r.kind,
             PresenceKind::Error {
-                condition: "not-authorized".into()
+                condition: DefinedCondition::NotAuthorized.into()
             }
         );
     }
