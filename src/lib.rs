@@ -20,11 +20,13 @@
 //!   [`throttle`] (noticing a server that slows the bot down);
 //! - what every layer uses: [`config`] (raw TOML → validated settings), [`model`] (the
 //!   shared vocabulary), [`metrics`] (the registry the actors update), [`logging`] (lines
-//!   and per-room files), [`systemd`] (the notify protocol).
+//!   and per-room files), [`systemd`] (the notify protocol), [`backoff`] (every retry's
+//!   waits).
 #![deny(missing_docs)]
 
 pub mod actors;
 pub mod app;
+pub mod backoff;
 pub mod claims;
 pub mod config;
 pub mod db_errors;

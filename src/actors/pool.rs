@@ -305,7 +305,7 @@ fn allowed_creations(
 
 /// The backoff after `failures` failed creations in a row: 2 s, 4 s, ... up to `max`.
 fn backoff(failures: u32, max: Duration) -> Duration {
-    Duration::from_secs(1u64 << failures.min(6)).min(max)
+    crate::backoff::Backoff::new(Duration::from_secs(2), max).nth(failures)
 }
 
 impl Actor for PoolActor {

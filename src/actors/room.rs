@@ -23,6 +23,7 @@ use jid::{BareJid, Jid};
 use xmpp_parsers::message::Message;
 use xmpp_parsers::stanza_error::DefinedCondition;
 
+use crate::backoff::Backoff;
 use crate::claims::{self, ClaimTtls, ExpiredClaim};
 use crate::lifecycle::{Action, Claims, Departure, Event, Person, Timer};
 use crate::model::{CloseReason, Role, RoomStatus};
@@ -651,7 +652,7 @@ impl RoomActor {
                 act.run(Event::KickRefused { nick: who }, ctx);
             }
         }));
-        let wait = (KICK_CONFIRM * 2u32.pow(attempt.min(6) - 1)).min(RETRY_MAX);
+        let wait = Backoff::new(KICK_CONFIRM, RETRY_MAX).nth(attempt);
         ctx.run_later(wait, move |act, ctx| {
             if !act.kicks.contains_key(&nick) {
                 return; // confirmed
@@ -844,7 +845,7 @@ impl RoomActor {
 /// must not retry forever (a shutdown waits for it). The row then stays undestroyed, for
 /// the next session's sweep and for operators.
 pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: &str) -> bool {
-    let mut delay = Duration::from_secs(1);
+    let mut waits = Backoff::new(Duration::from_secs(1), RETRY_MAX).waits();
     loop {
         match xmpp
             .set(Jid::from(room.clone()), muc::destroy(reason))
@@ -875,9 +876,9 @@ pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: 
                 return false;
             }
             Err(error) => {
+                let delay = waits.next().expect("backoff waits never end");
                 log::warn!(room = room.as_str(); "destroying the room failed ({error}); trying again in {delay:?}");
                 tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(RETRY_MAX);
             }
         }
     }

@@ -21,6 +21,7 @@ use actix::{Message, Recipient};
 
 use super::committer::Committer;
 use super::pool::Replenish;
+use crate::backoff::Backoff;
 use crate::metrics::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};
 
@@ -119,7 +120,7 @@ async fn write_in_order(
             }
             None => clock.insert(ChatClock::default()),
         };
-        let mut delay = Duration::from_millis(100);
+        let mut waits = Backoff::new(Duration::from_millis(100), retry_max).waits();
         loop {
             match committer.apply(change.clone()).await {
                 Ok(()) => {
@@ -166,11 +167,11 @@ async fn write_in_order(
                     return;
                 }
                 Err(error) => {
+                    let delay = waits.next().expect("backoff waits never end");
                     log::warn!(room = room.as_str();
                         "database write failed ({error}); retrying in {delay:?}");
                     metrics.write_retries.inc();
                     tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(retry_max);
                 }
             }
         }

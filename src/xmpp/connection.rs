@@ -45,6 +45,7 @@ use tokio_xmpp::xmlstream::{StreamHeader, Timeouts};
 use xmpp_parsers::iq::Iq;
 
 use super::condition::Condition;
+use crate::backoff::Backoff;
 use crate::config::{ServerAddress, TlsMode};
 
 /// How to reach and log in to the XMPP server.
@@ -296,7 +297,7 @@ fn open_stream<C: ServerConnector>(
             events.clone(),
         );
         tokio::spawn(async move {
-            let mut delay = Duration::from_secs(1);
+            let mut waits = Backoff::new(Duration::from_secs(1), Duration::from_secs(30)).waits();
             loop {
                 let first = last_good.load(Ordering::Relaxed);
                 for step in 0..servers.len() {
@@ -328,8 +329,7 @@ fn open_stream<C: ServerConnector>(
                         }
                     }
                 }
-                tokio::time::sleep(delay).await;
-                delay = (delay * 2).min(Duration::from_secs(30));
+                tokio::time::sleep(waits.next().expect("backoff waits never end")).await;
             }
         });
     };
