@@ -526,54 +526,26 @@ impl Config {
 /// authority (`scheme://user:password@host`) and the value of a `password`, `pass` or `pwd`
 /// query parameter. Anything else is returned unchanged.
 pub fn redact_url(url: &str) -> String {
-    let (before_query, query) = match url.split_once('?') {
-        Some((before, query)) => (before, Some(query)),
-        None => (url, None),
+    // `sqlite::memory:` and the like parse too (a path, no authority), and come back as they
+    // were. What does not parse at all has no authority to hide; it is returned as it is.
+    let Ok(mut parsed) = url::Url::parse(url) else {
+        return url.to_owned();
     };
-
-    let mut out = String::with_capacity(url.len());
-    match before_query.find("://") {
-        Some(scheme_end) => {
-            let rest_start = scheme_end + 3;
-            let rest = &before_query[rest_start..];
-            let authority_len = rest.find(['/', '#']).unwrap_or(rest.len());
-            let authority = &rest[..authority_len];
-            out.push_str(&before_query[..rest_start]);
-            match authority.rsplit_once('@') {
-                Some((userinfo, hostport)) => {
-                    match userinfo.split_once(':') {
-                        Some((user, _password)) => {
-                            out.push_str(user);
-                            out.push_str(":***");
-                        }
-                        None => out.push_str(userinfo),
-                    }
-                    out.push('@');
-                    out.push_str(hostport);
-                }
-                None => out.push_str(authority),
-            }
-            out.push_str(&rest[authority_len..]);
-        }
-        None => out.push_str(before_query),
+    if parsed.password().is_some() {
+        let _ = parsed.set_password(Some("***"));
     }
-
-    if let Some(query) = query {
-        out.push('?');
-        for (i, pair) in query.split('&').enumerate() {
-            if i > 0 {
-                out.push('&');
-            }
-            match pair.split_once('=') {
-                Some((key, _)) if matches!(key, "password" | "pass" | "pwd") => {
-                    out.push_str(key);
-                    out.push_str("=***");
-                }
-                _ => out.push_str(pair),
-            }
-        }
+    let secret = |key: &str| matches!(key, "password" | "pass" | "pwd");
+    if parsed.query_pairs().any(|(key, _)| secret(&key)) {
+        let pairs: Vec<(String, String)> = parsed
+            .query_pairs()
+            .map(|(key, value)| {
+                let value = if secret(&key) { "***".into() } else { value };
+                (key.into_owned(), value.into_owned())
+            })
+            .collect();
+        parsed.query_pairs_mut().clear().extend_pairs(pairs);
     }
-    out
+    parsed.to_string()
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1338,8 +1310,9 @@ fn normalise_sqlite_url(url: &str, rest: &str) -> Result<String, String> {
                 .to_owned(),
         );
     }
-    let decoded = percent_decode(file);
-    let parent = match Path::new(&decoded).parent() {
+    // `%XX` escapes decoded as sqlx does for SQLite file names; malformed ones are kept.
+    let decoded = percent_encoding::percent_decode_str(file).decode_utf8_lossy();
+    let parent = match Path::new(decoded.as_ref()).parent() {
         Some(parent) if !parent.as_os_str().is_empty() => parent.to_owned(),
         _ => PathBuf::from("."),
     };
@@ -1355,27 +1328,6 @@ fn normalise_sqlite_url(url: &str, rest: &str) -> Result<String, String> {
         (None, Some(_)) => format!("{url}&mode=rwc"),
         (None, None) => format!("{url}?mode=rwc"),
     })
-}
-
-/// Decodes `%XX` escapes (as sqlx does for SQLite file names); malformed escapes are kept.
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        if bytes[i] == b'%'
-            && let Some(hex) = text.get(i + 1..i + 3)
-            && hex.bytes().all(|b| b.is_ascii_hexdigit())
-            && let Ok(byte) = u8::from_str_radix(hex, 16)
-        {
-            out.push(byte);
-            i += 3;
-            continue;
-        }
-        out.push(bytes[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]
