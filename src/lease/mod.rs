@@ -32,10 +32,14 @@
 //! a process is not frozen (suspended, stopped VM) for longer than that quarter: no lease
 //! can guard against a holder that wakes up unaware that time has passed.
 //!
-//! `heartbeat_at` and `acquired_at` are UTC from the holder's wall clock, microsecond
-//! precision like every timestamp of the store; they are for people and for [`health`],
-//! which compares `heartbeat_at` with the checking machine's clock: run the health check on
-//! the bot's host (as a supervisor does) or keep the clocks synchronised (NTP).
+//! `heartbeat_at` and `acquired_at` are UTC on the database's clock
+//! ([`crate::store::now`]), microsecond precision like every timestamp of the store; they
+//! are for people, for the claims' cutoff and for [`health`], which compares `heartbeat_at`
+//! with the database's clock too.
+//!
+//! Layout: this file is the lease; `identity.rs` is who a process is (token, pid, host,
+//! `/proc` scope and start time, and proving a holder dead by them); `health.rs` is the
+//! report of `helpim-bot health`.
 
 use std::future::Future;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -50,7 +54,13 @@ use sea_orm::{
 };
 use tokio::time::Instant;
 
-use crate::store::{self, PoolCounts, Store, StoreError};
+use crate::store::{self, Store, StoreError};
+
+mod health;
+mod identity;
+
+pub use health::{HealthReport, Holder, health};
+use identity::{Identity, dead_here};
 
 /// The lease's time to live when nothing else is configured: the bot renews every 10 s,
 /// gives up 22.5 s after its last good renewal when it cannot renew (database unreachable),
@@ -146,77 +156,6 @@ pub struct Lease {
     session_written: tokio::sync::Mutex<u64>,
 }
 
-/// Who this process is, as written in the lease row.
-struct Identity {
-    /// Random, so that a restarted process (same host, maybe the same pid) is a new holder.
-    token: String,
-    /// For operators, and with `scope` and `start` for proving a holder dead.
-    pid: i64,
-    /// For operators only.
-    host: String,
-    /// [`process_scope`] of this process.
-    scope: Option<String>,
-    /// [`process_start`] of this process.
-    start: Option<i64>,
-}
-
-impl Identity {
-    /// A fresh random token (128 bits from the OS-seeded CSPRNG), this pid, host name,
-    /// process scope and start time.
-    fn of_this_process() -> Identity {
-        use rand::RngExt;
-        let pid = i64::from(std::process::id());
-        Identity {
-            token: format!("{:032x}", rand::rng().random::<u128>()),
-            pid,
-            host: host_name(),
-            scope: process_scope(),
-            start: process_start(pid),
-        }
-    }
-}
-
-/// The boot id and pid namespace of this process: processes with the same scope see the
-/// same pids. `None` where `/proc` does not tell (then no holder is ever proved dead by pid).
-fn process_scope() -> Option<String> {
-    let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").ok()?;
-    let namespace = std::fs::read_link("/proc/self/ns/pid").ok()?;
-    Some(format!("{} {}", boot.trim(), namespace.display()))
-}
-
-/// When process `pid` started, in clock ticks after boot (`/proc/<pid>/stat`, field 22);
-/// `None` when no such process runs (in this pid namespace).
-fn process_start(pid: i64) -> Option<i64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    parse_start_time(&stat)
-}
-
-/// Field 22 of a `/proc/<pid>/stat` line; the command (field 2) may hold spaces and
-/// parentheses, so fields are counted after its last `)`.
-fn parse_start_time(stat: &str) -> Option<i64> {
-    let rest = stat.get(stat.rfind(')')? + 1..)?;
-    rest.split_whitespace().nth(19)?.parse().ok()
-}
-
-/// Why the holder of `row` is certainly dead, if this process can prove it: it ran in the
-/// same process scope (same boot, same pid namespace, same host), and its pid now runs no
-/// process, or another one (another start time). A pid alone proves nothing.
-fn dead_here(me: &Identity, row: &bot_instance::Model) -> Option<String> {
-    let scope = me.scope.as_deref()?;
-    if row.process_scope.as_deref() != Some(scope) || row.host != me.host {
-        return None;
-    }
-    let started = row.process_start?;
-    match process_start(row.pid) {
-        None => Some(format!("pid {} is no longer running on this host", row.pid)),
-        Some(now) if now != started => Some(format!(
-            "pid {} is another process now (started at tick {now}, the holder at {started})",
-            row.pid
-        )),
-        Some(_) => None,
-    }
-}
-
 /// What a holder's XMPP session looks like to the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SessionProbe {
@@ -243,18 +182,6 @@ pub struct AcquireOptions {
     pub probe: Option<Prober>,
     /// The resource of this process's XMPP session, recorded in the row.
     pub xmpp_resource: Option<String>,
-}
-
-/// This machine's host name, for the operator's messages only: the kernel's, else
-/// `/etc/hostname` (when a sandbox hides `/proc/sys`), else `$HOSTNAME`, else `unknown`.
-fn host_name() -> String {
-    ["/proc/sys/kernel/hostname", "/etc/hostname"]
-        .into_iter()
-        .filter_map(|path| std::fs::read_to_string(path).ok())
-        .chain(std::env::var("HOSTNAME").ok())
-        .map(|name| name.trim().to_owned())
-        .find(|name| !name.is_empty())
-        .unwrap_or_else(|| "unknown".to_owned())
 }
 
 /// `pid 123 on host x`: how a holder is named to operators.
@@ -717,147 +644,11 @@ impl Lease {
     }
 }
 
-/// The holder of a bot JID's lease as the health check sees it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Holder {
-    /// The holder's process id.
-    pub pid: i64,
-    /// The holder's host name.
-    pub host: String,
-    /// When it acquired the lease (its clock).
-    pub acquired_at: DateTime<Utc>,
-    /// When it last renewed the lease (its clock).
-    pub heartbeat_at: DateTime<Utc>,
-    /// How many times it renewed the lease.
-    pub renewals: i64,
-}
-
-/// What `helpim-bot health` reports: who holds the bot JID's lease, how fresh its heartbeat
-/// is, and the JID's room counts. [`Display`](std::fmt::Display) gives the one line to print.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct HealthReport {
-    /// The bot JID checked.
-    pub bot_jid: String,
-    /// The lease holder; `None` when no process holds the lease (not running, or stopped
-    /// cleanly).
-    pub holder: Option<Holder>,
-    /// When the check ran (the checking machine's clock, UTC).
-    pub checked_at: DateTime<Utc>,
-    /// The ttl the bot runs with.
-    pub ttl: Duration,
-    /// The JID's rooms ready to hand out and open.
-    pub counts: PoolCounts,
-}
-
-impl HealthReport {
-    /// How old the heartbeat is by the checking machine's clock (negative when the clocks
-    /// disagree); `None` without a holder.
-    pub fn heartbeat_age(&self) -> Option<chrono::TimeDelta> {
-        self.holder
-            .as_ref()
-            .map(|holder| self.checked_at - holder.heartbeat_at)
-    }
-
-    /// The age beyond which a heartbeat is stale: two renewal intervals (two thirds of the
-    /// ttl), i.e. at least one renewal was missed.
-    pub fn stale_after(&self) -> Duration {
-        self.ttl * 2 / 3
-    }
-
-    /// Held, and the heartbeat no older (nor further in the future) than
-    /// [`HealthReport::stale_after`].
-    pub fn is_healthy(&self) -> bool {
-        let limit =
-            chrono::TimeDelta::from_std(self.stale_after()).unwrap_or(chrono::TimeDelta::MAX);
-        self.heartbeat_age()
-            .is_some_and(|age| age <= limit && -age <= limit)
-    }
-}
-
-/// `2.5 s` below ten seconds, `95 s` above: precise where it matters, short otherwise.
-fn seconds(delta: chrono::TimeDelta) -> String {
-    let secs = delta.as_seconds_f64().abs();
-    if secs < 10.0 {
-        format!("{secs:.1} s")
-    } else {
-        format!("{secs:.0} s")
-    }
-}
-
-impl std::fmt::Display for HealthReport {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let state = if self.is_healthy() {
-            "healthy"
-        } else {
-            "unhealthy"
-        };
-        let rooms = format!(
-            "{} rooms ready, {} open",
-            self.counts.ready, self.counts.open
-        );
-        let (Some(holder), Some(age)) = (&self.holder, self.heartbeat_age()) else {
-            return write!(
-                f,
-                "{state}: {} is held by no process (not running, or stopped cleanly), {rooms}",
-                self.bot_jid
-            );
-        };
-        let who = format!("pid {} on host {}", holder.pid, holder.host);
-        let limit = seconds(chrono::TimeDelta::from_std(self.stale_after()).unwrap_or_default());
-        if self.is_healthy() {
-            write!(
-                f,
-                "{state}: {} held by {who}, heartbeat {} ago, {rooms}",
-                self.bot_jid,
-                seconds(age)
-            )
-        } else if age < chrono::TimeDelta::zero() {
-            write!(
-                f,
-                "{state}: {} held by {who}, whose heartbeat is {} in the future (limit {limit}): \
-                 this machine's clock disagrees with the bot's, {rooms}",
-                self.bot_jid,
-                seconds(age)
-            )
-        } else {
-            write!(
-                f,
-                "{state}: {} held by {who}, no heartbeat for {} (limit {limit}), {rooms}",
-                self.bot_jid,
-                seconds(age)
-            )
-        }
-    }
-}
-
-/// Checks the lease and room counts of `bot_jid` for an operator or a supervisor: healthy
-/// when a process holds the lease and renewed it within two thirds of `ttl` (the bot
-/// renews every third), by this machine's clock. Reads only; never touches the lease.
-pub async fn health(
-    store: &Store,
-    bot_jid: &str,
-    ttl: Duration,
-) -> Result<HealthReport, StoreError> {
-    let row = find(store.connection(), bot_jid).await?;
-    let counts = store.pool_counts(bot_jid).await?;
-    Ok(HealthReport {
-        bot_jid: bot_jid.to_owned(),
-        holder: row.map(|row| Holder {
-            pid: row.pid,
-            host: row.host,
-            acquired_at: row.acquired_at,
-            heartbeat_at: row.heartbeat_at,
-            renewals: row.renewals,
-        }),
-        checked_at: store::now(),
-        ttl,
-        counts,
-    })
-}
-
 #[cfg(test)]
 mod tests {
+    use super::identity::{parse_start_time, process_start};
     use super::*;
+    use crate::store::PoolCounts;
     use chrono::TimeZone;
 
     fn report(age_ms: Option<i64>) -> HealthReport {
