@@ -9,7 +9,7 @@
 //! Where each metric is observed:
 //! - the per-room writer ([`crate::actors::writer`]) sees every committed [`RoomChange`]:
 //!   transitions, closes, kicks, the presence-to-commit latency, staff waits and chat
-//!   durations ([`ChatClock`]), pending writes and write retries;
+//!   durations ([`ChatClock`](crate::stats::ChatClock)), pending writes and write retries;
 //! - the supervisor and [`crate::app`]: the XMPP session, reconnects, the lease, recovery;
 //! - the pool: rooms created and failed creations;
 //! - at scrape time, from the database ([`Metrics::refresh`]): rooms by status, ready rooms
@@ -35,7 +35,8 @@ use sea_orm::sea_query::{Expr, ExprTrait, Query};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 
 use crate::model::{CloseReason, EventKind, KickReason, Role, RoomStatus};
-use crate::store::{RoomChange, RoomEvent, Store, StoreError};
+use crate::stats::ChatDurations;
+use crate::store::{RoomChange, Store, StoreError};
 
 /// The `Content-Type` of [`Metrics::encode`]'s output.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -376,6 +377,18 @@ impl Metrics {
         }
     }
 
+    /// Records the staff wait and the chat duration a committed change completed
+    /// ([`crate::stats::ChatClock`], the clock the statistics use too).
+    pub fn observe_chat(&self, done: &ChatDurations) {
+        let secs = |d: chrono::TimeDelta| d.to_std().unwrap_or_default().as_secs_f64();
+        if let Some(wait) = done.staff_wait {
+            self.staff_wait.observe(secs(wait));
+        }
+        if let Some(chat) = done.chat {
+            self.chat_duration.observe(secs(chat));
+        }
+    }
+
     /// Counts a person the bot decided to remove, by the reason's label.
     pub fn count_kick(&self, reason: KickReason) {
         self.kicks
@@ -523,88 +536,11 @@ impl Metrics {
     }
 }
 
-/// What one room's writer remembers to measure staff waits and chat durations: when the
-/// staff member and the client first entered. Pure, so it is unit-tested without a writer.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct ChatClock {
-    /// When the staff member first entered.
-    staff_entered: Option<DateTime<Utc>>,
-    /// When the client first entered.
-    client_entered: Option<DateTime<Utc>>,
-}
-
-/// Durations completed by one change, in seconds.
-#[derive(Debug, Clone, Copy, Default, PartialEq)]
-pub struct ChatDurations {
-    /// The staff wait that ended with this change (the client entered).
-    pub staff_wait: Option<f64>,
-    /// The chat that ended with this change (the room closed).
-    pub chat: Option<f64>,
-}
-
-impl ChatClock {
-    /// Whether a writer whose first change is `first` must read the room's history to
-    /// know when people entered: only a room that was not `available` has one to read.
-    pub fn needs_history(first: &RoomChange) -> bool {
-        first.from != RoomStatus::Available
-    }
-
-    /// A clock set from a room's recorded history (a room recovered after a restart).
-    pub fn from_history(events: &[RoomEvent]) -> ChatClock {
-        let mut clock = ChatClock::default();
-        for event in events {
-            clock.entered(event.kind, event.role, event.at);
-        }
-        clock
-    }
-
-    fn entered(&mut self, kind: EventKind, role: Option<Role>, at: DateTime<Utc>) {
-        if kind != EventKind::Entered {
-            return;
-        }
-        match role {
-            Some(Role::Staff) if self.staff_entered.is_none() => self.staff_entered = Some(at),
-            Some(Role::Client) if self.client_entered.is_none() => self.client_entered = Some(at),
-            _ => {}
-        }
-    }
-
-    /// Takes one committed change into account; returns the durations it completes.
-    pub fn on_commit(&mut self, change: &RoomChange) -> ChatDurations {
-        let secs = |from: DateTime<Utc>, to: DateTime<Utc>| {
-            (to - from).to_std().unwrap_or_default().as_secs_f64()
-        };
-        let mut done = ChatDurations::default();
-        let first_client = change.kind == EventKind::Entered
-            && change.role == Some(Role::Client)
-            && self.client_entered.is_none();
-        self.entered(change.kind, change.role, change.at);
-        if first_client && let Some(staff) = self.staff_entered {
-            done.staff_wait = Some(secs(staff, change.at));
-        }
-        if change.to == RoomStatus::Closed
-            && change.from != RoomStatus::Closed
-            && let Some(client) = self.client_entered
-        {
-            done.chat = Some(secs(client, change.at));
-        }
-        done
-    }
-
-    /// Records the durations a change completed in `metrics`.
-    pub fn record(durations: ChatDurations, metrics: &Metrics) {
-        if let Some(wait) = durations.staff_wait {
-            metrics.staff_wait.observe(wait);
-        }
-        if let Some(chat) = durations.chat {
-            metrics.chat_duration.observe(chat);
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::stats::ChatClock;
+    use crate::store::RoomEvent;
     use chrono::TimeZone;
 
     fn at(secs: i64) -> DateTime<Utc> {
@@ -682,7 +618,7 @@ mod tests {
         kick.detail = KickReason::ChatEnded.text().into();
         for c in [&staff, &client, &left, &kick, &closed] {
             m.observe_commit(c, c.at + chrono::Duration::milliseconds(3));
-            ChatClock::record(clock.on_commit(c), &m);
+            m.observe_chat(&clock.on_commit(c));
         }
         m.count_kick(KickReason::ChatEnded);
 
@@ -792,7 +728,10 @@ mod tests {
         let mut clock = ChatClock::from_history(&history);
         let mut closed = change(EventKind::Closed, OneLeft, Closed, None);
         closed.at = at(200);
-        assert_eq!(clock.on_commit(&closed).chat, Some(300.0));
+        assert_eq!(
+            clock.on_commit(&closed).chat,
+            Some(chrono::TimeDelta::seconds(300))
+        );
     }
 
     #[test]

@@ -39,8 +39,8 @@ use entity::room_event;
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, QueryOrder, QuerySelect};
 use serde::{Serialize, Serializer};
 
-use crate::model::{CloseReason, EventKind, Role};
-use crate::store::{RoomEvent, Store, StoreError};
+use crate::model::{CloseReason, EventKind, Role, RoomStatus};
+use crate::store::{RoomChange, RoomEvent, Store, StoreError};
 
 /// How many `room_event` rows [`load`] reads per query: enough to make the round trips
 /// cheap, few enough that a year of history never sits in memory at once.
@@ -348,12 +348,83 @@ fn serialize_reasons<S: Serializer>(
 /// What the statistics need to remember about one room while the history streams by.
 #[derive(Debug, Default)]
 struct Track {
-    /// When the first staff member entered.
-    staff_entered: Option<DateTime<Utc>>,
-    /// When the first client entered.
-    client_entered: Option<DateTime<Utc>>,
+    /// When its people first entered.
+    clock: ChatClock,
     /// Whether a `closed` event was seen, so that a duplicate cannot add a second duration.
     closed: bool,
+}
+
+/// When a room's staff member and client first entered: what its staff wait and chat
+/// duration are measured from. One clock for the statistics (the tally below) and the
+/// metrics (each room's writer, [`crate::metrics::Metrics::observe_chat`]), so that both
+/// measure alike. Pure, so it is unit-tested without a writer or a database.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct ChatClock {
+    /// When the staff member first entered.
+    staff_entered: Option<DateTime<Utc>>,
+    /// When the client first entered.
+    client_entered: Option<DateTime<Utc>>,
+}
+
+/// What one event completed.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct ChatDurations {
+    /// This event was the client's first entry.
+    pub client_arrived: bool,
+    /// The staff wait that ended with it (the client entered after the staff member).
+    pub staff_wait: Option<chrono::TimeDelta>,
+    /// The chat that ended with it (the room closed after the client entered).
+    pub chat: Option<chrono::TimeDelta>,
+}
+
+impl ChatClock {
+    /// Whether a writer whose first change is `first` must read the room's history to
+    /// know when people entered: only a room that was not `available` has one to read.
+    pub fn needs_history(first: &RoomChange) -> bool {
+        first.from != RoomStatus::Available
+    }
+
+    /// A clock set from a room's recorded history (a room recovered after a restart).
+    pub fn from_history(events: &[RoomEvent]) -> ChatClock {
+        let mut clock = ChatClock::default();
+        for event in events {
+            clock.on_event(event.kind, event.role, event.at, false);
+        }
+        clock
+    }
+
+    /// Takes one event into account (`closes`: it is the room's close); returns what it
+    /// completed.
+    pub fn on_event(
+        &mut self,
+        kind: EventKind,
+        role: Option<Role>,
+        at: DateTime<Utc>,
+        closes: bool,
+    ) -> ChatDurations {
+        let mut done = ChatDurations::default();
+        if kind == EventKind::Entered {
+            match role {
+                Some(Role::Staff) if self.staff_entered.is_none() => self.staff_entered = Some(at),
+                Some(Role::Client) if self.client_entered.is_none() => {
+                    self.client_entered = Some(at);
+                    done.client_arrived = true;
+                    done.staff_wait = self.staff_entered.map(|staff| at - staff);
+                }
+                _ => {}
+            }
+        }
+        if closes {
+            done.chat = self.client_entered.map(|client| at - client);
+        }
+        done
+    }
+
+    /// Takes one committed change into account; returns what it completed.
+    pub fn on_commit(&mut self, change: &RoomChange) -> ChatDurations {
+        let closes = change.to == RoomStatus::Closed && change.from != RoomStatus::Closed;
+        self.on_event(change.kind, change.role, change.at, closes)
+    }
 }
 
 /// Running totals over a history read in order, shared by [`compute`] (a slice) and
@@ -415,17 +486,20 @@ impl Tally {
                 None => return,
             }
         };
+        let closes = event.kind == EventKind::Closed && !track.closed;
+        let done = track
+            .clock
+            .on_event(event.kind, event.role, event.at, closes);
+        if done.client_arrived {
+            self.rooms_with_client += 1;
+        }
+        if let Some(wait) = done.staff_wait {
+            self.staff_waits.push(micros(wait));
+        }
+        if let Some(chat) = done.chat {
+            self.chat_durations.push(micros(chat));
+        }
         match (event.kind, event.role) {
-            (EventKind::Entered, Some(Role::Staff)) => {
-                track.staff_entered.get_or_insert(event.at);
-            }
-            (EventKind::Entered, Some(Role::Client)) if track.client_entered.is_none() => {
-                track.client_entered = Some(event.at);
-                self.rooms_with_client += 1;
-                if let Some(staff) = track.staff_entered {
-                    self.staff_waits.push(micros_between(staff, event.at));
-                }
-            }
             (EventKind::Closed, _) => {
                 match event.close_reason {
                     Some(reason) => {
@@ -437,12 +511,7 @@ impl Tally {
                     }
                     None => self.closed_without_reason += 1,
                 }
-                if !track.closed {
-                    track.closed = true;
-                    if let Some(client) = track.client_entered {
-                        self.chat_durations.push(micros_between(client, event.at));
-                    }
-                }
+                track.closed = true;
             }
             (EventKind::ClaimExpired, role) => {
                 self.claims_expired.total += 1;
@@ -479,10 +548,10 @@ impl Tally {
     }
 }
 
-/// `to − from` in microseconds (the stored precision; saturating, which no real history
+/// A duration in microseconds (the stored precision; saturating, which no real history
 /// reaches).
-fn micros_between(from: DateTime<Utc>, to: DateTime<Utc>) -> i64 {
-    (to - from).num_microseconds().unwrap_or(i64::MAX)
+fn micros(duration: chrono::TimeDelta) -> i64 {
+    duration.num_microseconds().unwrap_or(i64::MAX)
 }
 
 impl Summary {
@@ -509,6 +578,32 @@ fn nearest_rank<T>(sorted: &[T], percent: usize) -> Option<&T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn one_clock_measures_waits_and_chats_for_statistics_and_metrics() {
+        use chrono::TimeDelta;
+        let t0 = chrono::Utc::now();
+        let at = |secs: i64| t0 + TimeDelta::seconds(secs);
+        let mut clock = ChatClock::default();
+        let staff = clock.on_event(EventKind::Entered, Some(Role::Staff), at(0), false);
+        assert_eq!(staff, ChatDurations::default());
+        let client = clock.on_event(EventKind::Entered, Some(Role::Client), at(90), false);
+        assert!(client.client_arrived);
+        assert_eq!(client.staff_wait, Some(TimeDelta::seconds(90)));
+        let again = clock.on_event(EventKind::Entered, Some(Role::Client), at(95), false);
+        assert_eq!(
+            again,
+            ChatDurations::default(),
+            "only the first entry counts"
+        );
+        let closed = clock.on_event(EventKind::Closed, None, at(690), true);
+        assert_eq!(closed.chat, Some(TimeDelta::seconds(600)));
+
+        // A client before any staff member: no wait to measure.
+        let mut early = ChatClock::default();
+        let client = early.on_event(EventKind::Entered, Some(Role::Client), at(0), false);
+        assert!(client.client_arrived && client.staff_wait.is_none());
+    }
     use crate::model::RoomStatus;
     use crate::store::{NewRoom, RoomChange};
     use chrono::{Duration, TimeZone};

@@ -22,7 +22,7 @@ use actix::{Message, Recipient};
 use super::committer::Committer;
 use super::pool::Replenish;
 use crate::backoff::Backoff;
-use crate::metrics::ChatClock;
+use crate::stats::ChatClock;
 use crate::store::{RoomChange, Store, StoreError};
 
 /// Told to the room when its writer stopped because a change cannot be written by waiting;
@@ -125,7 +125,7 @@ async fn write_in_order(
             match committer.apply(change.clone()).await {
                 Ok(()) => {
                     metrics.observe_commit(&change, crate::store::now());
-                    ChatClock::record(clock.on_commit(&change), metrics);
+                    metrics.observe_chat(&clock.on_commit(&change));
                     written.do_send(Replenish);
                     break;
                 }
