@@ -8,13 +8,16 @@
 //!
 //! Where each metric is observed:
 //! - the per-room writer ([`crate::actors::writer`]) sees every committed [`RoomChange`]:
-//!   transitions, closes, kicks, the presence-to-commit latency, staff waits and chat
-//!   durations ([`ChatClock`](crate::stats::ChatClock)), pending writes and write retries;
+//!   transitions, closes, the presence-to-commit latency, staff waits and chat durations
+//!   ([`ChatClock`](crate::stats::ChatClock)), pending writes and write retries;
+//! - the room actor: kicks, by their [`KickReason`], when the machine decides them;
 //! - the supervisor and [`crate::app`]: the XMPP session, reconnects, the lease, recovery;
 //! - the pool: rooms created and failed creations;
 //! - at scrape time, from the database ([`Metrics::refresh`]): rooms by status, ready rooms
 //!   beside their target, and claims and claim expiries (the web application claims rooms in
 //!   its own process, so the `room_event` history is the only place the bot can see them).
+//!
+//! Also `helpim_bad_rows`, read from the store's quarantine at scrape time.
 //!
 //! The registry is process-wide ([`metrics`]) rather than passed down: the room actor
 //! starts its writer without knowing about metrics, and one bot runs per process.
