@@ -1,4 +1,3 @@
-
 use super::iq::*;
 use super::outbox::*;
 use super::*;

@@ -11,6 +11,10 @@
 //!
 //! Errors stay inside the room: a failed kick, a refused destroy or a database outage is
 //! logged with `room=<jid>` and never reaches another room or the connection.
+//!
+//! Layout: this file is the actor, its messages and their handlers; `presence.rs` turns room
+//! presences into lifecycle events; `setup.rs` creates, configures, rejoins and destroys the
+//! room on the server.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -35,6 +39,12 @@ use crate::xmpp::{IqError, XmppHandle};
 use super::pool::{PoolActor, Replenish, RoomFinished};
 use super::supervisor::{Recovered, SupervisorActor, UnregisterRoom};
 use super::writer::{RoomWriter, WriteStopped};
+
+mod presence;
+mod setup;
+
+use setup::{CreateError, Rejoined, configure, create, rejoin};
+pub use setup::{destroy_until_confirmed, random_token};
 
 /// How long the first kick of somebody waits for the server's confirmation; every further
 /// attempt waits twice as long, up to [`RETRY_MAX`].
@@ -197,25 +207,6 @@ pub struct ShutdownRoom;
 #[rtype(result = "()")]
 pub struct ExpireClaim(pub ExpiredClaim);
 
-/// Why creating a room failed.
-#[derive(Debug, thiserror::Error)]
-enum CreateError {
-    #[error("join refused: {0}")]
-    JoinRefused(String),
-    #[error("no answer to the join within {0:?}")]
-    JoinTimeout(Duration),
-    #[error("the room already existed (no status 201): left it, a new name will be used")]
-    NameTaken,
-    #[error("configuration: {0}")]
-    Iq(#[from] IqError),
-    #[error("configuration: {0}")]
-    Form(#[from] form::FormError),
-    #[error("configuration: the owner query returned no form")]
-    NoForm,
-    #[error("database: {0}")]
-    Store(#[from] store::StoreError),
-}
-
 impl RoomActor {
     /// A new room with a fresh unguessable name and password (128 bits each from the OS
     /// CSPRNG, base32), created as soon as the actor starts.
@@ -301,89 +292,6 @@ impl RoomActor {
 
     fn room(&self) -> &str {
         self.jid.as_str()
-    }
-
-    /// Handles a presence while the room is being created or rejoined.
-    fn presence_while_creating(&mut self, p: RoomPresence) {
-        let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
-        if own && p.kind == PresenceKind::Unavailable {
-            return; // the bot's own leave before a rejoin: not the answer to the join
-        }
-        if own || matches!(p.kind, PresenceKind::Error { .. }) {
-            if let Some(waiter) = self.join_waiter.take() {
-                let _ = waiter.send(p);
-            }
-            return;
-        }
-        let jid = real_jid(&p);
-        if let Some(nick) = p.nick {
-            match p.kind {
-                PresenceKind::Available => self.early.insert(nick, jid),
-                _ => self.early.remove(&nick),
-            };
-        }
-    }
-
-    /// Turns a presence of an active room into lifecycle events and runs them.
-    fn presence_while_active(&mut self, p: RoomPresence, ctx: &mut Context<Self>) {
-        let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
-        // ejabberd sends the destroy to the bot from its own nick WITHOUT status 110.
-        if p.destroyed.is_some() && (p.is_from_room() || own) {
-            log::warn!(room = self.room(); "room destroyed by somebody else");
-            self.run(Event::Vanished, ctx);
-            return;
-        }
-        if own {
-            if p.kind == PresenceKind::Unavailable {
-                log::warn!(room = self.room(); "the bot was removed from the room");
-                self.run(
-                    Event::Unusable {
-                        reason: CloseReason::Lost,
-                        detail: "the bot was removed from the room".into(),
-                    },
-                    ctx,
-                );
-            }
-            return;
-        }
-        let Some(nick) = p.nick.clone() else {
-            log::debug!(room = self.room(); "presence from the room itself ignored");
-            return;
-        };
-        let event = match &p.kind {
-            PresenceKind::Available => {
-                let person = Person::new(nick, real_jid(&p));
-                return self.entered(person, ctx);
-            }
-            PresenceKind::Unavailable if p.has(MucStatus::NickChanged) => {
-                match p.item.as_ref().and_then(|i| i.nick.clone()) {
-                    Some(new) => {
-                        if let Some(kick) = self.kicks.remove(&nick) {
-                            self.kicks.insert(new.clone(), kick);
-                        }
-                        Event::NickChanged { old: nick, new }
-                    }
-                    None => Event::Left {
-                        nick,
-                        how: Departure::Left,
-                    },
-                }
-            }
-            PresenceKind::Unavailable => {
-                if self.kicks.remove(&nick).is_some() {
-                    log::info!(room = self.room(); "{nick} is out");
-                }
-                Event::Left {
-                    nick,
-                    how: departure(&p),
-                }
-            }
-            PresenceKind::Error { condition } => {
-                log::warn!(room = self.room(); "error presence from the room: {condition}");
-                return;
-            }
-        };
-        self.run(event, ctx);
     }
 
     /// Somebody is present: feeds `Entered` with the claims of the row, looked up when the
@@ -838,52 +746,6 @@ impl RoomActor {
     }
 }
 
-/// Sends the destroy request until the server confirms that the room is gone: a result, or
-/// `item-not-found` (nothing left to destroy). Waits with doubling backoff in between.
-/// Returns false, without retrying, when the server refuses the bot the right to destroy
-/// the room (it is no longer the room's owner): asking again cannot help, and an actor
-/// must not retry forever (a shutdown waits for it). The row then stays undestroyed, for
-/// the next session's sweep and for operators.
-pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: &str) -> bool {
-    let mut waits = Backoff::new(Duration::from_secs(1), RETRY_MAX).waits();
-    loop {
-        match xmpp
-            .set(Jid::from(room.clone()), muc::destroy(reason))
-            .await
-        {
-            Ok(_) => {
-                log::info!(room = room.as_str(); "room destroyed on the server");
-                return true;
-            }
-            Err(IqError::Refused { condition, .. })
-                if condition.0 == DefinedCondition::ItemNotFound =>
-            {
-                log::info!(room = room.as_str(); "room already gone from the server");
-                return true;
-            }
-            Err(IqError::Refused { condition, .. })
-                if matches!(
-                    condition.0,
-                    DefinedCondition::Forbidden
-                        | DefinedCondition::NotAllowed
-                        | DefinedCondition::NotAuthorized
-                ) =>
-            {
-                log::error!(room = room.as_str();
-                    "the server refuses to let the bot destroy the room ({condition}): the bot \
-                     is no longer its owner; it stays on the server, unmanaged, until a server \
-                     administrator destroys it");
-                return false;
-            }
-            Err(error) => {
-                let delay = waits.next().expect("backoff waits never end");
-                log::warn!(room = room.as_str(); "destroying the room failed ({error}); trying again in {delay:?}");
-                tokio::time::sleep(delay).await;
-            }
-        }
-    }
-}
-
 /// The claims on a room's seats, from its row; [`Claims::unknown`] when the row cannot be
 /// read, so that nobody is admitted on a claim nobody checked.
 async fn lookup_claims(ctx: Arc<RoomContext>, room_id: i64, jid: BareJid) -> Claims {
@@ -901,209 +763,6 @@ async fn lookup_claims(ctx: Arc<RoomContext>, room_id: i64, jid: BareJid) -> Cla
             Claims::unknown()
         }
     }
-}
-
-/// The real bare JID of the occupant a presence is about, as the room shows it to the bot
-/// (owner of a semi-anonymous room).
-fn real_jid(p: &RoomPresence) -> Option<String> {
-    let jid = p.item.as_ref()?.jid.as_deref()?;
-    Jid::new(jid).ok().map(|j| j.to_bare().to_string())
-}
-
-/// How an occupant left, from the status codes of their unavailable presence.
-fn departure(p: &RoomPresence) -> Departure {
-    if p.has(MucStatus::Kicked) {
-        Departure::Kicked
-    } else if p.has(MucStatus::Banned) {
-        Departure::Banned
-    } else if p.has(MucStatus::ServiceShutdown) {
-        Departure::ServiceShutdown
-    } else if p.has(MucStatus::ConnectionLost) {
-        Departure::ConnectionLost
-    } else if p.has(MucStatus::AffiliationChanged) || p.has(MucStatus::MembersOnly) {
-        Departure::Removed
-    } else {
-        Departure::Left
-    }
-}
-
-/// 128 random bits from the OS-seeded CSPRNG, as 26 lowercase base32 characters: valid in
-/// a JID localpart and easy to read aloud to support staff.
-pub fn random_token() -> String {
-    use rand::RngExt;
-    const ALPHABET: &[u8; 32] = b"abcdefghijklmnopqrstuvwxyz234567";
-    let mut bits: u128 = rand::rng().random();
-    (0..26)
-        .map(|_| {
-            let c = ALPHABET[(bits & 31) as usize] as char;
-            bits >>= 5;
-            c
-        })
-        .collect()
-}
-
-/// Joins, configures, verifies and records a new room; returns the row id.
-async fn create(
-    ctx: Arc<RoomContext>,
-    jid: BareJid,
-    password: String,
-    joined: oneshot::Receiver<RoomPresence>,
-) -> Result<i64, CreateError> {
-    ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
-    let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
-        Ok(Ok(p)) => p,
-        _ => return Err(CreateError::JoinTimeout(ctx.join_timeout)),
-    };
-    if let PresenceKind::Error { condition } = presence.kind {
-        return Err(CreateError::JoinRefused(condition.to_string()));
-    }
-    if !presence.has(MucStatus::RoomCreated) {
-        ctx.xmpp.send(muc::leave(&jid, &ctx.nick));
-        return Err(CreateError::NameTaken);
-    }
-    configure(&ctx, &jid, &password).await?;
-    let row = ctx
-        .store
-        .create_room(&NewRoom {
-            jid: jid.to_string(),
-            password,
-            bot_jid: ctx.bot_jid.clone(),
-            at: store::now(),
-        })
-        .await?;
-    Ok(row.id)
-}
-
-/// What the bot found when it joined a recorded room again.
-#[derive(Debug)]
-enum Rejoined {
-    /// The room is there (reconfigured); `early` holds who is inside, and these are the
-    /// row's claims.
-    Present(Claims),
-    /// The join created the room anew: the old one was lost.
-    Recreated,
-    /// The room refused the join (gone and not creatable, or the password changed).
-    Gone(String),
-    /// The room is there but could not be configured or verified again.
-    Unconfigurable(String),
-    /// No answer to the join in time.
-    TimedOut,
-}
-
-/// Joins a recorded room again (a room recorded `available` is first looked up, and given up
-/// if the server no longer has it), checks its configuration and submits it again if it is
-/// wrong; then reads the row's claims.
-async fn rejoin(
-    ctx: Arc<RoomContext>,
-    jid: BareJid,
-    password: String,
-    (room_id, recorded): (i64, RoomStatus),
-    joined: oneshot::Receiver<RoomPresence>,
-) -> Rejoined {
-    // A room recorded as unused died with the bot's session if nobody entered it: one
-    // disco#info tells, where a join would re-create it, only to be destroyed again.
-    // Its answer also serves the configuration check below.
-    let mut info = None;
-    if recorded == RoomStatus::Available {
-        match ctx.xmpp.get(Jid::from(jid.clone()), disco_info()).await {
-            Err(IqError::Refused { condition, .. })
-                if condition.0 == DefinedCondition::ItemNotFound =>
-            {
-                return Rejoined::Gone("it is no longer on the server (item-not-found)".into());
-            }
-            Ok(answer) => info = answer,
-            Err(_) => {}
-        }
-    }
-    ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
-    let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
-        Ok(Ok(p)) => p,
-        _ => return Rejoined::TimedOut,
-    };
-    if let PresenceKind::Error { condition } = presence.kind {
-        return Rejoined::Gone(condition.to_string());
-    }
-    if presence.has(MucStatus::RoomCreated) {
-        return Rejoined::Recreated;
-    }
-    // A room the bot no longer owns cannot be managed: nobody could be kicked from it.
-    let affiliation = presence
-        .item
-        .as_ref()
-        .and_then(|i| i.affiliation.as_deref());
-    if affiliation != Some("owner") {
-        return Rejoined::Unconfigurable(format!(
-            "the bot is no longer its owner (affiliation {})",
-            affiliation.unwrap_or("unknown")
-        ));
-    }
-    // The room kept the configuration the bot gave it (only its owner, the bot, or a
-    // server administrator can change it): checked, and submitted again only if wrong.
-    let info = match info {
-        Some(info) => Some(info),
-        None => ctx
-            .xmpp
-            .get(Jid::from(jid.clone()), disco_info())
-            .await
-            .ok()
-            .flatten(),
-    };
-    let verified = info.is_some_and(|info| form::verify_features(&info).is_ok());
-    if !verified && let Err(error) = configure(&ctx, &jid, &password).await {
-        return Rejoined::Unconfigurable(error.to_string());
-    }
-    if !ctx.require_claims {
-        return Rejoined::Present(Claims::not_required());
-    }
-    Rejoined::Present(lookup_claims(ctx.clone(), room_id, jid).await)
-}
-
-/// Submits the bot's settings for the fields the service's owner form offers (fetched for
-/// the first room of the session, see [`form::OwnerFormCache`]), and checks with disco#info
-/// that the room is protected, hidden, temporary, semi-anonymous and unarchived. A submit of
-/// the kept form that the room refuses is tried once more with a freshly fetched form.
-async fn configure(ctx: &RoomContext, jid: &BareJid, password: &str) -> Result<(), CreateError> {
-    let room = Jid::from(jid.clone());
-    let settings = RoomSettings {
-        password: password.to_owned(),
-        history_length: ctx.history_length,
-        max_users: ctx.max_chatters + 1,
-    };
-    let fetch = async || -> Result<form::OfferedForm, CreateError> {
-        let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
-        let offered = form::parse_offered(&offered.ok_or(CreateError::NoForm)?)?;
-        log::debug!(room = jid.as_str();
-            "owner form fetched ({} fields); the session's later rooms submit it directly",
-            offered.fields.len());
-        Ok(offered)
-    };
-    let (offered, fetched) = ctx.owner_form.get_or_fetch(fetch).await?;
-    match ctx
-        .xmpp
-        .set(room.clone(), form::submit(&offered, &settings)?)
-        .await
-    {
-        Ok(_) => {}
-        // The kept form may be out of date (the service was reconfigured): once more with
-        // the room's own.
-        Err(IqError::Refused { condition, .. }) if !fetched => {
-            log::info!(room = jid.as_str(); "the room refused the kept owner form ({condition}); fetching it again");
-            ctx.owner_form.forget();
-            let (offered, _) = ctx.owner_form.get_or_fetch(fetch).await?;
-            ctx.xmpp
-                .set(room.clone(), form::submit(&offered, &settings)?)
-                .await?;
-        }
-        Err(error) => return Err(error.into()),
-    }
-    let info = ctx.xmpp.get(room, disco_info()).await?;
-    form::verify_features(&info.ok_or(CreateError::NoForm)?)?;
-    Ok(())
-}
-
-/// An empty disco#info query.
-fn disco_info() -> minidom::Element {
-    minidom::Element::builder("query", form::NS_DISCO_INFO).build()
 }
 
 /// The bot's XMPP session ended and cannot resume (sent by the supervisor): the bot is out
