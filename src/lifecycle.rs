@@ -18,8 +18,10 @@
 //!  one_left
 //! chatting       below max_chatters, extra-seat claim open,      admit as extra (uses up
 //!                bound as above                                  the claim)
-//! any            the claim that decides cannot be checked        hold: not counted, not
-//!                (database down), or an intruder is still inside kicked, checked again
+//! staff_waiting  somebody being kicked is still inside           hold: not counted, not
+//!                                                                kicked, checked again
+//! any            the claim that decides cannot be checked        hold (as above)
+//!                (database down)
 //! any            anything else (no claim, expired, bound to      kick, record kicked; the
 //!                another JID, full, chat over, grace over)       kick must be confirmed
 //!
@@ -33,7 +35,8 @@
 //!                                                                   role, one_left timer
 //! one_left       the one who left comes back         chatting       record rejoined
 //! one_left       the last person leaves              closed         record completed, destroy
-//!                (removed by a server shutdown: 332)                record lost, destroy
+//! open           the last person is removed by a     closed         record lost, destroy
+//!                server shutdown (332)
 //! one_left       one_left timer runs out             closed         notice, record timeout,
 //!                                                                   destroy
 //! available,     a kicked intruder cannot be removed closed         record error, destroy
@@ -1516,6 +1519,42 @@ mod tests {
         room.step(shutdown("bob"));
         let actions = room.step(shutdown("alice"));
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
+    }
+
+    /// Table row "open: the last person is removed by a server shutdown (332)": lost in any
+    /// state, also before a client came. The staff member did not give up waiting, so
+    /// `no_client` would be untrue.
+    #[test]
+    fn a_room_emptied_by_a_server_shutdown_before_any_client_is_lost() {
+        let mut room = Room::new(2);
+        room.step(enter("alice"));
+        let actions = room.step(Event::Left {
+            nick: "alice".into(),
+            how: Departure::ServiceShutdown,
+        });
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Closed, EventKind::Closed)]
+        );
+        assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
+    }
+
+    /// Table row "staff_waiting: somebody being kicked is still inside → hold": only the
+    /// client waits for an intruder to be gone, so that no chat starts beside a stranger. A
+    /// staff member entering an `available` room is let in at once: no chat runs yet.
+    #[test]
+    fn an_intruder_still_inside_holds_the_client_only() {
+        let mut room = Room::new(2);
+        let nobody = claims(Claim::Missing, Claim::Missing, Claim::Missing);
+        assert_eq!(kicks(&room.step(enter_as(who("eve"), nobody))), ["eve"]);
+        let staff = room.step(enter_as(who("alice"), claims(open(), open(), open())));
+        assert_eq!(
+            records(&staff),
+            [(Available, StaffWaiting, EventKind::Entered)]
+        );
+        let client = room.step(enter_as(who("bob"), claims(open(), open(), open())));
+        assert_eq!(holds(&client), ["bob"]);
+        assert!(records(&client).is_empty());
     }
 
     #[test]
