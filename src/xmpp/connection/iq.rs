@@ -1,6 +1,8 @@
 //! The bot's IQ requests in flight: answers matched by id, each with a deadline, and the
 //! answers read from stanzas xmpp-parsers refused.
 
+use xmpp_parsers::stanza_error::DefinedCondition;
+
 use super::*;
 
 /// An IQ in flight: who it went to and where the answer goes.
@@ -80,37 +82,62 @@ impl PendingIqs {
     }
 }
 
+/// Which of the bot's requests an IQ result or error answers.
+enum Answering {
+    /// This one, now removed from the IQs in flight.
+    Request(Pending),
+    /// None: a late answer, or a request to the bot.
+    Nothing,
+    /// One of ours by its id, but from another sender than the entity asked: ignored.
+    Forged,
+}
+
+/// The request an answer with `id` from `from` answers. An answer must come from the entity
+/// asked (or our own server, for requests without `to`), and from a readable sender.
+fn answering(
+    pending: &mut HashMap<String, Pending>,
+    id: &str,
+    from: Option<Result<Jid, jid::Error>>,
+) -> Answering {
+    let Some(waiting) = pending.get(id) else {
+        return Answering::Nothing;
+    };
+    match (from, &waiting.to) {
+        (Some(Err(_)), _) => {
+            log::warn!("IQ answer {id} from an unreadable sender ignored");
+            Answering::Forged
+        }
+        (Some(Ok(from)), Some(to)) if &from != to => {
+            log::warn!(
+                "IQ answer {id} from {from} does not match the request's recipient; ignored"
+            );
+            Answering::Forged
+        }
+        _ => Answering::Request(pending.remove(id).expect("checked above")),
+    }
+}
+
+/// The refusal an `<error/>` element (or its absence) stands for.
+fn refused(error: Option<&Element>) -> IqError {
+    IqError::Refused {
+        condition: error.map_or(DefinedCondition::UndefinedCondition.into(), Condition::of),
+        text: error
+            .and_then(|e| e.children().find(|c| c.name() == "text"))
+            .map(Element::text),
+    }
+}
+
 /// Hands a raw IQ answer (one that xmpp-parsers refused) to the request waiting for it,
 /// under the same rules as [`answer_pending`]: matched by id, and only from the entity
 /// asked.
 pub(super) fn answer_pending_raw(pending: &mut HashMap<String, Pending>, iq: &Element) {
     let Some(id) = iq.attr("id") else { return };
-    let Some(waiting) = pending.get(id) else {
-        return; // an answer to nothing of ours (late, or forged)
-    };
     let from = iq.attr("from").map(Jid::new);
-    match (&from, &waiting.to) {
-        (Some(Ok(from)), Some(to)) if from != to => {
-            log::warn!(
-                "IQ answer {id} from {from} does not match the request's recipient; ignored"
-            );
-            return;
-        }
-        (Some(Err(_)), _) => {
-            log::warn!("IQ answer {id} from an unreadable sender ignored");
-            return;
-        }
-        _ => {}
-    }
-    let waiting = pending.remove(id).expect("checked above");
+    let Answering::Request(waiting) = answering(pending, id, from) else {
+        return;
+    };
     let result = if iq.attr("type") == Some("error") {
-        let error = iq.children().find(|c| c.name() == "error");
-        Err(IqError::Refused {
-            condition: Condition::of_stanza(iq),
-            text: error
-                .and_then(|e| e.children().find(|c| c.name() == "text"))
-                .map(Element::text),
-        })
+        Err(refused(iq.children().find(|c| c.name() == "error")))
     } else {
         Ok(iq.children().next().cloned())
     };
@@ -119,7 +146,7 @@ pub(super) fn answer_pending_raw(pending: &mut HashMap<String, Pending>, iq: &El
 
 /// The `bad-request` answer to a raw IQ request, if it has a readable sender and an id.
 pub(super) fn bad_request(request: &Element) -> Option<Iq> {
-    use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
+    use xmpp_parsers::stanza_error::{ErrorType, StanzaError};
     let to = Jid::new(request.attr("from")?).ok()?;
     let id = request.attr("id")?.to_owned();
     Some(Iq::Error {
@@ -137,33 +164,21 @@ pub(super) fn bad_request(request: &Element) -> Option<Iq> {
 }
 
 /// Hands an IQ result or error to the request waiting for it; returns IQs that answer no
-/// request of ours (requests to the bot, or forged answers from the wrong sender).
+/// request of ours (requests to the bot, or late answers). Forged answers from the wrong
+/// sender are dropped.
 pub(super) fn answer_pending(pending: &mut HashMap<String, Pending>, iq: Iq) -> Option<Iq> {
     let (id, from) = match &iq {
         Iq::Result { id, from, .. } | Iq::Error { id, from, .. } => (id, from),
         _ => return Some(iq),
     };
-    let Some(waiting) = pending.get(id) else {
-        return Some(iq);
+    let waiting = match answering(pending, id, from.clone().map(Ok)) {
+        Answering::Request(waiting) => waiting,
+        Answering::Nothing => return Some(iq),
+        Answering::Forged => return None,
     };
-    // An answer must come from the entity asked (or our own server for requests without `to`).
-    if from.is_some() && waiting.to.is_some() && from != &waiting.to {
-        log::warn!("IQ answer {id} from {from:?} does not match the request's recipient; ignored");
-        return None;
-    }
-    let waiting = pending.remove(id).expect("checked above");
     let result = match iq {
         Iq::Result { payload, .. } => Ok(payload),
-        Iq::Error { error, .. } => {
-            let element = Element::from(error);
-            Err(IqError::Refused {
-                condition: Condition::of(&element),
-                text: element
-                    .children()
-                    .find(|c| c.name() == "text")
-                    .map(Element::text),
-            })
-        }
+        Iq::Error { error, .. } => Err(refused(Some(&Element::from(error)))),
         _ => unreachable!("only answers reach here"),
     };
     let _ = waiting.reply.send(result);
