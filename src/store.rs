@@ -116,9 +116,7 @@ impl StoreError {
             | StoreError::DuplicateJid { .. } => false,
         }
     }
-}
 
-impl StoreError {
     /// The [`BadRow`] this error is about: a value outside the contract, or a row that could
     /// not be decoded. Only those two come out of decoding a row.
     fn into_bad_row(self) -> BadRow {
@@ -926,7 +924,7 @@ impl Store {
     }
 
     /// The one room `query` finds, if any. A row that cannot be decoded is the error
-    /// [`StoreError::BadRow`] (and quarantined): the caller asked for that very room.
+    /// [`StoreError::Undecodable`] (and quarantined): the caller asked for that very room.
     async fn one_room(&self, query: Select<room::Entity>) -> Result<Option<Room>, StoreError> {
         let mut found = self.decode_rooms(query).await?;
         if let Some(bad) = found.bad.pop() {
@@ -1023,29 +1021,24 @@ impl Store {
     }
 
     /// Reads every quarantined row again by id, so that a row corrected by hand leaves the
-    /// quarantine even when no other read would find it (it was closed meanwhile, say).
+    /// quarantine even when no other read would find it (it was closed meanwhile, say). A
+    /// row that is gone (deleted) leaves it too.
     pub async fn recheck_bad_rows(&self) -> Result<(), StoreError> {
         for bad in self.quarantine.rows() {
-            match bad.table {
+            let found = match bad.table {
                 "room" => {
-                    let query = room::Entity::find_by_id(bad.id);
-                    if self.decode_rooms(query).await?.rows.is_empty()
-                        && room::Entity::find_by_id(bad.id).count(&self.db).await? == 0
-                    {
-                        self.quarantine.readable("room", [bad.id]); // deleted
-                    }
+                    let rows = self.decode_rooms(room::Entity::find_by_id(bad.id)).await?;
+                    rows.rows.len() + rows.bad.len()
                 }
                 _ => {
-                    let query = room_event::Entity::find_by_id(bad.id);
-                    if self.decode_events(query).await?.rows.is_empty()
-                        && room_event::Entity::find_by_id(bad.id)
-                            .count(&self.db)
-                            .await?
-                            == 0
-                    {
-                        self.quarantine.readable("room_event", [bad.id]);
-                    }
+                    let rows = self
+                        .decode_events(room_event::Entity::find_by_id(bad.id))
+                        .await?;
+                    rows.rows.len() + rows.bad.len()
                 }
+            };
+            if found == 0 {
+                self.quarantine.readable(bad.table, [bad.id]);
             }
         }
         Ok(())

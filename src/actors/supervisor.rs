@@ -302,7 +302,6 @@ impl SupervisorActor {
             // A row that cannot be decoded was logged by the store; its room is taken up
             // once the row is corrected, and every other room is managed meanwhile.
             act.unreadable_rows.extend(rows.bad.iter().map(|bad| bad.id));
-            crate::metrics::metrics().bad_rows.set(act.store.bad_rows().len() as i64);
             let rows = rows.rows;
             if !rows.is_empty() {
                 log::info!("found {} open room(s) of this bot in the database: checking them", rows.len());
@@ -412,11 +411,16 @@ impl SupervisorActor {
             if let Err(error) = store.recheck_bad_rows().await {
                 log::warn!("cannot read the rows that could not be decoded again: {error}");
             }
-            crate::metrics::metrics()
-                .bad_rows
-                .set(store.bad_rows().len() as i64);
+            // The recheck read every quarantined row: only those that left the quarantine
+            // are read again, to be taken up.
+            let still_bad: HashSet<i64> = store
+                .bad_rows()
+                .into_iter()
+                .filter(|bad| bad.table == "room")
+                .map(|bad| bad.id)
+                .collect();
             let mut readable = Vec::new();
-            for id in ids {
+            for id in ids.into_iter().filter(|id| !still_bad.contains(id)) {
                 match store.room(id).await {
                     Ok(Some(row)) => readable.push((id, Some(row))),
                     Ok(None) => readable.push((id, None)),
