@@ -83,6 +83,8 @@ pub struct MucItem {
     pub role: Option<String>,
     /// The occupant's real JID, when the room shows it to the receiver.
     pub jid: Option<String>,
+    /// Its bare JID, parsed once when the presence is read (the person the bot judges).
+    pub bare_jid: Option<BareJid>,
     /// The new nick in a nick change (303).
     pub nick: Option<String>,
     /// The reason given for a kick or ban.
@@ -126,6 +128,16 @@ impl RoomPresence {
     /// Whether the presence carries this status code.
     pub fn has(&self, status: MucStatus) -> bool {
         self.codes.contains(&status)
+    }
+
+    /// The real bare JID of the occupant this presence is about, as the room shows it to
+    /// the bot (owner of a semi-anonymous room).
+    pub fn real_jid(&self) -> Option<String> {
+        self.item
+            .as_ref()?
+            .bare_jid
+            .as_ref()
+            .map(BareJid::to_string)
     }
 
     /// Whether this presence is about the receiver itself (status 110).
@@ -233,15 +245,18 @@ pub fn parse_room_presence(presence: &Element) -> Result<RoomPresence, PresenceE
                 }
                 "item" => {
                     let jid = child.attr("jid");
-                    if let Some(jid) = jid
-                        && Jid::new(jid).is_err()
-                    {
-                        return Err(PresenceError::BadItemJid(jid.to_owned()));
-                    }
+                    let bare_jid = jid
+                        .map(|jid| {
+                            Jid::new(jid)
+                                .map(|jid| jid.to_bare())
+                                .map_err(|_| PresenceError::BadItemJid(jid.to_owned()))
+                        })
+                        .transpose()?;
                     item = Some(MucItem {
                         affiliation: child.attr("affiliation").map(str::to_owned),
                         role: child.attr("role").map(str::to_owned),
                         jid: jid.map(str::to_owned),
+                        bare_jid,
                         nick: child.attr("nick").map(str::to_owned),
                         reason: child_text(child, "reason"),
                     })

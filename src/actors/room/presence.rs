@@ -17,7 +17,7 @@ impl RoomActor {
             }
             return;
         }
-        let jid = real_jid(&p);
+        let jid = p.real_jid();
         if let Some(nick) = p.nick {
             match p.kind {
                 PresenceKind::Available => self.early.insert(nick, jid),
@@ -54,7 +54,7 @@ impl RoomActor {
         };
         let event = match &p.kind {
             PresenceKind::Available => {
-                let person = Person::new(nick, real_jid(&p));
+                let person = Person::new(nick, p.real_jid());
                 return self.entered(person, ctx);
             }
             PresenceKind::Unavailable if p.has(MucStatus::NickChanged) => {
@@ -87,13 +87,6 @@ impl RoomActor {
         };
         self.run(event, ctx);
     }
-}
-
-/// The real bare JID of the occupant a presence is about, as the room shows it to the bot
-/// (owner of a semi-anonymous room).
-fn real_jid(p: &RoomPresence) -> Option<String> {
-    let jid = p.item.as_ref()?.jid.as_deref()?;
-    Jid::new(jid).ok().map(|j| j.to_bare().to_string())
 }
 
 /// How an occupant left, from the status codes of their unavailable presence.
