@@ -262,10 +262,6 @@ async fn claim(
     };
     let bound: Value = jid.clone().into();
     let room: Value = room_id.into();
-    // SQLite is on this host: its statements take this host's time and cutoff. The others
-    // read the database's own time in the statement.
-    let fresh = chrono::Duration::from_std(HEARTBEAT_FRESH).unwrap_or(chrono::Duration::MAX);
-    let cutoff: Value = (at - fresh).into();
     // READ COMMITTED on MySQL: InnoDB then releases the rows a claim read and rejected at
     // once, instead of holding them (and making other claims skip them) until it commits.
     // PostgreSQL's and SQLite's claims are single statements and keep the default.
@@ -316,11 +312,15 @@ async fn claim(
                 Role::Extra => SQLITE_CLAIM_EXTRA,
                 _ => SQLITE_CLAIM_STAFF,
             };
+            // SQLite is on this host: its statements take this host's time and cutoff. The
+            // others read the database's own time in the statement.
+            let fresh =
+                chrono::Duration::from_std(HEARTBEAT_FRESH).unwrap_or(chrono::Duration::MAX);
             let mut values = vec![at.into(), by.into(), bound];
             if role == Role::Extra {
                 values.push(room);
             }
-            values.push(cutoff);
+            values.push((at - fresh).into());
             txn.query_one_raw(Statement::from_sql_and_values(backend, sql, values))
                 .await?
         }
