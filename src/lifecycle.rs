@@ -429,32 +429,14 @@ impl Room {
         // Whatever was held or being kicked is looked at anew.
         self.held.clear();
         self.intruders.clear();
+        let (events, newcomers) = self.compare(actual, Departure::GoneWhileAway);
         let mut actions = Vec::new();
-        let mut unmatched: Vec<&Person> = actual.iter().collect();
-        let believed: Vec<(String, Option<String>)> = self
-            .present
-            .iter()
-            .map(|(n, j)| (n.clone(), j.clone()))
-            .collect();
-        for (nick, jid) in believed {
-            let found = unmatched
-                .iter()
-                .position(|p| same_person(&nick, jid.as_deref(), p));
-            match found.map(|i| unmatched.remove(i)) {
-                Some(p) if p.nick != nick => actions.extend(self.step(Event::NickChanged {
-                    old: nick,
-                    new: p.nick.clone(),
-                })),
-                Some(_) => {}
-                None => actions.extend(self.step(Event::Left {
-                    nick,
-                    how: Departure::GoneWhileAway,
-                })),
-            }
+        for event in events {
+            actions.extend(self.step(event));
         }
-        for person in unmatched {
+        for person in newcomers {
             actions.extend(self.step(Event::Entered {
-                person: person.clone(),
+                person,
                 claims: claims.clone(),
             }));
         }
@@ -486,6 +468,14 @@ impl Room {
     /// [`Event::Entered`] with their claims. Unlike [`Room::reconcile`], nothing else
     /// changes: the bot never left the room, so timers and kicks in progress stand.
     pub fn listed(&self, actual: &[Person]) -> (Vec<Event>, Vec<Person>) {
+        self.compare(actual, Departure::Unlisted)
+    }
+
+    /// Who the room's occupants `actual` are to the machine: the events for the people it
+    /// counts, holds or is kicking who are not among them (departures `how`, or nick
+    /// changes of the same JID), and the people it does not know. Shared by
+    /// [`Room::reconcile`] and [`Room::listed`].
+    fn compare(&self, actual: &[Person], how: Departure) -> (Vec<Event>, Vec<Person>) {
         let mut events = Vec::new();
         let mut unmatched: Vec<&Person> = actual.iter().collect();
         for (nick, jid) in &self.present {
@@ -500,7 +490,7 @@ impl Room {
                 Some(_) => {}
                 None => events.push(Event::Left {
                     nick: nick.clone(),
-                    how: Departure::Unlisted,
+                    how,
                 }),
             }
         }
@@ -512,7 +502,7 @@ impl Room {
                 }
                 None => events.push(Event::Left {
                     nick: nick.clone(),
-                    how: Departure::Unlisted,
+                    how,
                 }),
             }
         }
