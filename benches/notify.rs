@@ -87,20 +87,14 @@ async fn run() {
         let started = Instant::now();
         store
             .apply(&RoomChange {
-                room_id: room.id,
-                kind: EventKind::Reconciled,
-                from,
-                to,
-                at: helpim_bot::store::now(),
-                nick: None,
-                role: None,
                 detail: "benchmark".to_owned(),
-                set_staff_nick: None,
-                set_client_nick: None,
-                set_staff_jid: None,
-                set_client_jid: None,
-                use_extra_claim: false,
-                close_reason: None,
+                ..RoomChange::new(
+                    room.id,
+                    EventKind::Reconciled,
+                    from,
+                    to,
+                    helpim_bot::store::now(),
+                )
             })
             .await
             .expect("apply");

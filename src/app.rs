@@ -183,7 +183,7 @@ pub async fn run_with(
         }
     };
     log::info!("XMPP session up as {bound}");
-    metrics.set_session_up(true);
+    crate::readiness::readiness().set_session_up(true);
 
     // One process per bot JID, before any room work. A holder proved dead (its pid on this
     // host, or its XMPP session gone) is taken over at once; otherwise this waits up to one
@@ -223,7 +223,7 @@ pub async fn run_with(
             }
         }
     };
-    metrics.set_lease_held(true);
+    crate::readiness::readiness().set_lease_held(true);
     let lease = std::sync::Arc::new(lease);
     if let (None, Some(addr)) = (&http, config.http.listen) {
         match start_http(addr, &config, &store) {
@@ -242,7 +242,7 @@ pub async fn run_with(
     let held_xmpp = xmpp.clone();
     let mut lease_lost = Box::pin(async {
         let lost = hold_lease(&lease, &held_xmpp).await;
-        crate::metrics::metrics().set_lease_held(false);
+        crate::readiness::readiness().set_lease_held(false);
         lost
     });
     // The lease holder purges old personal data once a day; dropped (stopped) on every way
@@ -294,7 +294,7 @@ pub async fn run_with(
     let result = tokio::select! {
         () = &mut shutdown => {
             log::info!("shutting down: closing unused rooms, flushing the database");
-            crate::metrics::metrics().set_stopping();
+            crate::readiness::readiness().set_stopping();
             notifier.abort();
             crate::systemd::stopping();
             let deadline = config.timeouts.shutdown;
@@ -338,7 +338,7 @@ async fn hold_lease(lease: &lease::Lease, xmpp: &crate::xmpp::XmppHandle) -> Lea
     loop {
         match lease.keep_alive().await {
             LeaseError::Expired { .. } => {
-                crate::metrics::metrics().set_lease_held(false);
+                crate::readiness::readiness().set_lease_held(false);
                 xmpp.hold(true);
                 log::warn!(
                     "the lease on {} could not be renewed in time (database unreachable?); \
@@ -349,7 +349,7 @@ async fn hold_lease(lease: &lease::Lease, xmpp: &crate::xmpp::XmppHandle) -> Lea
                     tokio::time::sleep(lease.renew_interval()).await;
                     match lease.renew().await {
                         Ok(()) => {
-                            crate::metrics::metrics().set_lease_held(true);
+                            crate::readiness::readiness().set_lease_held(true);
                             xmpp.hold(false);
                             log::info!("the lease on {} is renewed again", lease.bot_jid());
                             break;
@@ -393,7 +393,7 @@ async fn probe_session(xmpp: &crate::xmpp::XmppHandle, full: &str) -> lease::Ses
 
 /// Gives the lease up on the way out; a failure only costs the next start a ttl of waiting.
 async fn release(lease: &lease::Lease) {
-    crate::metrics::metrics().set_lease_held(false);
+    crate::readiness::readiness().set_lease_held(false);
     if let Err(err) = lease.release().await {
         log::warn!("could not release the lease: {err}");
     }

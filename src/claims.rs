@@ -432,15 +432,6 @@ impl ClaimTtls {
     }
 }
 
-/// The status a room must have for a claim of `role` to be in use (or still open).
-fn claimed_status(role: Role) -> RoomStatus {
-    match role {
-        Role::Staff => RoomStatus::Available,
-        Role::Client => RoomStatus::StaffWaiting,
-        _ => RoomStatus::Chatting,
-    }
-}
-
 /// Whether a claim made at `at` is still open at `now` (an unparseable or future time counts
 /// as open: it is the web application's, and expiring it early would refuse a person).
 fn is_open(at: Option<DateTime<Utc>>, now: DateTime<Utc>, ttl: std::time::Duration) -> bool {
@@ -449,15 +440,15 @@ fn is_open(at: Option<DateTime<Utc>>, now: DateTime<Utc>, ttl: std::time::Durati
 }
 
 /// The claims on `row`'s seats at `now`, as the lifecycle's admission rules read them: a
-/// claim past its time-to-live is [`Claim::Missing`] even before the bot released it, so that
+/// claim past its time-to-live is [`SeatClaim::Missing`] even before the bot released it, so that
 /// a person who comes too late is refused.
 ///
-/// [`Claim::Missing`]: crate::lifecycle::Claim::Missing
+/// [`SeatClaim::Missing`]: crate::lifecycle::SeatClaim::Missing
 pub fn seats(row: &store::Room, now: DateTime<Utc>, ttls: &ClaimTtls) -> crate::lifecycle::Claims {
-    use crate::lifecycle::Claim;
+    use crate::lifecycle::SeatClaim;
     let seat = |at: Option<DateTime<Utc>>, jid: &Option<String>, role: Role| {
         if !is_open(at, now, ttls.of(role)) {
-            return Claim::Missing;
+            return SeatClaim::Missing;
         }
         let bound = jid.as_deref().map(|jid| {
             // A JID the web application wrote in another spelling still binds that person;
@@ -467,7 +458,7 @@ pub fn seats(row: &store::Room, now: DateTime<Utc>, ttls: &ClaimTtls) -> crate::
                 String::new()
             })
         });
-        Claim::Open { bound }
+        SeatClaim::Open { bound }
     };
     crate::lifecycle::Claims {
         staff: seat(row.staff_claimed_at, &row.staff_claimed_jid, Role::Staff),
@@ -591,7 +582,7 @@ pub async fn set_password_while_claimed(
             ..Default::default()
         })
         .filter(room::Column::Id.eq(room_id))
-        .filter(room::Column::Status.eq(claimed_status(role).as_str()))
+        .filter(room::Column::Status.eq(crate::lifecycle::claimed_status(role).as_str()))
         .filter(claimed_at.is_not_null())
         .exec(store.connection())
         .await?
@@ -613,7 +604,7 @@ pub async fn release(
     let db = store.connection();
     let backend = db.get_database_backend();
     let now = store::now();
-    let status = claimed_status(expired.role);
+    let status = crate::lifecycle::claimed_status(expired.role);
     let [claimed_at, claimed_by, claimed_jid] = claim_columns(expired.role);
     let txn = db.begin().await?;
     let updated = room::Entity::update_many()

@@ -19,9 +19,10 @@
 //! - the XMPP side: [`xmpp`] (the connection task, stanza builders and parsers) and
 //!   [`throttle`] (noticing a server that slows the bot down);
 //! - what every layer uses: [`config`] (raw TOML → validated settings), [`model`] (the
-//!   shared vocabulary), [`metrics`] (the registry the actors update), [`logging`] (lines
-//!   and per-room files), [`systemd`] (the notify protocol), [`backoff`] (every retry's
-//!   waits).
+//!   shared vocabulary), [`metrics`] (the registry the actors update), [`readiness`] (the
+//!   one answer to "ready?"), [`report`] (durations and text tables for people),
+//!   [`logging`] (lines and per-room files), [`systemd`] (the notify protocol), [`backoff`]
+//!   (every retry's waits).
 #![deny(missing_docs)]
 
 pub mod actors;
@@ -37,6 +38,8 @@ pub mod logging;
 pub mod metrics;
 pub mod model;
 pub mod quarantine;
+pub mod readiness;
+pub mod report;
 pub mod retention;
 pub mod stats;
 pub mod store;

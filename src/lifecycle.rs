@@ -1,15 +1,19 @@
-//! The room lifecycle: one pure state machine, `(state, event) → (state, actions)`.
+//! The room lifecycle: one pure state machine, `(state, now, event) → (state, actions)`.
 //!
 //! This module knows nothing of actix, XMPP or SQL, so that a room's whole life, and who may
-//! enter it, can be checked against the protocol text (`docs/protocol.txt`) and unit-tested without
-//! a server or a database. The actors gather plain facts (a nick, the real bare JID the bot
-//! sees as owner of a semi-anonymous room, the web application's claims) into [`Event`]s and
-//! carry out the [`Action`]s returned, in order.
+//! enter it, can be checked against the protocol text (`docs/protocol.txt`) and unit-tested
+//! without a server or a database. In the style of a sans-IO protocol crate, everything
+//! comes in as an [`Event`] with the time it happened (timers that run out included), and
+//! everything to do goes out as an [`Action`]: the actor gathers plain facts (a nick, the
+//! real bare JID the bot sees as owner of a semi-anonymous room, the web application's
+//! claims, the server's answers) and carries out the actions, in order. The machine's state
+//! is private; what the actor needs to know, the actions say.
 //!
 //! ```text
 //! WHO MAY ENTER (a newcomer: not inside, not being kicked)
 //! state          the newcomer                                    → decision
 //! ─────────────  ──────────────────────────────────────────────  ───────────────────────────
+//! any            claims not required (muc.require_claims off)    every seat's claim is open
 //! available      staff claim open, and bound to nobody or to     admit as staff
 //!                their JID
 //! staff_waiting  client claim open, bound as above; nobody       admit as client
@@ -18,10 +22,10 @@
 //!  one_left
 //! chatting       below max_chatters, extra-seat claim open,      admit as extra (uses up
 //!                bound as above                                  the claim)
-//! staff_waiting  somebody being kicked is still inside           hold: not counted, not
-//!                                                                kicked, checked again
-//! any            the claim that decides cannot be checked        hold (as above)
+//! staff_waiting  somebody being kicked is still inside           hold
+//! any            the claim that decides cannot be checked        hold
 //!                (database down)
+//! any            a held person's recheck timer runs out          look up the claims again
 //! any            anything else (no claim, expired, bound to      kick, record kicked; the
 //!                another JID, full, chat over, grace over)       kick must be confirmed
 //!
@@ -44,24 +48,127 @@
 //! chatting,      a kicked intruder cannot be removed (same)         notice, record kick_failed
 //!  one_left                                                         (the actor keeps trying)
 //! open           a present person changes nick       (same)         record nick_changed
+//! available,     the claim of that state's seat      (same)         staff, client: change the
+//!  staff_waiting, expired unused                                    password, then release the
+//!  chatting                                                         claim; extra: release it
+//! open           the new password could not be set   (same)         change it again
+//! open           ... for the ROTATE_ATTEMPTS-th time closed         record error, destroy
 //! available      bot shuts down                      closed         record shutdown, destroy
-//! open           the room is unusable (re-created,   closed         record lost/error, destroy
-//!                removed the bot, cannot be set up)
+//! open           the room is unusable (re-created,   closed         record lost, destroy
+//!                removed the bot, cannot be joined
+//!                or set up again)
+//! open           the database refused a change for   closed         destroy (the writer has
+//!                good                                               closed the row as error)
 //! open           the room was destroyed by others    closed         record lost
 //! open, nobody   the bot's XMPP session ended and    closed         record lost, destroy
 //!  inside        cannot resume (the server drops                    (confirmed once a new
 //!                the empty room)                                    session is up)
 //! closed         anything                            closed         nothing
+//!
+//! A ROOM THAT COULD NOT BE CREATED (no row yet, see [`destroy_after_failed_creation`])
+//! the name was taken, the join refused or unanswered   leave it: nothing of ours is there
+//! the room could not be configured or recorded         destroy it
 //! ```
 //! "open" means any status but `closed`. A role belongs to the real bare JID that entered in
 //! it: a nick change keeps it, and somebody else with the same nick is a stranger. Presence
 //! updates of people already inside and departures of people never counted (the kicked, the
-//! held, the bot) change no status. After a restart or reconnect, [`Room::reconcile`] applies
-//! the same rules to whoever the bot finds inside.
+//! held, the bot) change no status. After a restart or reconnect, [`RoomMachine::reconcile`] applies
+//! the same rules to whoever the bot finds inside. Each row has a unit test named after it
+//! (`mod tests`, in the table's order).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Duration;
 
-use crate::model::{CloseReason, EventKind, KickReason, Role, RoomStatus};
+use chrono::{DateTime, Utc};
+
+use crate::model::{CloseReason, EventKind, KickReason, Role, RoomChange, RoomStatus};
+
+/// How long a held person waits before their claim is looked up again.
+pub const HOLD_RECHECK: Duration = Duration::from_secs(2);
+/// Failed attempts to give a room its new password after a claim expired, before the room
+/// is given up (closed `error`, destroyed): whoever holds the old password must not walk in.
+pub const ROTATE_ATTEMPTS: u32 = 3;
+
+/// The helpline's settings the machine decides by (from the configuration).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// The most people allowed inside at once (the bot not counted).
+    pub max_chatters: usize,
+    /// Whether people need an open claim for their seat to enter (`muc.require_claims`).
+    pub require_claims: bool,
+    /// How long a person who left may come back and be the same person.
+    pub rejoin_grace: Duration,
+    /// How long one person may stay alone; `None`: forever.
+    pub one_left: Option<Duration>,
+}
+
+/// The status in which a claim on `role`'s seat is used: the web application claims the
+/// staff seat of an `available` room, the client seat of a `staff_waiting` one, an extra
+/// seat of a `chatting` one.
+pub fn claimed_status(role: Role) -> RoomStatus {
+    match role {
+        Role::Staff => RoomStatus::Available,
+        Role::Client => RoomStatus::StaffWaiting,
+        _ => RoomStatus::Chatting,
+    }
+}
+
+/// Why a room could not be created (before it had a row).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CreationFailure {
+    /// The name belonged to an existing room: the bot left it.
+    NameTaken,
+    /// The server refused the join.
+    JoinRefused,
+    /// The server did not answer the join.
+    JoinUnanswered,
+    /// The room was created but could not be configured.
+    NotConfigured,
+    /// The room was configured but could not be recorded in the database.
+    NotRecorded,
+}
+
+/// Whether a room that could not be created is destroyed: a room the bot created and then
+/// could not configure or record must not stay on the server unfollowed; a room it never
+/// created (a taken name, a refused or unanswered join) is not the bot's to destroy.
+pub fn destroy_after_failed_creation(failure: CreationFailure) -> bool {
+    match failure {
+        CreationFailure::NameTaken
+        | CreationFailure::JoinRefused
+        | CreationFailure::JoinUnanswered => false,
+        CreationFailure::NotConfigured | CreationFailure::NotRecorded => true,
+    }
+}
+
+/// Why a room cannot be used any more, as the actor found out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Unusable {
+    /// The bot's own occupant was removed from the room.
+    BotRemoved,
+    /// Rejoining created the room anew: the old one, and whoever was in it, is gone.
+    Recreated,
+    /// The room refuses the bot's join (gone and not creatable, or its password changed).
+    Unjoinable(String),
+    /// The room is there but cannot be configured or verified again.
+    Unconfigurable(String),
+    /// No answer to this many joins in a row.
+    Unanswered(u32),
+}
+
+impl Unusable {
+    /// The words for the room's history.
+    fn describe(&self) -> String {
+        match self {
+            Unusable::BotRemoved => "the bot was removed from the room".to_owned(),
+            Unusable::Recreated => "the room no longer existed when the bot came back".to_owned(),
+            Unusable::Unjoinable(why) => format!("the room could not be joined again: {why}"),
+            Unusable::Unconfigurable(why) => {
+                format!("the room could not be configured again: {why}")
+            }
+            Unusable::Unanswered(joins) => format!("no answer to {joins} rejoins"),
+        }
+    }
+}
 
 /// How a person left a room, read from the MUC status codes of their unavailable presence.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -81,7 +188,7 @@ pub enum Departure {
     /// Not in the room when the bot came back (after a restart or a lost connection).
     GoneWhileAway,
     /// No longer listed by the room when the bot asked it, after a presence the bot could
-    /// not read (see [`Room::listed`]).
+    /// not read (see [`RoomMachine::listed`]).
     Unlisted,
 }
 
@@ -109,7 +216,7 @@ pub struct Person {
     /// The room nick.
     pub nick: String,
     /// The real bare JID; `None` when the server did not show it (then nobody can prove to
-    /// be this person again, see [`Room::is_holder`]).
+    /// be this person again, see [`RoomMachine::is_holder`]).
     pub jid: Option<String>,
 }
 
@@ -125,7 +232,7 @@ impl Person {
 
 /// The web application's claim on one seat of the room, as the actor found it in the row.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Claim {
+pub enum SeatClaim {
     /// Claimed and not expired; `bound` is the only bare JID it admits, when the web
     /// application named one.
     Open {
@@ -142,17 +249,17 @@ pub enum Claim {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claims {
     /// The staff seat (decides in `available`).
-    pub staff: Claim,
+    pub staff: SeatClaim,
     /// The client seat (decides in `staff_waiting`).
-    pub client: Claim,
+    pub client: SeatClaim,
     /// One extra seat of a chat in progress (decides in `chatting`).
-    pub extra: Claim,
+    pub extra: SeatClaim,
 }
 
 impl Claims {
     /// Every seat open to anybody: `muc.require_claims = false`.
     pub fn not_required() -> Claims {
-        let open = Claim::Open { bound: None };
+        let open = SeatClaim::Open { bound: None };
         Claims {
             staff: open.clone(),
             client: open.clone(),
@@ -163,18 +270,18 @@ impl Claims {
     /// No seat is open: whoever enters is kicked.
     pub fn missing() -> Claims {
         Claims {
-            staff: Claim::Missing,
-            client: Claim::Missing,
-            extra: Claim::Missing,
+            staff: SeatClaim::Missing,
+            client: SeatClaim::Missing,
+            extra: SeatClaim::Missing,
         }
     }
 
     /// Nothing could be checked (the database is unreachable).
     pub fn unknown() -> Claims {
         Claims {
-            staff: Claim::Unknown,
-            client: Claim::Unknown,
-            extra: Claim::Unknown,
+            staff: SeatClaim::Unknown,
+            client: SeatClaim::Unknown,
+            extra: SeatClaim::Unknown,
         }
     }
 }
@@ -224,13 +331,25 @@ pub enum Event {
     /// of the room, and a room nobody else is in is gone with it. A room with people inside
     /// lives on and is rejoined on the next session.
     SessionEnded,
-    /// The room cannot be used any more (re-created by a rejoin, the bot removed from it, it
-    /// cannot be joined or configured): closed and destroyed.
-    Unusable {
-        /// `lost` or `error`.
-        reason: CloseReason,
-        /// Why, for people reading the history.
-        detail: String,
+    /// The room cannot be used any more: closed `lost` and destroyed.
+    Unusable(Unusable),
+    /// The database refused one of the room's changes for good; the writer has closed the
+    /// row `error` itself (its last write), so only the room on the server is left.
+    WriteRefused,
+    /// A claim on the room's `role` seat expired unused (found by the periodic check).
+    ClaimExpired {
+        /// The seat.
+        role: Role,
+    },
+    /// The room's new password (after [`Action::ChangePassword`]) could not be set.
+    PasswordNotChanged {
+        /// The seat whose claim expired.
+        role: Role,
+    },
+    /// The recheck timer of a held person ran out.
+    RecheckDue {
+        /// Who was held.
+        person: Person,
     },
     /// The rejoin grace of a role whose holder left ran out.
     GraceExpired {
@@ -256,48 +375,35 @@ pub enum Timer {
         /// The grace this timer belongs to.
         epoch: u32,
     },
-    /// `timeouts.one_left_secs` (unless 0), then [`Event::OneLeftTimeout`].
+    /// `timeouts.one_left_secs` (never scheduled when 0), then [`Event::OneLeftTimeout`].
     OneLeft {
         /// The entry into `one_left` this timer belongs to.
         epoch: u32,
     },
+    /// [`HOLD_RECHECK`], then [`Event::RecheckDue`].
+    Recheck {
+        /// Who is held.
+        person: Person,
+    },
 }
 
-/// A row for `room_event` (and the matching update of the `room` row) that the actor
-/// persists in order.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Record {
-    /// What happened.
-    pub kind: EventKind,
-    /// Status before.
-    pub from: RoomStatus,
-    /// Status after (equal to `from` for events that change no status).
-    pub to: RoomStatus,
-    /// The person involved, if any.
-    pub nick: Option<String>,
-    /// The part that person plays, if known.
-    pub role: Option<Role>,
-    /// Why, for people reading the history.
-    pub detail: String,
-    /// A new `staff_nick` for the row.
-    pub set_staff_nick: Option<String>,
-    /// A new `client_nick` for the row.
-    pub set_client_nick: Option<String>,
-    /// The staff member's real bare JID, on their first entry.
-    pub set_staff_jid: Option<String>,
-    /// The client's real bare JID, on their first entry.
-    pub set_client_jid: Option<String>,
-    /// The extra-seat claim was used up by this entry: clear it.
-    pub use_extra_claim: bool,
-    /// Set when `to` is `closed`.
-    pub close_reason: Option<CloseReason>,
+impl Timer {
+    /// The event to feed when the timer runs out.
+    pub fn event(self) -> Event {
+        match self {
+            Timer::RejoinGrace { role, epoch } => Event::GraceExpired { role, epoch },
+            Timer::OneLeft { epoch } => Event::OneLeftTimeout { epoch },
+            Timer::Recheck { person } => Event::RecheckDue { person },
+        }
+    }
 }
 
 /// What the actor must do after a step, in this order.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Action {
-    /// Persist a transition or an event.
-    Record(Record),
+    /// Persist a transition or an event (and the matching update of the `room` row), in
+    /// order.
+    Record(RoomChange),
     /// Remove a person from the room (MUC role `none`) with this reason, until the server
     /// confirms it (their unavailable presence); [`Event::KickFailed`] if it cannot.
     Kick {
@@ -307,16 +413,37 @@ pub enum Action {
         /// metrics count.
         reason: KickReason,
     },
-    /// Neither admit nor kick this person yet: feed their [`Event::Entered`] again once the
-    /// facts may have changed (the database answers, the intruder is gone).
+    /// Neither admit nor kick this person yet (a [`Timer::Recheck`] follows); for the log.
     Hold {
         /// Who.
         person: Person,
         /// Why, for the log.
         why: &'static str,
     },
-    /// Start a timer.
-    Schedule(Timer),
+    /// Look up the room's claims and feed this person's [`Event::Entered`] with them.
+    LookUpClaims {
+        /// Who.
+        person: Person,
+    },
+    /// Start a timer; when it runs out, feed [`Timer::event`].
+    Schedule {
+        /// Which.
+        timer: Timer,
+        /// When it runs out, from now.
+        after: Duration,
+    },
+    /// Give the room a new password, in the row (only while `role`'s claim is still there)
+    /// and on the server, then release the expired claim; [`Event::PasswordNotChanged`] if
+    /// the server does not take it.
+    ChangePassword {
+        /// The seat whose claim expired.
+        role: Role,
+    },
+    /// Release the expired claim on `role`'s seat; the password stays.
+    ReleaseClaim {
+        /// The seat.
+        role: Role,
+    },
     /// Tell everybody in the room something (a message from the bot, not stored).
     Notify {
         /// The text.
@@ -342,58 +469,69 @@ enum Admission {
     Kick(KickReason),
 }
 
-/// The state of one room: its status and who is in it.
+/// The state of one room: its status and who is in it. Private: the actor learns what it
+/// needs from the actions; the accessors below answer the few questions it asks.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Room {
+pub struct RoomMachine {
+    /// The row the room's changes go to.
+    room_id: i64,
+    /// The helpline's settings.
+    policy: Policy,
+    /// The time of the event being handled (stamped on its records).
+    now: DateTime<Utc>,
     /// The status, as stored in the database.
-    pub status: RoomStatus,
+    status: RoomStatus,
     /// The staff member, once somebody entered as staff.
-    pub staff: Option<Person>,
+    staff: Option<Person>,
     /// The client, once somebody entered as client.
-    pub client: Option<Person>,
+    client: Option<Person>,
     /// The people counted inside now, nick → real JID (never the bot, the kicked or the
     /// held).
-    pub present: BTreeMap<String, Option<String>>,
+    present: BTreeMap<String, Option<String>>,
     /// People inside but neither admitted nor kicked yet, nick → real JID.
-    pub held: BTreeMap<String, Option<String>>,
+    held: BTreeMap<String, Option<String>>,
     /// People being kicked who have not left yet.
-    pub intruders: BTreeSet<String>,
-    /// The most people allowed inside at once (the bot not counted).
-    pub max_chatters: usize,
+    intruders: BTreeSet<String>,
     /// Roles whose holder left and may still come back, with the grace's epoch.
-    pub departed: BTreeMap<Role, u32>,
+    departed: BTreeMap<Role, u32>,
     /// How many graces were started (tells stale grace timers apart).
-    pub grace_epoch: u32,
+    grace_epoch: u32,
     /// How many times the room entered `one_left` (tells stale timers apart).
-    pub one_left_epoch: u32,
+    one_left_epoch: u32,
+    /// Failed attempts to set a new password since the last claim expired.
+    password_failures: u32,
 }
 
-impl Room {
-    /// A freshly configured, empty room.
-    pub fn new(max_chatters: usize) -> Room {
-        Room {
+impl RoomMachine {
+    /// A freshly configured, empty room, recorded as row `room_id`.
+    pub fn new(room_id: i64, policy: Policy) -> RoomMachine {
+        RoomMachine {
+            room_id,
+            policy,
+            now: DateTime::UNIX_EPOCH,
             status: RoomStatus::Available,
             staff: None,
             client: None,
             present: BTreeMap::new(),
             held: BTreeMap::new(),
             intruders: BTreeSet::new(),
-            max_chatters,
             departed: BTreeMap::new(),
             grace_epoch: 0,
             one_left_epoch: 0,
+            password_failures: 0,
         }
     }
 
     /// A room as its database row describes it, for a bot that restarted: the people the
-    /// status implies are taken as present until [`Room::reconcile`] says who really is.
+    /// status implies are taken as present until [`RoomMachine::reconcile`] says who really is.
     pub fn restore(
+        room_id: i64,
         status: RoomStatus,
         staff: Option<Person>,
         client: Option<Person>,
-        max_chatters: usize,
-    ) -> Room {
-        let mut room = Room::new(max_chatters);
+        policy: Policy,
+    ) -> RoomMachine {
+        let mut room = RoomMachine::new(room_id, policy);
         room.status = status;
         let open = status != RoomStatus::Available && status != RoomStatus::Closed;
         if let Some(staff) = staff.as_ref().filter(|_| open) {
@@ -408,10 +546,31 @@ impl Room {
         room
     }
 
+    /// The room's status, as last recorded.
+    pub fn status(&self) -> RoomStatus {
+        self.status
+    }
+
+    /// The row the room's changes go to.
+    pub fn room_id(&self) -> i64 {
+        self.room_id
+    }
+
+    /// Who holds `role`'s seat (staff or client), once somebody took it.
+    pub fn seat_holder(&self, role: Role) -> Option<&Person> {
+        self.holder(role)
+    }
+
+    /// How many people are counted inside (never the bot, the kicked or the held).
+    pub fn counted(&self) -> usize {
+        self.present.len()
+    }
+
     /// Whether the machine wants the room's claims to decide about `person`: they are a
     /// newcomer, and not the holder of a role coming back. Others are decided without them.
     pub fn needs_claims(&self, person: &Person) -> bool {
-        !self.present.contains_key(&person.nick)
+        self.policy.require_claims
+            && !self.present.contains_key(&person.nick)
             && !self.intruders.contains(&person.nick)
             && self.returning_role(person).is_none()
     }
@@ -425,25 +584,39 @@ impl Room {
     /// rejoined it, by the same rules as a live room: recorded people who are not inside
     /// (by JID) leave; anybody else inside is a newcomer, admitted on a claim or kicked. A
     /// `one_left` room gets fresh timers.
-    pub fn reconcile(&mut self, actual: &[Person], claims: &Claims) -> Vec<Action> {
+    pub fn reconcile(
+        &mut self,
+        now: DateTime<Utc>,
+        actual: &[Person],
+        claims: &Claims,
+    ) -> Vec<Action> {
         // Whatever was held or being kicked is looked at anew.
         self.held.clear();
         self.intruders.clear();
         let (events, newcomers) = self.compare(actual, Departure::GoneWhileAway);
         let mut actions = Vec::new();
         for event in events {
-            actions.extend(self.step(event));
+            actions.extend(self.step(now, event));
         }
         for person in newcomers {
-            actions.extend(self.step(Event::Entered {
-                person,
-                claims: claims.clone(),
-            }));
+            actions.extend(self.step(
+                now,
+                Event::Entered {
+                    person,
+                    claims: claims.clone(),
+                },
+            ));
         }
         if self.status == RoomStatus::OneLeft
-            && !actions
-                .iter()
-                .any(|a| matches!(a, Action::Schedule(Timer::OneLeft { .. })))
+            && !actions.iter().any(|a| {
+                matches!(
+                    a,
+                    Action::Schedule {
+                        timer: Timer::OneLeft { .. },
+                        ..
+                    }
+                )
+            })
         {
             for role in [Role::Staff, Role::Client] {
                 let away = self
@@ -453,10 +626,7 @@ impl Room {
                     actions.push(self.start_grace(role));
                 }
             }
-            self.one_left_epoch += 1;
-            actions.push(Action::Schedule(Timer::OneLeft {
-                epoch: self.one_left_epoch,
-            }));
+            actions.extend(self.start_one_left());
         }
         actions
     }
@@ -465,7 +635,7 @@ impl Room {
     /// presence it could not read: the departures (and nick changes) of people the machine
     /// counts, holds or is kicking who are not listed, as events to step through, and the
     /// listed people the machine does not know, for the actor to feed as
-    /// [`Event::Entered`] with their claims. Unlike [`Room::reconcile`], nothing else
+    /// [`Event::Entered`] with their claims. Unlike [`RoomMachine::reconcile`], nothing else
     /// changes: the bot never left the room, so timers and kicks in progress stand.
     pub fn listed(&self, actual: &[Person]) -> (Vec<Event>, Vec<Person>) {
         self.compare(actual, Departure::Unlisted)
@@ -474,7 +644,7 @@ impl Room {
     /// Who the room's occupants `actual` are to the machine: the events for the people it
     /// counts, holds or is kicking who are not among them (departures `how`, or nick
     /// changes of the same JID), and the people it does not know. Shared by
-    /// [`Room::reconcile`] and [`Room::listed`].
+    /// [`RoomMachine::reconcile`] and [`RoomMachine::listed`].
     fn compare(&self, actual: &[Person], how: Departure) -> (Vec<Event>, Vec<Person>) {
         let mut events = Vec::new();
         let mut unmatched: Vec<&Person> = actual.iter().collect();
@@ -522,9 +692,11 @@ impl Room {
         }
     }
 
-    /// Feeds one event to the machine; returns the actions to carry out, in order.
-    pub fn step(&mut self, event: Event) -> Vec<Action> {
+    /// Feeds one event, which happened at `now`, to the machine; returns the actions to
+    /// carry out, in order.
+    pub fn step(&mut self, now: DateTime<Utc>, event: Event) -> Vec<Action> {
         use RoomStatus::*;
+        self.now = now;
         if self.status == Closed {
             return Vec::new();
         }
@@ -558,9 +730,7 @@ impl Room {
                             actions.push(self.start_grace(role));
                         }
                         if to == OneLeft {
-                            self.one_left_epoch += 1;
-                            let epoch = self.one_left_epoch;
-                            actions.push(Action::Schedule(Timer::OneLeft { epoch }));
+                            actions.extend(self.start_one_left());
                         }
                         actions
                     }
@@ -629,7 +799,42 @@ impl Room {
                 CloseReason::Lost,
                 false,
             ),
-            Event::Unusable { reason, detail } => self.close_without_person(&detail, reason, true),
+            Event::Unusable(why) => {
+                self.close_without_person(&why.describe(), CloseReason::Lost, true)
+            }
+            Event::WriteRefused => {
+                // No record: the writer's last write closed the row `error` itself.
+                self.status = Closed;
+                self.clear_people();
+                vec![Action::Destroy {
+                    reason: CloseReason::Error,
+                }]
+            }
+            Event::ClaimExpired { role } if self.status == claimed_status(role) => match role {
+                Role::Staff | Role::Client => {
+                    self.password_failures = 0;
+                    vec![Action::ChangePassword { role }]
+                }
+                _ => vec![Action::ReleaseClaim { role }],
+            },
+            // Used meanwhile: the row follows the room's own records.
+            Event::ClaimExpired { .. } => Vec::new(),
+            Event::PasswordNotChanged { role } => {
+                self.password_failures += 1;
+                if self.password_failures < ROTATE_ATTEMPTS {
+                    vec![Action::ChangePassword { role }]
+                } else {
+                    self.close_without_person(
+                        "the password could not be changed after a claim expired",
+                        CloseReason::Error,
+                        true,
+                    )
+                }
+            }
+            Event::RecheckDue { person } if self.is_held(&person) => {
+                vec![Action::LookUpClaims { person }]
+            }
+            Event::RecheckDue { .. } => Vec::new(),
             Event::SessionEnded if self.nobody_inside() => self.close_without_person(
                 "the bot's XMPP session ended: the server drops a room nobody else is in",
                 CloseReason::Lost,
@@ -648,10 +853,25 @@ impl Room {
         }
         self.held.remove(&person.nick);
         let nick = person.nick.clone();
+        let open = Claims::not_required();
+        let claims = if self.policy.require_claims {
+            claims
+        } else {
+            &open
+        };
         match self.admission(&person, claims) {
             Admission::Hold(why) => {
                 self.held.insert(nick, person.jid.clone());
-                vec![Action::Hold { person, why }]
+                vec![
+                    Action::Hold {
+                        person: person.clone(),
+                        why,
+                    },
+                    Action::Schedule {
+                        timer: Timer::Recheck { person },
+                        after: HOLD_RECHECK,
+                    },
+                ]
             }
             Admission::Kick(reason) => {
                 self.intruders.insert(nick.clone());
@@ -730,7 +950,7 @@ impl Room {
                 Admission::Hold("somebody who was kicked is still inside")
             }
             StaffWaiting => seat(Role::Client, &claims.client, person),
-            Chatting if self.present.len() >= self.max_chatters => {
+            Chatting if self.present.len() >= self.policy.max_chatters => {
                 Admission::Kick(KickReason::Full)
             }
             Chatting => seat(Role::Extra, &claims.extra, person),
@@ -774,7 +994,26 @@ impl Room {
         self.grace_epoch += 1;
         let epoch = self.grace_epoch;
         self.departed.insert(role, epoch);
-        Action::Schedule(Timer::RejoinGrace { role, epoch })
+        Action::Schedule {
+            timer: Timer::RejoinGrace { role, epoch },
+            after: self.policy.rejoin_grace,
+        }
+    }
+
+    /// Enters `one_left` anew: an older `one_left` timer becomes stale, and a new one starts
+    /// unless one person may stay alone forever.
+    fn start_one_left(&mut self) -> Option<Action> {
+        self.one_left_epoch += 1;
+        let epoch = self.one_left_epoch;
+        self.policy.one_left.map(|after| Action::Schedule {
+            timer: Timer::OneLeft { epoch },
+            after,
+        })
+    }
+
+    /// Whether `person` (this nick with this JID) is held.
+    pub fn is_held(&self, person: &Person) -> bool {
+        self.held.get(&person.nick) == Some(&person.jid)
     }
 
     fn nick_changed(&mut self, old: String, new: String) -> Vec<Action> {
@@ -839,10 +1078,10 @@ impl Room {
     ) -> Action {
         let from = self.status;
         self.status = to;
-        Action::Record(Record {
+        Action::Record(RoomChange {
             from,
             to,
-            ..self.bare_record(kind, Some(nick), role, detail)
+            ..self.change(kind, Some(nick), role, detail)
         })
     }
 
@@ -854,29 +1093,23 @@ impl Room {
         role: Option<Role>,
         detail: &str,
     ) -> Action {
-        Action::Record(self.bare_record(kind, nick, role, detail))
+        Action::Record(self.change(kind, nick, role, detail))
     }
 
-    fn bare_record(
+    /// A change of this room at the current event's time, naming `nick` in `role`, that
+    /// keeps the status.
+    fn change(
         &self,
         kind: EventKind,
         nick: Option<&str>,
         role: Option<Role>,
         detail: &str,
-    ) -> Record {
-        Record {
-            kind,
-            from: self.status,
-            to: self.status,
+    ) -> RoomChange {
+        RoomChange {
             nick: nick.map(str::to_owned),
             role,
             detail: detail.to_owned(),
-            set_staff_nick: None,
-            set_client_nick: None,
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
-            close_reason: None,
+            ..RoomChange::new(self.room_id, kind, self.status, self.status, self.now)
         }
     }
 
@@ -891,11 +1124,11 @@ impl Room {
         let from = self.status;
         self.status = RoomStatus::Closed;
         self.clear_people();
-        let record = Record {
+        let record = RoomChange {
             from,
             to: RoomStatus::Closed,
             close_reason: Some(reason),
-            ..self.bare_record(EventKind::Closed, Some(nick), role, detail)
+            ..self.change(EventKind::Closed, Some(nick), role, detail)
         };
         vec![Action::Record(record), Action::Destroy { reason }]
     }
@@ -910,11 +1143,11 @@ impl Room {
         let from = self.status;
         self.status = RoomStatus::Closed;
         self.clear_people();
-        let record = Record {
+        let record = RoomChange {
             from,
             to: RoomStatus::Closed,
             close_reason: Some(reason),
-            ..self.bare_record(EventKind::Closed, None, None, detail)
+            ..self.change(EventKind::Closed, None, None, detail)
         };
         let mut actions = vec![Action::Record(record)];
         if destroy {
@@ -946,15 +1179,15 @@ fn same_person(nick: &str, jid: Option<&str>, person: &Person) -> bool {
 }
 
 /// Whether `claim` lets `person` take the seat of `role`.
-fn seat(role: Role, claim: &Claim, person: &Person) -> Admission {
+fn seat(role: Role, claim: &SeatClaim, person: &Person) -> Admission {
     match claim {
-        Claim::Open { bound: None } => Admission::Seat(role),
-        Claim::Open { bound: Some(bound) } if person.jid.as_deref() == Some(bound.as_str()) => {
+        SeatClaim::Open { bound: None } => Admission::Seat(role),
+        SeatClaim::Open { bound: Some(bound) } if person.jid.as_deref() == Some(bound.as_str()) => {
             Admission::Seat(role)
         }
-        Claim::Open { bound: Some(_) } => Admission::Kick(KickReason::AssignedToAnother),
-        Claim::Missing => Admission::Kick(KickReason::NotAssigned),
-        Claim::Unknown => Admission::Hold("the claim cannot be checked (database unreachable)"),
+        SeatClaim::Open { bound: Some(_) } => Admission::Kick(KickReason::AssignedToAnother),
+        SeatClaim::Missing => Admission::Kick(KickReason::NotAssigned),
+        SeatClaim::Unknown => Admission::Hold("the claim cannot be checked (database unreachable)"),
     }
 }
 
@@ -962,6 +1195,24 @@ fn seat(role: Role, claim: &Claim, person: &Person) -> Admission {
 mod tests {
     use super::*;
     use RoomStatus::*;
+
+    /// The row of the room under test.
+    const ROOM: i64 = 7;
+
+    /// The time every test event happens at.
+    fn t0() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_800_000_000, 0).expect("a valid time")
+    }
+
+    /// The production defaults, with `max_chatters` seats.
+    fn policy(max_chatters: usize) -> Policy {
+        Policy {
+            max_chatters,
+            require_claims: true,
+            rejoin_grace: Duration::from_secs(60),
+            one_left: Some(Duration::from_secs(600)),
+        }
+    }
 
     /// A person whose JID is derived from the nick (`alice` → `alice@example.org`).
     fn who(nick: &str) -> Person {
@@ -984,7 +1235,7 @@ mod tests {
         }
     }
 
-    fn claims(staff: Claim, client: Claim, extra: Claim) -> Claims {
+    fn claims(staff: SeatClaim, client: SeatClaim, extra: SeatClaim) -> Claims {
         Claims {
             staff,
             client,
@@ -992,12 +1243,12 @@ mod tests {
         }
     }
 
-    fn open() -> Claim {
-        Claim::Open { bound: None }
+    fn open() -> SeatClaim {
+        SeatClaim::Open { bound: None }
     }
 
-    fn bound(jid: &str) -> Claim {
-        Claim::Open {
+    fn bound(jid: &str) -> SeatClaim {
+        SeatClaim::Open {
             bound: Some(jid.into()),
         }
     }
@@ -1006,7 +1257,7 @@ mod tests {
         actions
             .iter()
             .filter_map(|a| match a {
-                Action::Schedule(t) => Some(t),
+                Action::Schedule { timer, .. } => Some(timer),
                 _ => None,
             })
             .collect()
@@ -1023,7 +1274,7 @@ mod tests {
             .collect()
     }
 
-    fn record(actions: &[Action]) -> &Record {
+    fn record(actions: &[Action]) -> &RoomChange {
         actions
             .iter()
             .find_map(|a| match a {
@@ -1061,10 +1312,10 @@ mod tests {
     }
 
     /// A chat of alice (staff) and bob (client).
-    fn chat() -> Room {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
+    fn chat() -> RoomMachine {
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        room.step(t0(), enter("bob"));
         room
     }
 
@@ -1118,17 +1369,23 @@ mod tests {
         assert!(events.is_empty() && newcomers.is_empty());
         // An unread departure is a departure like any other: one_left, grace, timer.
         let (events, _) = room.listed(&[who("alice")]);
-        let actions: Vec<Action> = events.into_iter().flat_map(|e| room.step(e)).collect();
+        let actions: Vec<Action> = events
+            .into_iter()
+            .flat_map(|e| room.step(t0(), e))
+            .collect();
         assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
         assert!(record(&actions).detail.contains("no longer lists"));
     }
 
     #[test]
     fn the_rooms_list_clears_kicked_and_held_people_who_are_gone() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        let nobody = claims(Claim::Missing, Claim::Missing, Claim::Missing);
-        assert_eq!(kicks(&room.step(enter_as(who("eve"), nobody))), ["eve"]);
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        let nobody = claims(SeatClaim::Missing, SeatClaim::Missing, SeatClaim::Missing);
+        assert_eq!(
+            kicks(&room.step(t0(), enter_as(who("eve"), nobody))),
+            ["eve"]
+        );
         let (events, newcomers) = room.listed(&[who("alice")]);
         assert_eq!(
             events,
@@ -1147,8 +1404,8 @@ mod tests {
 
     #[test]
     fn the_first_person_in_on_a_staff_claim_is_staff_with_their_jid() {
-        let mut room = Room::new(2);
-        let actions = room.step(enter("alice"));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let actions = room.step(t0(), enter("alice"));
         assert_eq!(
             records(&actions),
             [(Available, StaffWaiting, EventKind::Entered)]
@@ -1162,9 +1419,9 @@ mod tests {
 
     #[test]
     fn the_second_person_in_on_a_client_claim_is_the_client_with_their_jid() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        let actions = room.step(enter("bob"));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        let actions = room.step(t0(), enter("bob"));
         assert_eq!(
             records(&actions),
             [(StaffWaiting, Chatting, EventKind::Entered)]
@@ -1172,56 +1429,67 @@ mod tests {
         let r = record(&actions);
         assert_eq!(r.role, Some(Role::Client));
         assert_eq!(r.set_client_jid.as_deref(), Some("bob@example.org"));
-        assert_eq!(room.client, Some(who("bob")));
+        assert_eq!(room.seat_holder(Role::Client), Some(&who("bob")));
     }
 
     #[test]
     fn nobody_enters_without_an_open_claim_for_their_seat() {
-        let mut room = Room::new(2);
-        let none = claims(Claim::Missing, Claim::Missing, Claim::Missing);
-        let actions = room.step(enter_as(who("mallory"), none.clone()));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let none = claims(SeatClaim::Missing, SeatClaim::Missing, SeatClaim::Missing);
+        let actions = room.step(t0(), enter_as(who("mallory"), none.clone()));
         assert_eq!(kicks(&actions), ["mallory"]);
         assert_eq!(
             records(&actions),
             [(Available, Available, EventKind::Kicked)]
         );
         assert_eq!(record(&actions).role, Some(Role::Intruder));
-        room.step(leave("mallory")); // the kick confirmed
+        room.step(t0(), leave("mallory")); // the kick confirmed
         // The staff claim does not let anybody in as client.
-        room.step(enter_as(
-            who("alice"),
-            claims(open(), Claim::Missing, Claim::Missing),
-        ));
-        let actions = room.step(enter_as(who("eve"), claims(open(), Claim::Missing, open())));
+        room.step(
+            t0(),
+            enter_as(
+                who("alice"),
+                claims(open(), SeatClaim::Missing, SeatClaim::Missing),
+            ),
+        );
+        let actions = room.step(
+            t0(),
+            enter_as(who("eve"), claims(open(), SeatClaim::Missing, open())),
+        );
         assert_eq!(kicks(&actions), ["eve"]);
-        assert_eq!(room.status, StaffWaiting);
+        assert_eq!(room.status(), StaffWaiting);
         assert_eq!(
-            room.client, None,
+            room.seat_holder(Role::Client),
+            None,
             "an intruder is never taken for the client"
         );
     }
 
     #[test]
     fn a_bound_claim_admits_only_its_jid() {
-        let mut room = Room::new(2);
-        let staff_for_alice = claims(bound("alice@example.org"), Claim::Missing, Claim::Missing);
-        let actions = room.step(enter_as(who("mallory"), staff_for_alice.clone()));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let staff_for_alice = claims(
+            bound("alice@example.org"),
+            SeatClaim::Missing,
+            SeatClaim::Missing,
+        );
+        let actions = room.step(t0(), enter_as(who("mallory"), staff_for_alice.clone()));
         assert_eq!(kicks(&actions), ["mallory"]);
-        room.step(leave("mallory"));
-        let actions = room.step(enter_as(who("alice"), staff_for_alice));
+        room.step(t0(), leave("mallory"));
+        let actions = room.step(t0(), enter_as(who("alice"), staff_for_alice));
         assert_eq!(
             records(&actions),
             [(Available, StaffWaiting, EventKind::Entered)]
         );
-        let client_for_bob = claims(open(), bound("bob@example.org"), Claim::Missing);
+        let client_for_bob = claims(open(), bound("bob@example.org"), SeatClaim::Missing);
         // Bob's nick without bob's JID is not bob.
         let impostor = Person::new("bob", Some("eve@example.org".into()));
         assert_eq!(
-            kicks(&room.step(enter_as(impostor, client_for_bob.clone()))),
+            kicks(&room.step(t0(), enter_as(impostor, client_for_bob.clone()))),
             ["bob"]
         );
-        room.step(leave("bob")); // the kick confirmed
-        let actions = room.step(enter_as(who("bob"), client_for_bob));
+        room.step(t0(), leave("bob")); // the kick confirmed
+        let actions = room.step(t0(), enter_as(who("bob"), client_for_bob));
         assert_eq!(
             records(&actions),
             [(StaffWaiting, Chatting, EventKind::Entered)]
@@ -1230,39 +1498,42 @@ mod tests {
 
     #[test]
     fn a_person_whose_claim_cannot_be_checked_is_held_then_decided() {
-        let mut room = Room::new(2);
-        let actions = room.step(enter_as(who("alice"), Claims::unknown()));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let actions = room.step(t0(), enter_as(who("alice"), Claims::unknown()));
         assert_eq!(holds(&actions), ["alice"]);
         assert!(records(&actions).is_empty(), "held: not counted");
         assert!(kicks(&actions).is_empty(), "held: not kicked");
-        assert_eq!(room.status, Available);
+        assert_eq!(room.status(), Available);
         // A presence update while held changes nothing but is decided anew when asked again.
-        let actions = room.step(enter_as(
-            who("alice"),
-            claims(open(), Claim::Missing, Claim::Missing),
-        ));
+        let actions = room.step(
+            t0(),
+            enter_as(
+                who("alice"),
+                claims(open(), SeatClaim::Missing, SeatClaim::Missing),
+            ),
+        );
         assert_eq!(
             records(&actions),
             [(Available, StaffWaiting, EventKind::Entered)]
         );
         // A held person who leaves is forgotten.
-        room.step(enter_as(who("bob"), Claims::unknown()));
-        assert!(room.step(leave("bob")).is_empty());
-        assert!(room.held.is_empty());
+        room.step(t0(), enter_as(who("bob"), Claims::unknown()));
+        assert!(room.step(t0(), leave("bob")).is_empty());
+        assert!(!room.is_held(&who("bob")));
     }
 
     #[test]
     fn with_more_than_two_chatters_every_extra_person_needs_an_extra_seat_claim() {
-        let mut room = Room::new(3);
-        room.step(enter("alice"));
-        room.step(enter("bob"));
-        let actions = room.step(enter_as(
-            who("carol"),
-            claims(open(), open(), Claim::Missing),
-        ));
+        let mut room = RoomMachine::new(ROOM, policy(3));
+        room.step(t0(), enter("alice"));
+        room.step(t0(), enter("bob"));
+        let actions = room.step(
+            t0(),
+            enter_as(who("carol"), claims(open(), open(), SeatClaim::Missing)),
+        );
         assert_eq!(kicks(&actions), ["carol"]);
-        room.step(leave("carol"));
-        let actions = room.step(enter_as(who("carol"), claims(open(), open(), open())));
+        room.step(t0(), leave("carol"));
+        let actions = room.step(t0(), enter_as(who("carol"), claims(open(), open(), open())));
         assert_eq!(
             records(&actions),
             [(Chatting, Chatting, EventKind::Entered)]
@@ -1271,45 +1542,51 @@ mod tests {
         assert_eq!(r.role, Some(Role::Extra));
         assert!(r.use_extra_claim, "the claim is used up");
         // Full now, claim or not.
-        assert_eq!(kicks(&room.step(enter("dave"))), ["dave"]);
+        assert_eq!(kicks(&room.step(t0(), enter("dave"))), ["dave"]);
         // One of three leaves: still two inside, still chatting.
-        let actions = room.step(leave("carol"));
+        let actions = room.step(t0(), leave("carol"));
         assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Left)]);
     }
 
     #[test]
     fn a_third_person_is_kicked_and_the_status_holds() {
         let mut room = chat();
-        let actions = room.step(enter("mallory"));
+        let actions = room.step(t0(), enter("mallory"));
         assert_eq!(kicks(&actions), ["mallory"]);
         assert_eq!(records(&actions), [(Chatting, Chatting, EventKind::Kicked)]);
         // The kick comes back as mallory's unavailable presence: not counted.
-        assert!(room.step(leave("mallory")).is_empty());
-        assert_eq!(room.status, Chatting);
-        assert_eq!(room.present.len(), 2);
+        assert!(room.step(t0(), leave("mallory")).is_empty());
+        assert_eq!(room.status(), Chatting);
+        assert_eq!(room.counted(), 2);
     }
 
     #[test]
     fn a_role_comes_back_only_with_the_same_jid_within_grace() {
         let mut room = chat();
-        room.step(Event::Left {
-            nick: "bob".into(),
-            how: Departure::ConnectionLost,
-        });
+        room.step(
+            t0(),
+            Event::Left {
+                nick: "bob".into(),
+                how: Departure::ConnectionLost,
+            },
+        );
         // A stranger, and a stranger with bob's nick, are kicked.
-        assert_eq!(kicks(&room.step(enter("eve"))), ["eve"]);
+        assert_eq!(kicks(&room.step(t0(), enter("eve"))), ["eve"]);
         let impostor = Person::new("bob", Some("eve@example.org".into()));
         assert_eq!(
-            kicks(&room.step(enter_as(impostor, Claims::not_required()))),
+            kicks(&room.step(t0(), enter_as(impostor, Claims::not_required()))),
             ["bob"]
         );
-        room.step(leave("bob"));
-        assert_eq!(room.status, OneLeft);
+        room.step(t0(), leave("bob"));
+        assert_eq!(room.status(), OneLeft);
         // Bob himself, even under another nick, is back.
-        let actions = room.step(enter_as(
-            Person::new("bobby", Some("bob@example.org".into())),
-            Claims::unknown(),
-        ));
+        let actions = room.step(
+            t0(),
+            enter_as(
+                Person::new("bobby", Some("bob@example.org".into())),
+                Claims::unknown(),
+            ),
+        );
         assert_eq!(
             records(&actions),
             [(OneLeft, Chatting, EventKind::Rejoined)]
@@ -1323,7 +1600,7 @@ mod tests {
     #[test]
     fn a_returning_person_needs_no_claim_and_a_newcomer_does() {
         let mut room = chat();
-        room.step(leave("bob"));
+        room.step(t0(), leave("bob"));
         assert!(!room.needs_claims(&who("bob")));
         assert!(room.needs_claims(&who("eve")));
         assert!(!room.needs_claims(&who("alice")), "alice is inside");
@@ -1332,62 +1609,74 @@ mod tests {
     #[test]
     fn leave_rejoin_leave_runs_the_second_grace_in_full() {
         let mut room = chat();
-        let first = grace(&room.step(leave("bob")), Role::Client);
-        room.step(enter("bob"));
-        let second = grace(&room.step(leave("bob")), Role::Client);
+        let first = grace(&room.step(t0(), leave("bob")), Role::Client);
+        room.step(t0(), enter("bob"));
+        let second = grace(&room.step(t0(), leave("bob")), Role::Client);
         assert_ne!(first, second);
         // The first grace's timer runs out: stale, bob may still come back.
         assert!(
-            room.step(Event::GraceExpired {
-                role: Role::Client,
-                epoch: first
-            })
+            room.step(
+                t0(),
+                Event::GraceExpired {
+                    role: Role::Client,
+                    epoch: first
+                }
+            )
             .is_empty()
         );
         assert_eq!(
-            records(&room.step(enter("bob"))),
+            records(&room.step(t0(), enter("bob"))),
             [(OneLeft, Chatting, EventKind::Rejoined)]
         );
         // Once the current grace is over, he may not.
-        let third = grace(&room.step(leave("bob")), Role::Client);
-        room.step(Event::GraceExpired {
-            role: Role::Client,
-            epoch: third,
-        });
-        assert_eq!(kicks(&room.step(enter("bob"))), ["bob"]);
-        assert_eq!(room.status, OneLeft);
+        let third = grace(&room.step(t0(), leave("bob")), Role::Client);
+        room.step(
+            t0(),
+            Event::GraceExpired {
+                role: Role::Client,
+                epoch: third,
+            },
+        );
+        assert_eq!(kicks(&room.step(t0(), enter("bob"))), ["bob"]);
+        assert_eq!(room.status(), OneLeft);
     }
 
     #[test]
     fn a_nick_change_keeps_the_role_with_the_jid() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        let actions = room.step(Event::NickChanged {
-            old: "alice".into(),
-            new: "alice2".into(),
-        });
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        let actions = room.step(
+            t0(),
+            Event::NickChanged {
+                old: "alice".into(),
+                new: "alice2".into(),
+            },
+        );
         assert_eq!(
             records(&actions),
             [(StaffWaiting, StaffWaiting, EventKind::NickChanged)]
         );
         assert_eq!(record(&actions).set_staff_nick.as_deref(), Some("alice2"));
         assert!(
-            room.step(enter_as(
-                Person::new("alice2", Some("alice@example.org".into())),
-                Claims::unknown()
-            ))
+            room.step(
+                t0(),
+                enter_as(
+                    Person::new("alice2", Some("alice@example.org".into())),
+                    Claims::unknown()
+                )
+            )
             .is_empty()
         );
         assert_eq!(
-            room.staff,
-            Some(Person::new("alice2", Some("alice@example.org".into())))
+            room.seat_holder(Role::Staff),
+            Some(&Person::new("alice2", Some("alice@example.org".into())))
         );
-        room.step(enter("bob"));
-        room.step(leave("alice2"));
+        room.step(t0(), enter("bob"));
+        room.step(t0(), leave("alice2"));
         // Her grace is bound to her JID, not to either nick.
         let back = Person::new("alice", Some("alice@example.org".into()));
         assert_eq!(
-            records(&room.step(enter_as(back, Claims::unknown()))),
+            records(&room.step(t0(), enter_as(back, Claims::unknown()))),
             [(OneLeft, Chatting, EventKind::Rejoined)]
         );
     }
@@ -1396,17 +1685,23 @@ mod tests {
 
     #[test]
     fn an_intruder_who_cannot_be_removed_before_a_client_came_closes_the_room_as_error() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(enter_as(
-            who("mallory"),
-            claims(open(), Claim::Missing, Claim::Missing),
-        ));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        room.step(
+            t0(),
+            enter_as(
+                who("mallory"),
+                claims(open(), SeatClaim::Missing, SeatClaim::Missing),
+            ),
+        );
         // A client arriving while mallory is still inside is held, never admitted.
-        assert_eq!(holds(&room.step(enter("bob"))), ["bob"]);
-        let actions = room.step(Event::KickFailed {
-            nick: "mallory".into(),
-        });
+        assert_eq!(holds(&room.step(t0(), enter("bob"))), ["bob"]);
+        let actions = room.step(
+            t0(),
+            Event::KickFailed {
+                nick: "mallory".into(),
+            },
+        );
         assert_eq!(
             records(&actions),
             [(StaffWaiting, Closed, EventKind::Closed)]
@@ -1417,18 +1712,24 @@ mod tests {
     #[test]
     fn a_refused_kick_before_a_client_came_closes_the_room_at_once() {
         for staff_inside in [false, true] {
-            let mut room = Room::new(2);
+            let mut room = RoomMachine::new(ROOM, policy(2));
             if staff_inside {
-                room.step(enter("alice"));
+                room.step(t0(), enter("alice"));
             }
-            let from = room.status;
-            room.step(enter_as(
-                who("mallory"),
-                claims(Claim::Missing, Claim::Missing, Claim::Missing),
-            ));
-            let actions = room.step(Event::KickRefused {
-                nick: "mallory".into(),
-            });
+            let from = room.status();
+            room.step(
+                t0(),
+                enter_as(
+                    who("mallory"),
+                    claims(SeatClaim::Missing, SeatClaim::Missing, SeatClaim::Missing),
+                ),
+            );
+            let actions = room.step(
+                t0(),
+                Event::KickRefused {
+                    nick: "mallory".into(),
+                },
+            );
             assert_eq!(records(&actions), [(from, Closed, EventKind::Closed)]);
             assert_eq!(destroys(&actions), Some(CloseReason::Error));
         }
@@ -1437,24 +1738,30 @@ mod tests {
     #[test]
     fn a_refused_kick_in_a_chat_leaves_the_retries_to_the_actor() {
         let mut room = chat();
-        room.step(enter("mallory"));
+        room.step(t0(), enter("mallory"));
         let refused = Event::KickRefused {
             nick: "mallory".into(),
         };
-        assert!(room.step(refused.clone()).is_empty(), "the chat goes on");
-        assert_eq!(room.status, Chatting);
+        assert!(
+            room.step(t0(), refused.clone()).is_empty(),
+            "the chat goes on"
+        );
+        assert_eq!(room.status(), Chatting);
         // A refusal about somebody who is gone (or was never an intruder) changes nothing.
-        room.step(leave("mallory"));
-        assert!(room.step(refused).is_empty());
+        room.step(t0(), leave("mallory"));
+        assert!(room.step(t0(), refused).is_empty());
     }
 
     #[test]
     fn an_intruder_who_cannot_be_removed_from_a_chat_is_announced_and_recorded() {
         let mut room = chat();
-        room.step(enter("mallory"));
-        let actions = room.step(Event::KickFailed {
-            nick: "mallory".into(),
-        });
+        room.step(t0(), enter("mallory"));
+        let actions = room.step(
+            t0(),
+            Event::KickFailed {
+                nick: "mallory".into(),
+            },
+        );
         assert!(matches!(actions[0], Action::Notify { .. }), "{actions:?}");
         assert_eq!(
             records(&actions),
@@ -1462,11 +1769,14 @@ mod tests {
         );
         assert_eq!(destroys(&actions), None, "the chat goes on");
         // Once the kick works, nothing else happens.
-        assert!(room.step(leave("mallory")).is_empty());
+        assert!(room.step(t0(), leave("mallory")).is_empty());
         assert!(
-            room.step(Event::KickFailed {
-                nick: "mallory".into()
-            })
+            room.step(
+                t0(),
+                Event::KickFailed {
+                    nick: "mallory".into()
+                }
+            )
             .is_empty()
         );
     }
@@ -1474,11 +1784,14 @@ mod tests {
     #[test]
     fn an_intruder_renaming_is_kicked_under_the_new_nick() {
         let mut room = chat();
-        room.step(enter("mallory"));
-        let actions = room.step(Event::NickChanged {
-            old: "mallory".into(),
-            new: "bob2".into(),
-        });
+        room.step(t0(), enter("mallory"));
+        let actions = room.step(
+            t0(),
+            Event::NickChanged {
+                old: "mallory".into(),
+                new: "bob2".into(),
+            },
+        );
         assert_eq!(kicks(&actions), ["bob2"]);
         assert!(records(&actions).is_empty());
     }
@@ -1488,11 +1801,11 @@ mod tests {
     #[test]
     fn a_full_chat_walks_every_status_and_ends_destroyed() {
         let mut room = chat();
-        let actions = room.step(leave("bob"));
+        let actions = room.step(t0(), leave("bob"));
         assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
         assert_eq!(record(&actions).role, Some(Role::Client));
         assert_eq!(destroys(&actions), None);
-        let actions = room.step(leave("alice"));
+        let actions = room.step(t0(), leave("alice"));
         assert_eq!(records(&actions), [(OneLeft, Closed, EventKind::Closed)]);
         assert_eq!(record(&actions).role, Some(Role::Staff));
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Completed));
@@ -1506,8 +1819,8 @@ mod tests {
             nick: nick.into(),
             how: Departure::ServiceShutdown,
         };
-        room.step(shutdown("bob"));
-        let actions = room.step(shutdown("alice"));
+        room.step(t0(), shutdown("bob"));
+        let actions = room.step(t0(), shutdown("alice"));
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
     }
 
@@ -1516,12 +1829,15 @@ mod tests {
     /// `no_client` would be untrue.
     #[test]
     fn a_room_emptied_by_a_server_shutdown_before_any_client_is_lost() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        let actions = room.step(Event::Left {
-            nick: "alice".into(),
-            how: Departure::ServiceShutdown,
-        });
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        let actions = room.step(
+            t0(),
+            Event::Left {
+                nick: "alice".into(),
+                how: Departure::ServiceShutdown,
+            },
+        );
         assert_eq!(
             records(&actions),
             [(StaffWaiting, Closed, EventKind::Closed)]
@@ -1534,24 +1850,27 @@ mod tests {
     /// staff member entering an `available` room is let in at once: no chat runs yet.
     #[test]
     fn an_intruder_still_inside_holds_the_client_only() {
-        let mut room = Room::new(2);
-        let nobody = claims(Claim::Missing, Claim::Missing, Claim::Missing);
-        assert_eq!(kicks(&room.step(enter_as(who("eve"), nobody))), ["eve"]);
-        let staff = room.step(enter_as(who("alice"), claims(open(), open(), open())));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let nobody = claims(SeatClaim::Missing, SeatClaim::Missing, SeatClaim::Missing);
+        assert_eq!(
+            kicks(&room.step(t0(), enter_as(who("eve"), nobody))),
+            ["eve"]
+        );
+        let staff = room.step(t0(), enter_as(who("alice"), claims(open(), open(), open())));
         assert_eq!(
             records(&staff),
             [(Available, StaffWaiting, EventKind::Entered)]
         );
-        let client = room.step(enter_as(who("bob"), claims(open(), open(), open())));
+        let client = room.step(t0(), enter_as(who("bob"), claims(open(), open(), open())));
         assert_eq!(holds(&client), ["bob"]);
         assert!(records(&client).is_empty());
     }
 
     #[test]
     fn staff_leaving_before_any_client_closes_with_no_client() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        let actions = room.step(leave("alice"));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        let actions = room.step(t0(), leave("alice"));
         assert_eq!(
             records(&actions),
             [(StaffWaiting, Closed, EventKind::Closed)]
@@ -1562,7 +1881,7 @@ mod tests {
     #[test]
     fn leaving_a_chat_starts_the_rejoin_grace_and_the_one_left_timer() {
         let mut room = chat();
-        let actions = room.step(leave("bob"));
+        let actions = room.step(t0(), leave("bob"));
         assert_eq!(
             timers(&actions),
             [
@@ -1575,21 +1894,24 @@ mod tests {
         );
         // Grace over: bob can no longer come back; the room stays one_left.
         assert!(
-            room.step(Event::GraceExpired {
-                role: Role::Client,
-                epoch: 1
-            })
+            room.step(
+                t0(),
+                Event::GraceExpired {
+                    role: Role::Client,
+                    epoch: 1
+                }
+            )
             .is_empty()
         );
-        assert_eq!(kicks(&room.step(enter("bob"))), ["bob"]);
-        assert_eq!(room.status, OneLeft);
+        assert_eq!(kicks(&room.step(t0(), enter("bob"))), ["bob"]);
+        assert_eq!(room.status(), OneLeft);
     }
 
     #[test]
     fn the_one_left_timer_closes_the_room_with_a_notice() {
         let mut room = chat();
-        room.step(leave("bob"));
-        let actions = room.step(Event::OneLeftTimeout { epoch: 1 });
+        room.step(t0(), leave("bob"));
+        let actions = room.step(t0(), Event::OneLeftTimeout { epoch: 1 });
         assert!(matches!(actions[0], Action::Notify { .. }), "{actions:?}");
         assert_eq!(records(&actions), [(OneLeft, Closed, EventKind::Closed)]);
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Timeout));
@@ -1599,51 +1921,61 @@ mod tests {
     #[test]
     fn a_stale_one_left_timer_is_ignored() {
         let mut room = chat();
-        room.step(leave("bob"));
-        room.step(enter("bob")); // back within grace: chatting again
-        room.step(leave("bob")); // one_left again: epoch 2
-        assert!(room.step(Event::OneLeftTimeout { epoch: 1 }).is_empty());
-        assert_eq!(room.status, OneLeft);
-        assert!(!room.step(Event::OneLeftTimeout { epoch: 2 }).is_empty());
-        assert_eq!(room.status, Closed);
+        room.step(t0(), leave("bob"));
+        room.step(t0(), enter("bob")); // back within grace: chatting again
+        room.step(t0(), leave("bob")); // one_left again: epoch 2
+        assert!(
+            room.step(t0(), Event::OneLeftTimeout { epoch: 1 })
+                .is_empty()
+        );
+        assert_eq!(room.status(), OneLeft);
+        assert!(
+            !room
+                .step(t0(), Event::OneLeftTimeout { epoch: 2 })
+                .is_empty()
+        );
+        assert_eq!(room.status(), Closed);
     }
 
     #[test]
     fn presence_updates_and_unknown_departures_change_nothing() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        assert!(room.step(enter("alice")).is_empty());
-        assert!(room.step(leave("nobody")).is_empty());
-        assert_eq!(room.status, StaffWaiting);
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        assert!(room.step(t0(), enter("alice")).is_empty());
+        assert!(room.step(t0(), leave("nobody")).is_empty());
+        assert_eq!(room.status(), StaffWaiting);
     }
 
     #[test]
     fn departures_are_described_by_how() {
         let mut room = chat();
-        let actions = room.step(Event::Left {
-            nick: "bob".into(),
-            how: Departure::Banned,
-        });
+        let actions = room.step(
+            t0(),
+            Event::Left {
+                nick: "bob".into(),
+                how: Departure::Banned,
+            },
+        );
         assert_eq!(record(&actions).detail, "banned (301)");
     }
 
     #[test]
     fn shutdown_closes_only_unused_rooms() {
-        let mut unused = Room::new(2);
-        let actions = unused.step(Event::Shutdown);
+        let mut unused = RoomMachine::new(ROOM, policy(2));
+        let actions = unused.step(t0(), Event::Shutdown);
         assert_eq!(records(&actions), [(Available, Closed, EventKind::Closed)]);
         assert_eq!(destroys(&actions), Some(CloseReason::Shutdown));
 
-        let mut busy = Room::new(2);
-        busy.step(enter("alice"));
-        assert!(busy.step(Event::Shutdown).is_empty());
-        assert_eq!(busy.status, StaffWaiting);
+        let mut busy = RoomMachine::new(ROOM, policy(2));
+        busy.step(t0(), enter("alice"));
+        assert!(busy.step(t0(), Event::Shutdown).is_empty());
+        assert_eq!(busy.status(), StaffWaiting);
     }
 
     #[test]
     fn a_room_destroyed_by_others_is_lost_without_destroying() {
         let mut room = chat();
-        let actions = room.step(Event::Vanished);
+        let actions = room.step(t0(), Event::Vanished);
         assert_eq!(records(&actions), [(Chatting, Closed, EventKind::Closed)]);
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
         assert_eq!(destroys(&actions), None);
@@ -1652,44 +1984,45 @@ mod tests {
     #[test]
     fn an_unusable_room_is_closed_and_destroyed() {
         let mut room = chat();
-        let actions = room.step(Event::Unusable {
-            reason: CloseReason::Lost,
-            detail: "re-created by the rejoin".into(),
-        });
+        let actions = room.step(t0(), Event::Unusable(Unusable::Recreated));
         assert_eq!(records(&actions), [(Chatting, Closed, EventKind::Closed)]);
+        assert_eq!(
+            record(&actions).detail,
+            "the room no longer existed when the bot came back"
+        );
         assert_eq!(destroys(&actions), Some(CloseReason::Lost));
     }
 
     #[test]
     fn an_ended_session_closes_only_rooms_nobody_else_is_in() {
-        let mut unused = Room::new(2);
-        let actions = unused.step(Event::SessionEnded);
+        let mut unused = RoomMachine::new(ROOM, policy(2));
+        let actions = unused.step(t0(), Event::SessionEnded);
         assert_eq!(records(&actions), [(Available, Closed, EventKind::Closed)]);
         assert_eq!(record(&actions).close_reason, Some(CloseReason::Lost));
         assert_eq!(destroys(&actions), Some(CloseReason::Lost));
 
         // Staff inside: the room lives on, to be rejoined.
-        let mut waiting = Room::new(2);
-        waiting.step(enter("alice"));
-        assert!(waiting.step(Event::SessionEnded).is_empty());
-        assert_eq!(waiting.status, StaffWaiting);
-        assert!(chat().step(Event::SessionEnded).is_empty());
+        let mut waiting = RoomMachine::new(ROOM, policy(2));
+        waiting.step(t0(), enter("alice"));
+        assert!(waiting.step(t0(), Event::SessionEnded).is_empty());
+        assert_eq!(waiting.status(), StaffWaiting);
+        assert!(chat().step(t0(), Event::SessionEnded).is_empty());
 
         // An intruder still being kicked is somebody inside too.
-        let mut kicking = Room::new(2);
-        let none = claims(Claim::Missing, Claim::Missing, Claim::Missing);
+        let mut kicking = RoomMachine::new(ROOM, policy(2));
+        let none = claims(SeatClaim::Missing, SeatClaim::Missing, SeatClaim::Missing);
         assert_eq!(
-            kicks(&kicking.step(enter_as(who("mallory"), none))),
+            kicks(&kicking.step(t0(), enter_as(who("mallory"), none))),
             ["mallory"]
         );
-        assert!(kicking.step(Event::SessionEnded).is_empty());
+        assert!(kicking.step(t0(), Event::SessionEnded).is_empty());
     }
 
     #[test]
     fn a_closed_room_ignores_everything() {
-        let mut room = Room::new(2);
-        room.step(enter("alice"));
-        room.step(leave("alice"));
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        room.step(t0(), leave("alice"));
         for event in [
             enter("bob"),
             leave("alice"),
@@ -1697,15 +2030,181 @@ mod tests {
             Event::Vanished,
             Event::SessionEnded,
         ] {
-            assert!(room.step(event).is_empty());
+            assert!(room.step(t0(), event).is_empty());
         }
-        assert_eq!(room.status, Closed);
+        assert_eq!(room.status(), Closed);
+    }
+
+    // ── rows added when the actor's decisions moved here ──────────────────────────────
+
+    #[test]
+    fn without_required_claims_every_seat_is_open() {
+        let mut room = RoomMachine::new(
+            ROOM,
+            Policy {
+                require_claims: false,
+                ..policy(2)
+            },
+        );
+        assert!(!room.needs_claims(&who("alice")));
+        let actions = room.step(t0(), enter_as(who("alice"), no_claims()));
+        assert_eq!(
+            records(&actions),
+            [(Available, StaffWaiting, EventKind::Entered)]
+        );
+        let actions = room.step(t0(), enter_as(who("bob"), Claims::unknown()));
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Chatting, EventKind::Entered)]
+        );
+        // The seats stay limited.
+        let actions = room.step(t0(), enter_as(who("eve"), no_claims()));
+        assert_eq!(kicks(&actions), ["eve"]);
+    }
+
+    #[test]
+    fn a_held_persons_recheck_looks_up_the_claims_again_while_they_are_held() {
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let actions = room.step(t0(), enter_as(who("alice"), Claims::unknown()));
+        assert_eq!(holds(&actions), ["alice"]);
+        let recheck = Timer::Recheck {
+            person: who("alice"),
+        };
+        assert!(
+            actions.contains(&Action::Schedule {
+                timer: recheck.clone(),
+                after: HOLD_RECHECK,
+            }),
+            "{actions:?}"
+        );
+        assert_eq!(
+            room.step(t0(), recheck.clone().event()),
+            [Action::LookUpClaims {
+                person: who("alice")
+            }]
+        );
+        // Gone, or somebody else under that nick: the timer is stale.
+        room.step(t0(), leave("alice"));
+        assert!(room.step(t0(), recheck.event()).is_empty());
+    }
+
+    #[test]
+    fn an_expired_claim_of_the_current_seat_changes_the_password_then_releases() {
+        let mut room = RoomMachine::new(ROOM, policy(3));
+        let staff = Event::ClaimExpired { role: Role::Staff };
+        assert_eq!(
+            room.step(t0(), staff.clone()),
+            [Action::ChangePassword { role: Role::Staff }]
+        );
+        room.step(t0(), enter("alice"));
+        // Used meanwhile: the staff seat is taken, its claim is the row's business.
+        assert!(room.step(t0(), staff).is_empty());
+        assert_eq!(
+            room.step(t0(), Event::ClaimExpired { role: Role::Client }),
+            [Action::ChangePassword { role: Role::Client }]
+        );
+        room.step(t0(), enter("bob"));
+        // An extra seat belongs to a chat in progress: its password stays.
+        assert_eq!(
+            room.step(t0(), Event::ClaimExpired { role: Role::Extra }),
+            [Action::ReleaseClaim { role: Role::Extra }]
+        );
+    }
+
+    #[test]
+    fn a_password_that_cannot_be_changed_is_tried_again_then_the_room_is_given_up() {
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), Event::ClaimExpired { role: Role::Staff });
+        let failed = Event::PasswordNotChanged { role: Role::Staff };
+        for _ in 1..ROTATE_ATTEMPTS {
+            assert_eq!(
+                room.step(t0(), failed.clone()),
+                [Action::ChangePassword { role: Role::Staff }]
+            );
+        }
+        let actions = room.step(t0(), failed);
+        assert_eq!(records(&actions), [(Available, Closed, EventKind::Closed)]);
+        assert_eq!(record(&actions).close_reason, Some(CloseReason::Error));
+        assert_eq!(destroys(&actions), Some(CloseReason::Error));
+    }
+
+    #[test]
+    fn a_change_refused_for_good_destroys_the_room_without_another_record() {
+        let mut room = chat();
+        let actions = room.step(t0(), Event::WriteRefused);
+        assert_eq!(
+            actions,
+            [Action::Destroy {
+                reason: CloseReason::Error
+            }]
+        );
+        assert_eq!(room.status(), Closed);
+    }
+
+    #[test]
+    fn a_room_that_could_not_be_created_is_destroyed_only_when_it_is_the_bots() {
+        use CreationFailure::*;
+        for kept in [NameTaken, JoinRefused, JoinUnanswered] {
+            assert!(!destroy_after_failed_creation(kept), "{kept:?}");
+        }
+        for ours in [NotConfigured, NotRecorded] {
+            assert!(destroy_after_failed_creation(ours), "{ours:?}");
+        }
+    }
+
+    #[test]
+    fn records_carry_the_room_and_the_time_of_their_event() {
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        let later = t0() + chrono::Duration::seconds(5);
+        let actions = room.step(later, enter("alice"));
+        assert_eq!(record(&actions).room_id, ROOM);
+        assert_eq!(record(&actions).at, later);
+    }
+
+    #[test]
+    fn timers_come_with_the_policys_durations_and_none_when_one_may_stay_alone() {
+        let mut room = chat();
+        let actions = room.step(t0(), leave("bob"));
+        assert!(actions.contains(&Action::Schedule {
+            timer: Timer::OneLeft { epoch: 1 },
+            after: Duration::from_secs(600),
+        }));
+        assert!(actions.contains(&Action::Schedule {
+            timer: Timer::RejoinGrace {
+                role: Role::Client,
+                epoch: 1,
+            },
+            after: Duration::from_secs(60),
+        }));
+        let mut forever = RoomMachine::new(
+            ROOM,
+            Policy {
+                one_left: None,
+                ..policy(2)
+            },
+        );
+        forever.step(t0(), enter("alice"));
+        forever.step(t0(), enter("bob"));
+        let actions = forever.step(t0(), leave("bob"));
+        assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
+        assert!(
+            !timers(&actions)
+                .iter()
+                .any(|t| matches!(t, Timer::OneLeft { .. })),
+            "{actions:?}"
+        );
     }
 
     // ── after a restart or reconnect ──────────────────────────────────────────────────
 
-    fn restored(status: RoomStatus) -> Room {
-        Room::restore(status, Some(who("alice")), Some(who("bob")), 2)
+    fn restored(status: RoomStatus) -> RoomMachine {
+        RoomMachine::restore(
+            ROOM,
+            status,
+            Some(who("alice")),
+            Some(who("bob")),
+            policy(2),
+        )
     }
 
     fn people(nicks: &[&str]) -> Vec<Person> {
@@ -1713,13 +2212,13 @@ mod tests {
     }
 
     fn no_claims() -> Claims {
-        claims(Claim::Missing, Claim::Missing, Claim::Missing)
+        claims(SeatClaim::Missing, SeatClaim::Missing, SeatClaim::Missing)
     }
 
     #[test]
     fn after_a_restart_an_empty_chat_is_closed_as_completed() {
         let mut room = restored(Chatting);
-        let actions = room.reconcile(&people(&[]), &no_claims());
+        let actions = room.reconcile(t0(), &people(&[]), &no_claims());
         assert_eq!(
             records(&actions),
             [
@@ -1733,20 +2232,20 @@ mod tests {
     #[test]
     fn after_a_restart_a_chat_with_one_person_is_one_left() {
         let mut room = restored(Chatting);
-        let actions = room.reconcile(&people(&["alice"]), &no_claims());
+        let actions = room.reconcile(t0(), &people(&["alice"]), &no_claims());
         assert_eq!(records(&actions), [(Chatting, OneLeft, EventKind::Left)]);
         assert_eq!(record(&actions).detail, "gone when the bot came back");
         // bob may still come back within the grace.
         assert_eq!(
-            records(&room.step(enter("bob"))),
+            records(&room.step(t0(), enter("bob"))),
             [(OneLeft, Chatting, EventKind::Rejoined)]
         );
     }
 
     #[test]
     fn after_a_restart_somebody_who_came_meanwhile_without_a_claim_is_kicked() {
-        let mut room = Room::restore(Available, None, None, 2);
-        let actions = room.reconcile(&people(&["mallory"]), &no_claims());
+        let mut room = RoomMachine::restore(ROOM, Available, None, None, policy(2));
+        let actions = room.reconcile(t0(), &people(&["mallory"]), &no_claims());
         assert_eq!(kicks(&actions), ["mallory"]);
         assert_eq!(
             records(&actions),
@@ -1755,6 +2254,7 @@ mod tests {
         // In a chat, anybody but the recorded two is kicked; the row does not change.
         let mut chatting = restored(Chatting);
         let actions = chatting.reconcile(
+            t0(),
             &people(&["alice", "bob", "mallory"]),
             &Claims::not_required(),
         );
@@ -1766,7 +2266,7 @@ mod tests {
     fn after_a_restart_the_clients_nick_with_another_jid_is_a_stranger() {
         let mut room = restored(Chatting);
         let impostor = Person::new("bob", Some("eve@example.org".into()));
-        let actions = room.reconcile(&[who("alice"), impostor], &no_claims());
+        let actions = room.reconcile(t0(), &[who("alice"), impostor], &no_claims());
         assert_eq!(kicks(&actions), ["bob"]);
         assert_eq!(
             records(&actions),
@@ -1779,26 +2279,32 @@ mod tests {
 
     #[test]
     fn after_a_restart_a_claimed_newcomer_is_admitted_by_the_same_rules() {
-        let mut room = Room::restore(Available, None, None, 2);
+        let mut room = RoomMachine::restore(ROOM, Available, None, None, policy(2));
         let actions = room.reconcile(
+            t0(),
             &people(&["alice"]),
-            &claims(bound("alice@example.org"), Claim::Missing, Claim::Missing),
+            &claims(
+                bound("alice@example.org"),
+                SeatClaim::Missing,
+                SeatClaim::Missing,
+            ),
         );
         assert_eq!(
             records(&actions),
             [(Available, StaffWaiting, EventKind::Entered)]
         );
-        let mut waiting = Room::restore(StaffWaiting, Some(who("alice")), None, 2);
+        let mut waiting =
+            RoomMachine::restore(ROOM, StaffWaiting, Some(who("alice")), None, policy(2));
         assert!(
             waiting
-                .reconcile(&people(&["alice"]), &no_claims())
+                .reconcile(t0(), &people(&["alice"]), &no_claims())
                 .is_empty(),
             "nothing changed"
         );
         // Unknown claims hold the newcomer.
-        let mut unknown = Room::restore(Available, None, None, 2);
+        let mut unknown = RoomMachine::restore(ROOM, Available, None, None, policy(2));
         assert_eq!(
-            holds(&unknown.reconcile(&people(&["alice"]), &Claims::unknown())),
+            holds(&unknown.reconcile(t0(), &people(&["alice"]), &Claims::unknown())),
             ["alice"]
         );
     }
@@ -1806,15 +2312,17 @@ mod tests {
     #[test]
     fn after_a_restart_a_one_left_room_gets_fresh_timers() {
         let mut room = restored(OneLeft);
-        let actions = room.reconcile(&people(&["alice"]), &no_claims());
+        let actions = room.reconcile(t0(), &people(&["alice"]), &no_claims());
         assert_eq!(records(&actions), [(OneLeft, OneLeft, EventKind::Left)]);
         assert!(
             timers(&actions).contains(&&Timer::OneLeft { epoch: 1 }),
             "{actions:?}"
         );
-        assert!(room.departed.contains_key(&Role::Client));
+        // The client may still come back within grace.
+        let back = room.step(t0(), enter("bob"));
+        assert_eq!(records(&back), [(OneLeft, Chatting, EventKind::Rejoined)]);
         let mut empty = restored(OneLeft);
-        let actions = empty.reconcile(&people(&[]), &no_claims());
+        let actions = empty.reconcile(t0(), &people(&[]), &no_claims());
         assert_eq!(destroys(&actions), Some(CloseReason::Completed));
     }
 
@@ -1822,7 +2330,7 @@ mod tests {
     fn after_a_restart_a_renamed_participant_keeps_the_role() {
         let mut room = restored(Chatting);
         let renamed = Person::new("robert", Some("bob@example.org".into()));
-        let actions = room.reconcile(&[who("alice"), renamed], &no_claims());
+        let actions = room.reconcile(t0(), &[who("alice"), renamed], &no_claims());
         assert_eq!(
             records(&actions),
             [(Chatting, Chatting, EventKind::NickChanged)]

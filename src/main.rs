@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 use helpim_bot::config::{Config, ConfigError};
 use helpim_bot::model::RoomStatus;
+use helpim_bot::report::{Align, Table};
 use helpim_bot::store::RoomFilter;
 
 /// The room-managing XMPP bot of an online helpline.
@@ -192,31 +193,31 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 bot_jid: None,
             };
             let rooms = store.rooms(&filter).await?;
+            let mut table = Table::new(&[Align::Right, Align::Left]);
             for room in &rooms {
-                let pw = if passwords {
-                    // A closed room's password is cleared: shown as `-`.
-                    format!(" password={}", room.password().unwrap_or("-"))
-                } else {
-                    String::new()
-                };
-                // Who the room was claimed for, when the web application claimed it.
-                let claims: String = [
+                // Who the room was claimed for, when the web application claimed it, and
+                // (asked for) its password; a closed room's is cleared: shown as `-`.
+                let mut extra: Vec<String> = [
                     ("staff", &room.staff_claimed_by),
                     ("client", &room.client_claimed_by),
                 ]
                 .iter()
-                .filter_map(|(role, by)| by.as_deref().map(|by| format!(" {role}_claim={by}")))
+                .filter_map(|(role, by)| by.as_deref().map(|by| format!("{role}_claim={by}")))
                 .collect();
-                println!(
-                    "{:>6} {:<13} {} staff={} client={} since={}{claims}{pw}",
-                    room.id,
-                    room.status,
-                    room.jid,
-                    room.staff_nick.as_deref().unwrap_or("-"),
-                    room.client_nick.as_deref().unwrap_or("-"),
-                    room.status_changed_at.to_rfc3339(),
-                );
+                if passwords {
+                    extra.push(format!("password={}", room.password().unwrap_or("-")));
+                }
+                table.row([
+                    room.id.to_string(),
+                    room.status.to_string(),
+                    room.jid.clone(),
+                    format!("staff={}", room.staff_nick.as_deref().unwrap_or("-")),
+                    format!("client={}", room.client_nick.as_deref().unwrap_or("-")),
+                    format!("since={}", room.status_changed_at.to_rfc3339()),
+                    extra.join(" "),
+                ]);
             }
+            print!("{}", table.render());
             eprintln!("{} room(s)", rooms.len());
             Ok(())
         }),
@@ -329,21 +330,26 @@ fn run(cli: Cli) -> Result<(), Failure> {
                 });
             };
             println!("room {} ({}), now {}", found.jid, found.id, found.status);
+            let mut table = Table::new(&[Align::Left, Align::Left, Align::Right]);
             for e in store.events(found.id).await? {
-                println!(
-                    "{} {:<13} {:>13} → {:<13} {}{}{}",
+                let mut about = Vec::new();
+                if let Some(nick) = &e.nick {
+                    about.push(format!("nick={nick}"));
+                }
+                if let Some(role) = e.role {
+                    about.push(format!("role={role}"));
+                }
+                about.push(e.detail.clone());
+                table.row([
                     e.at.to_rfc3339(),
-                    e.kind,
-                    e.from_status.map(|s| s.as_str()).unwrap_or("-"),
-                    e.to_status,
-                    e.nick
-                        .as_deref()
-                        .map(|n| format!("nick={n} "))
-                        .unwrap_or_default(),
-                    e.role.map(|r| format!("role={r} ")).unwrap_or_default(),
-                    e.detail,
-                );
+                    e.kind.to_string(),
+                    e.from_status.map_or("-", |s| s.as_str()).to_owned(),
+                    "→".to_owned(),
+                    e.to_status.to_string(),
+                    about.join(" "),
+                ]);
             }
+            print!("{}", table.render());
             Ok(())
         }),
     }

@@ -11,7 +11,8 @@
 //!   transitions, closes, the presence-to-commit latency, staff waits and chat durations
 //!   ([`ChatClock`](crate::stats::ChatClock)), pending writes and write retries;
 //! - the room actor: kicks, by their [`KickReason`], when the machine decides them;
-//! - the supervisor and [`crate::app`]: the XMPP session, reconnects, the lease, recovery;
+//! - the supervisor and [`crate::app`]: reconnects; through [`crate::readiness`], the XMPP
+//!   session, the lease and recovery;
 //! - the pool: rooms created and failed creations;
 //! - at scrape time, from the database ([`Metrics::refresh`]): rooms by status, ready rooms
 //!   beside their target, and claims and claim expiries (the web application claims rooms in
@@ -23,7 +24,6 @@
 //! starts its writer without knowing about metrics, and one bot runs per process.
 
 use std::sync::LazyLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use chrono::{DateTime, Utc};
 use entity::{room, room_event};
@@ -142,8 +142,6 @@ pub struct Metrics {
     pub rooms_created: Counter,
     /// `helpim_room_creation_failures_total`: creations that failed and were cleaned up.
     pub room_creation_failures: Counter,
-    /// Set once shutdown began: readiness fails from then on (not exported).
-    stopping: AtomicBool,
     /// The last `room_event` id already counted into the claim counters; `None` before
     /// [`Metrics::start_counting_claims`].
     claim_watermark: tokio::sync::Mutex<Option<i64>>,
@@ -161,11 +159,6 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
 /// The metrics of this process.
 pub fn metrics() -> &'static Metrics {
     &METRICS
-}
-
-/// A 0/1 gauge value.
-fn flag(on: bool) -> i64 {
-    i64::from(on)
 }
 
 impl Default for Metrics {
@@ -203,7 +196,6 @@ impl Metrics {
             pool_max: Gauge::default(),
             rooms_created: Counter::default(),
             room_creation_failures: Counter::default(),
-            stopping: AtomicBool::new(false),
             claim_watermark: tokio::sync::Mutex::new(None),
         };
         for reason in CloseReason::ALL {
@@ -407,42 +399,6 @@ impl Metrics {
         self.pool_max.set(i64::from(max_rooms));
     }
 
-    /// Records whether the XMPP session is online.
-    pub fn set_session_up(&self, up: bool) {
-        self.xmpp_session_up.set(flag(up));
-    }
-
-    /// Records whether this process holds its lease.
-    pub fn set_lease_held(&self, held: bool) {
-        self.lease_held.set(flag(held));
-    }
-
-    /// Records that the recorded rooms are accounted for after start-up.
-    pub fn set_recovery_done(&self) {
-        self.recovery_done.set(1);
-    }
-
-    /// Records that the bot is shutting down: it is no longer ready.
-    pub fn set_stopping(&self) {
-        self.stopping.store(true, Ordering::Relaxed);
-    }
-
-    /// What readiness lacks, as one line for people; `None` when ready. The database is
-    /// checked separately (it needs a round trip).
-    pub fn not_ready(&self) -> Option<&'static str> {
-        if self.stopping.load(Ordering::Relaxed) {
-            Some("shutting down")
-        } else if self.lease_held.get() != 1 {
-            Some("the lease on the bot JID is not held")
-        } else if self.xmpp_session_up.get() != 1 {
-            Some("the XMPP session is not up")
-        } else if self.recovery_done.get() != 1 {
-            Some("the recorded rooms are still being recovered")
-        } else {
-            None
-        }
-    }
-
     /// Starts counting claims from now on: claims recorded before this process started
     /// are not counted (counters start at zero with the process, as Prometheus expects).
     pub async fn start_counting_claims(&self, store: &Store) -> Result<(), StoreError> {
@@ -552,20 +508,9 @@ mod tests {
 
     fn change(kind: EventKind, from: RoomStatus, to: RoomStatus, role: Option<Role>) -> RoomChange {
         RoomChange {
-            room_id: 1,
-            kind,
-            from,
-            to,
-            at: at(0),
             nick: role.map(|r| format!("{r}-nick")),
             role,
-            detail: String::new(),
-            set_staff_nick: None,
-            set_client_nick: None,
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
-            close_reason: None,
+            ..RoomChange::new(1, kind, from, to, at(0))
         }
     }
 
@@ -759,18 +704,5 @@ mod tests {
         let s = scrape(&m);
         assert_eq!(value(&s, "helpim_kicks_total", &[("reason", "full")]), 1.0);
         assert_eq!(value(&s, "helpim_kicks_total", &[("reason", "other")]), 0.0);
-    }
-
-    #[test]
-    fn readiness_names_what_is_missing() {
-        let m = Metrics::new();
-        assert_eq!(m.not_ready(), Some("the lease on the bot JID is not held"));
-        m.set_lease_held(true);
-        assert_eq!(m.not_ready(), Some("the XMPP session is not up"));
-        m.set_session_up(true);
-        m.set_recovery_done();
-        assert_eq!(m.not_ready(), None);
-        m.set_stopping();
-        assert_eq!(m.not_ready(), Some("shutting down"));
     }
 }

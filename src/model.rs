@@ -8,6 +8,8 @@
 use std::fmt;
 use std::str::FromStr;
 
+use chrono::{DateTime, Utc};
+
 /// A string from the database (or the command line) that is not one of the contract's values.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{value:?} is not a valid {what} (expected one of: {expected})")]
@@ -197,6 +199,72 @@ impl KickReason {
             KickReason::Full => "This chat is full.",
             KickReason::ChatEnded => "This chat has ended.",
             KickReason::StillRemoved => "You may not stay in this room.",
+        }
+    }
+}
+
+/// One step of a room's life: a status transition (possibly to the same status) and the
+/// event that explains it, written together by the store
+/// (`Store::apply`). The lifecycle machine builds it ([`RoomChange::new`] and struct update
+/// syntax), the room's writer hands it to the store: one shape from decision to row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RoomChange {
+    /// The room to change.
+    pub room_id: i64,
+    /// What happened.
+    pub kind: EventKind,
+    /// The status the caller believes the room has; the change is refused otherwise.
+    pub from: RoomStatus,
+    /// The status after the change.
+    pub to: RoomStatus,
+    /// When it happened (truncated to microseconds when stored).
+    pub at: DateTime<Utc>,
+    /// The nick of the person concerned, for the event.
+    pub nick: Option<String>,
+    /// The part that person plays, for the event.
+    pub role: Option<Role>,
+    /// Why, in words, for the event.
+    pub detail: String,
+    /// Record this as the room's staff nick.
+    pub set_staff_nick: Option<String>,
+    /// Record this as the room's client nick.
+    pub set_client_nick: Option<String>,
+    /// Record this as the real bare JID of the room's staff member.
+    pub set_staff_jid: Option<String>,
+    /// Record this as the real bare JID of the room's client.
+    pub set_client_jid: Option<String>,
+    /// The extra-seat claim was used up by this change's person: clear it.
+    pub use_extra_claim: bool,
+    /// Why the room closed; stored only when the change closes the room.
+    pub close_reason: Option<CloseReason>,
+}
+
+impl RoomChange {
+    /// A change of room `room_id` from `from` to `to` because of `kind`, at `at`, naming
+    /// nobody and setting nothing else; the other fields are filled in with struct update
+    /// syntax (`RoomChange { nick, ..RoomChange::new(..) }`).
+    pub fn new(
+        room_id: i64,
+        kind: EventKind,
+        from: RoomStatus,
+        to: RoomStatus,
+        at: DateTime<Utc>,
+    ) -> RoomChange {
+        RoomChange {
+            room_id,
+            kind,
+            from,
+            to,
+            at,
+            nick: None,
+            role: None,
+            detail: String::new(),
+            set_staff_nick: None,
+            set_client_nick: None,
+            set_staff_jid: None,
+            set_client_jid: None,
+            use_extra_claim: false,
+            close_reason: None,
         }
     }
 }

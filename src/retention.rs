@@ -571,20 +571,12 @@ mod tests {
             .await
             .unwrap();
         let change = |kind, from, to, nick: Option<&str>| RoomChange {
-            room_id: room.id,
-            kind,
-            from,
-            to,
-            at,
             nick: nick.map(str::to_owned),
             role: Some(Role::Staff),
             detail: format!("{nick:?} did {kind}"),
             set_staff_nick: nick.map(str::to_owned),
-            set_client_nick: None,
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
             close_reason: Some(CloseReason::NoClient),
+            ..RoomChange::new(room.id, kind, from, to, at)
         };
         let nick = format!("Staff-{name}");
         let steps = [

@@ -248,7 +248,7 @@ pub fn render_text(stats: &Stats) -> String {
 
     let count = |label: &str, n: u64| format!("{label:<LABEL$}{n:>COUNT$}");
     let summary = |label: &str, s: &Summary| {
-        let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), format_duration);
+        let secs = |v: Option<f64>| v.map_or_else(|| "-".to_owned(), crate::report::duration);
         format!(
             "{label:<LABEL$}{:>COUNT$}{:>DURATION$}{:>DURATION$}{:>DURATION$}",
             s.count,
@@ -300,22 +300,6 @@ pub fn render_text(stats: &Stats) -> String {
     let mut text = lines.join("\n");
     text.push('\n');
     text
-}
-
-/// `secs` rounded to whole seconds and written the way people read durations: `45s`,
-/// `4m 05s`, `1h 02m 03s`.
-fn format_duration(secs: f64) -> String {
-    let rounded = secs.round();
-    let sign = if rounded < 0.0 { "-" } else { "" };
-    let total = rounded.abs() as u64;
-    let (hours, minutes, seconds) = (total / 3600, total % 3600 / 60, total % 60);
-    if hours > 0 {
-        format!("{sign}{hours}h {minutes:02}m {seconds:02}s")
-    } else if minutes > 0 {
-        format!("{sign}{minutes}m {seconds:02}s")
-    } else {
-        format!("{sign}{seconds}s")
-    }
 }
 
 /// `at` as RFC 3339 in UTC with `Z` and only as many fraction digits as needed: the form
@@ -983,18 +967,6 @@ mod tests {
     }
 
     #[test]
-    fn durations_read_like_durations() {
-        assert_eq!(format_duration(0.0), "0s");
-        assert_eq!(format_duration(0.4), "0s");
-        assert_eq!(format_duration(30.25), "30s");
-        assert_eq!(format_duration(59.5), "1m 00s");
-        assert_eq!(format_duration(245.0), "4m 05s");
-        assert_eq!(format_duration(3723.0), "1h 02m 03s");
-        assert_eq!(format_duration(90000.0), "25h 00m 00s");
-        assert_eq!(format_duration(-5.0), "-5s");
-    }
-
-    #[test]
     fn the_text_report_is_aligned() {
         let mut stats = compute(&mixed().events, &all());
         stats.since = Some(Utc.with_ymd_and_hms(2026, 11, 1, 0, 0, 0).unwrap());
@@ -1074,20 +1046,9 @@ p50/p90: nearest-rank percentiles; durations rounded to the second.
             rooms.push(room.id);
         }
         let step = |room_id, kind, from, to, secs: i64, role| RoomChange {
-            room_id,
-            kind,
-            from,
-            to,
-            at: base + Duration::seconds(secs),
-            nick: None,
             role,
-            detail: String::new(),
-            set_staff_nick: None,
-            set_client_nick: None,
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
             close_reason: (to == RoomStatus::Closed).then_some(CloseReason::Completed),
+            ..RoomChange::new(room_id, kind, from, to, base + Duration::seconds(secs))
         };
         use RoomStatus as S;
         for (i, &id) in rooms.iter().enumerate() {

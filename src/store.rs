@@ -170,39 +170,7 @@ pub struct NewRoom {
     pub at: DateTime<Utc>,
 }
 
-/// One step of a room's life: a status transition (possibly to the same status) and the
-/// event that explains it, written together by [`Store::apply`].
-#[derive(Debug, Clone, PartialEq)]
-pub struct RoomChange {
-    /// The room to change.
-    pub room_id: i64,
-    /// What happened.
-    pub kind: EventKind,
-    /// The status the caller believes the room has; the change is refused otherwise.
-    pub from: RoomStatus,
-    /// The status after the change.
-    pub to: RoomStatus,
-    /// When it happened (truncated to microseconds when stored).
-    pub at: DateTime<Utc>,
-    /// The nick of the person concerned, for the event.
-    pub nick: Option<String>,
-    /// The part that person plays, for the event.
-    pub role: Option<Role>,
-    /// Why, in words, for the event.
-    pub detail: String,
-    /// Record this as the room's staff nick.
-    pub set_staff_nick: Option<String>,
-    /// Record this as the room's client nick.
-    pub set_client_nick: Option<String>,
-    /// Record this as the real bare JID of the room's staff member.
-    pub set_staff_jid: Option<String>,
-    /// Record this as the real bare JID of the room's client.
-    pub set_client_jid: Option<String>,
-    /// The extra-seat claim was used up by this change's person: clear it.
-    pub use_extra_claim: bool,
-    /// Why the room closed; stored only when the change closes the room.
-    pub close_reason: Option<CloseReason>,
-}
+pub use crate::model::RoomChange;
 
 /// A room as recorded, validated.
 #[derive(Debug, Clone, PartialEq)]
@@ -893,20 +861,15 @@ impl Store {
             return Ok(false);
         }
         self.apply(&RoomChange {
-            room_id,
-            kind: EventKind::Closed,
-            from: room.status,
-            to: RoomStatus::Closed,
-            at,
-            nick: None,
-            role: None,
             detail: detail.to_owned(),
-            set_staff_nick: None,
-            set_client_nick: None,
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
             close_reason: Some(CloseReason::Error),
+            ..RoomChange::new(
+                room_id,
+                EventKind::Closed,
+                room.status,
+                RoomStatus::Closed,
+                at,
+            )
         })
         .await?;
         Ok(true)

@@ -15,7 +15,6 @@ use actix::Addr;
 use sd_notify::NotifyState;
 
 use crate::actors::supervisor::{Alive, SupervisorActor};
-use crate::metrics::metrics;
 
 /// Sends `states`; a failure is logged once per call and otherwise ignored (systemd then
 /// times the start out or the watchdog fires, which is the right outcome).
@@ -45,7 +44,7 @@ pub fn stopping() {
 /// is healthy (when systemd asked for a watchdog). Runs until the process ends.
 pub async fn supervise(supervisor: Addr<SupervisorActor>, bot: String) {
     let poll = Duration::from_millis(50);
-    while metrics().not_ready().is_some() {
+    while crate::readiness::readiness().missing().is_some() {
         tokio::time::sleep(poll).await;
     }
     let line = format!("ready: {bot}, lease held, XMPP session up, recovery done");
@@ -71,8 +70,8 @@ pub async fn supervise(supervisor: Addr<SupervisorActor>, bot: String) {
                 status(&format!("healthy again: {bot}"));
             }
         } else if was_healthy {
-            let why = metrics()
-                .not_ready()
+            let why = crate::readiness::readiness()
+                .missing()
                 .unwrap_or("the supervisor does not answer");
             log::warn!("unhealthy ({why}): the systemd watchdog is no longer notified");
             status(&format!("unhealthy: {why}"));

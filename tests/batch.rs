@@ -34,20 +34,18 @@ async fn room(store: &Store, name: &str) -> i64 {
 /// lifecycle records it; `from` is what the room believes its status is.
 fn entered(id: i64, from: RoomStatus, nick: &str) -> RoomChange {
     RoomChange {
-        room_id: id,
-        kind: EventKind::Entered,
-        from,
-        to: RoomStatus::StaffWaiting,
-        at: helpim_bot::store::now(),
         nick: Some(nick.into()),
         role: Some(Role::Staff),
         detail: format!("{nick} entered"),
         set_staff_nick: Some(nick.into()),
-        set_client_nick: None,
         set_staff_jid: Some(format!("{}@localhost", nick.to_lowercase())),
-        set_client_jid: None,
-        use_extra_claim: false,
-        close_reason: None,
+        ..RoomChange::new(
+            id,
+            EventKind::Entered,
+            from,
+            RoomStatus::StaffWaiting,
+            helpim_bot::store::now(),
+        )
     }
 }
 
@@ -55,14 +53,15 @@ fn entered(id: i64, from: RoomStatus, nick: &str) -> RoomChange {
 /// through.
 fn kicked(id: i64, status: RoomStatus) -> RoomChange {
     RoomChange {
-        kind: EventKind::Kicked,
-        to: status,
-        set_staff_nick: None,
-        set_staff_jid: None,
-        role: None,
         detail: "Mallory has no claim".into(),
         nick: Some("Mallory".into()),
-        ..entered(id, status, "Mallory")
+        ..RoomChange::new(
+            id,
+            EventKind::Kicked,
+            status,
+            status,
+            helpim_bot::store::now(),
+        )
     }
 }
 
@@ -93,15 +92,15 @@ async fn a_conflict_is_refused_alone(backend: Backend) {
     );
     let created_e = store.room(e).await.unwrap().unwrap().status_changed_at;
     let close = RoomChange {
-        kind: EventKind::Closed,
-        to: RoomStatus::Closed,
-        nick: None,
-        role: None,
-        set_staff_nick: None,
-        set_staff_jid: None,
         detail: "shut down".into(),
         close_reason: Some(CloseReason::Shutdown),
-        ..entered(d, RoomStatus::Available, "Dan")
+        ..RoomChange::new(
+            d,
+            EventKind::Closed,
+            RoomStatus::Available,
+            RoomStatus::Closed,
+            helpim_bot::store::now(),
+        )
     };
     let closed_at = close.at;
     let mut listener = match backend {

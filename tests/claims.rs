@@ -41,21 +41,19 @@ async fn seed_rooms(store: &Store, available: usize, waiting: usize) {
         if i >= available {
             store
                 .apply(&RoomChange {
-                    room_id: room.id,
-                    kind: EventKind::Entered,
-                    from: RoomStatus::Available,
-                    to: RoomStatus::StaffWaiting,
-                    // Later rooms' staff entered EARLIER: client order is the reverse of ids.
-                    at: t0 + chrono::Duration::seconds(1000 - i as i64),
                     nick: Some(format!("staff{i}")),
                     role: Some(Role::Staff),
                     detail: "staff entered".into(),
                     set_staff_nick: Some(format!("staff{i}")),
-                    set_client_nick: None,
-                    set_staff_jid: None,
-                    set_client_jid: None,
-                    use_extra_claim: false,
-                    close_reason: None,
+                    ..RoomChange::new(
+                        room.id,
+                        EventKind::Entered,
+                        RoomStatus::Available,
+                        RoomStatus::StaffWaiting,
+                        // Later rooms' staff entered EARLIER: client order is the reverse of
+                        // ids.
+                        t0 + chrono::Duration::seconds(1000 - i as i64),
+                    )
                 })
                 .await
                 .expect("apply");

@@ -23,22 +23,7 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A change of a room's status by the bot, with no person.
 fn step(room_id: i64, kind: EventKind, from: RoomStatus, to: RoomStatus) -> RoomChange {
-    RoomChange {
-        room_id,
-        kind,
-        from,
-        to,
-        at: helpim_bot::store::now(),
-        nick: None,
-        role: None,
-        detail: String::new(),
-        set_staff_nick: None,
-        set_client_nick: None,
-        set_staff_jid: None,
-        set_client_jid: None,
-        use_extra_claim: false,
-        close_reason: None,
-    }
+    RoomChange::new(room_id, kind, from, to, helpim_bot::store::now())
 }
 
 /// A recorded room brought to `chatting`; returns its id.

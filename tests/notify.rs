@@ -24,20 +24,11 @@ const BOT: &str = "bot@localhost";
 /// A change of `room_id` with a nick and role, as the bot writes it.
 fn change(room_id: i64, kind: EventKind, from: S, to: S, role: Option<Role>) -> RoomChange {
     RoomChange {
-        room_id,
-        kind,
-        from,
-        to,
-        at: helpim_bot::store::now(),
         nick: role.map(|r| format!("{r}-nick")),
         role,
         detail: format!("{kind}"),
-        set_staff_nick: None,
-        set_client_nick: None,
-        set_staff_jid: None,
-        set_client_jid: None,
-        use_extra_claim: false,
         close_reason: (to == S::Closed).then_some(CloseReason::Completed),
+        ..RoomChange::new(room_id, kind, from, to, helpim_bot::store::now())
     }
 }
 

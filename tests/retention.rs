@@ -38,20 +38,8 @@ struct Chat {
 /// A change of `room_id` at `at`, with nothing personal.
 fn step(room_id: i64, kind: EventKind, from: S, to: S, at: DateTime<Utc>) -> RoomChange {
     RoomChange {
-        room_id,
-        kind,
-        from,
-        to,
-        at,
-        nick: None,
-        role: None,
         detail: format!("{kind}"),
-        set_staff_nick: None,
-        set_client_nick: None,
-        set_staff_jid: None,
-        set_client_jid: None,
-        use_extra_claim: false,
-        close_reason: None,
+        ..RoomChange::new(room_id, kind, from, to, at)
     }
 }
 

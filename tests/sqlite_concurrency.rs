@@ -111,21 +111,10 @@ print(json.dumps({"done": done, "errors": errors}), flush=True)
 /// The change taking room `room_id` from `from` to `to`.
 fn change(room_id: i64, kind: EventKind, from: RoomStatus, to: RoomStatus) -> RoomChange {
     RoomChange {
-        room_id,
-        kind,
-        from,
-        to,
-        at: Utc::now(),
-        nick: None,
-        role: None,
         detail: format!("{kind} in the concurrency test"),
-        set_staff_nick: None,
-        set_client_nick: None,
-        set_staff_jid: None,
-        set_client_jid: None,
-        use_extra_claim: false,
         close_reason: (to == RoomStatus::Closed)
             .then_some(helpim_bot::model::CloseReason::Completed),
+        ..RoomChange::new(room_id, kind, from, to, Utc::now())
     }
 }
 

@@ -62,24 +62,21 @@ impl<'a> Room<'a> {
                 (last.map(|r| r.parse::<Role>().unwrap()), None)
             };
             let change = RoomChange {
-                room_id: self.id,
-                kind,
-                from: from.parse().unwrap(),
-                to: to.parse().unwrap(),
-                at: if when.contains('T') {
-                    at(when)
-                } else {
-                    at(&format!("{}T{when}Z", self.day))
-                },
                 nick: role.map(|r| format!("{r}-nick")),
                 role,
                 detail: format!("{kind} at {when}"),
-                set_staff_nick: None,
-                set_client_nick: None,
-                set_staff_jid: None,
-                set_client_jid: None,
-                use_extra_claim: false,
                 close_reason,
+                ..RoomChange::new(
+                    self.id,
+                    kind,
+                    from.parse().unwrap(),
+                    to.parse().unwrap(),
+                    if when.contains('T') {
+                        at(when)
+                    } else {
+                        at(&format!("{}T{when}Z", self.day))
+                    },
+                )
             };
             self.store
                 .apply(&change)

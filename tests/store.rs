@@ -48,20 +48,8 @@ fn change(
     step: i64,
 ) -> RoomChange {
     RoomChange {
-        room_id,
-        kind,
-        from,
-        to,
-        at: at_ns(step),
-        nick: None,
-        role: None,
         detail: format!("{kind} at step {step}"),
-        set_staff_nick: None,
-        set_client_nick: None,
-        set_staff_jid: None,
-        set_client_jid: None,
-        use_extra_claim: false,
-        close_reason: None,
+        ..RoomChange::new(room_id, kind, from, to, at_ns(step))
     }
 }
 
@@ -167,9 +155,6 @@ async fn exercise(backend: Backend) {
             nick: Some("client1".to_owned()),
             role: Some(Role::Client),
             set_client_nick: Some("client1".to_owned()),
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
             ..change(id, K::Entered, S::StaffWaiting, S::Chatting, 2)
         },
         // Same status: status_changed_at stays; a close reason is ignored when not closing.
@@ -177,9 +162,6 @@ async fn exercise(backend: Backend) {
             nick: Some("client2".to_owned()),
             role: Some(Role::Client),
             set_client_nick: Some("client2".to_owned()),
-            set_staff_jid: None,
-            set_client_jid: None,
-            use_extra_claim: false,
             close_reason: Some(CloseReason::Error),
             ..change(id, K::NickChanged, S::Chatting, S::Chatting, 3)
         },

@@ -456,7 +456,7 @@ impl SupervisorActor {
         if self.recovering.is_empty()
             && let Some(pool) = &self.pool
         {
-            crate::metrics::metrics().set_recovery_done();
+            crate::readiness::readiness().set_recovery_done();
             // Up first, then new rooms: a room that is ready can be claimed at once.
             let pool = pool.clone();
             let up = self.session_recorder(true);
@@ -684,7 +684,7 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
     fn handle(&mut self, event: XmppEvent, ctx: &mut Self::Context) {
         match event {
             XmppEvent::Online { bound_jid, .. } => {
-                crate::metrics::metrics().set_session_up(true);
+                crate::readiness::readiness().set_session_up(true);
                 crate::metrics::metrics().reconnects.inc();
                 log::warn!(
                     "new XMPP session as {bound_jid}: rejoining {} room(s)",
@@ -710,13 +710,13 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
                 }
             }
             XmppEvent::Resumed => {
-                crate::metrics::metrics().set_session_up(true);
+                crate::readiness::readiness().set_session_up(true);
                 self.record_session(self.recovering.is_empty());
                 // A destroy cut short by the outage is confirmed now, as after any reconnect.
                 self.destroy_leftovers(ctx);
             }
             XmppEvent::Suspended { resumable } => {
-                crate::metrics::metrics().set_session_up(false);
+                crate::readiness::readiness().set_session_up(false);
                 // At once: rooms may be gone with the session, and nobody watches them.
                 self.record_session(false);
                 if resumable {
@@ -742,10 +742,10 @@ impl StreamHandler<XmppEvent> for SupervisorActor {
             XmppEvent::Stanza(stanza) => self.stanza(*stanza),
             XmppEvent::Presence(presence) => self.presence(*presence),
             XmppEvent::Closed if self.shutting_down => {
-                crate::metrics::metrics().set_session_up(false)
+                crate::readiness::readiness().set_session_up(false)
             }
             XmppEvent::Closed => {
-                crate::metrics::metrics().set_session_up(false);
+                crate::readiness::readiness().set_session_up(false);
                 self.give_up(Fatal::StreamEnded, ctx)
             }
         }
@@ -880,7 +880,7 @@ impl Handler<Alive> for SupervisorActor {
     type Result = bool;
 
     fn handle(&mut self, _: Alive, _: &mut Self::Context) -> bool {
-        !self.shutting_down && crate::metrics::metrics().not_ready().is_none()
+        !self.shutting_down && crate::readiness::readiness().missing().is_none()
     }
 }
 

@@ -22,7 +22,7 @@ use actix_web::dev::ServerHandle;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::store::Store;
 
 /// How long a probe or a page waits for the database before answering without it.
@@ -131,24 +131,10 @@ async fn livez() -> HttpResponse {
     text(actix_web::http::StatusCode::OK, "alive\n".to_owned())
 }
 
-/// Why the bot is not ready, as one line; `None` when it is.
-pub async fn not_ready(metrics: &Metrics, store: &Store) -> Option<String> {
-    if let Some(why) = metrics.not_ready() {
-        return Some(why.to_owned());
-    }
-    match tokio::time::timeout(DATABASE_DEADLINE, store.ping()).await {
-        Ok(Ok(())) => None,
-        Ok(Err(error)) => Some(format!("the database does not answer ({error})")),
-        Err(_) => Some(format!(
-            "the database did not answer within {DATABASE_DEADLINE:?}"
-        )),
-    }
-}
-
 async fn readyz(state: web::Data<HttpState>) -> HttpResponse {
     let store = state.store.clone();
     let checked = on_main(&state, async move {
-        not_ready(metrics::metrics(), &store).await
+        crate::readiness::not_ready(crate::readiness::readiness(), &store).await
     })
     .await
     .unwrap_or_else(|| Some("shutting down".to_owned()));

@@ -240,14 +240,11 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-/// A duration for people: `45s`, `3m 05s`, `2h 07m`.
+/// How long ago `from` was at `now`, for people ([`crate::report::duration`]); a time in
+/// the future (clocks apart) reads `0s`.
 pub fn age(from: DateTime<Utc>, now: DateTime<Utc>) -> String {
     let secs = std::cmp::max((now - from).num_seconds(), 0);
-    match secs {
-        0..60 => format!("{secs}s"),
-        60..3600 => format!("{}m {:02}s", secs / 60, secs % 60),
-        _ => format!("{}h {:02}m", secs / 3600, secs % 3600 / 60),
-    }
+    crate::report::duration(secs as f64)
 }
 
 /// A timestamp as a `<time>` element: the clock time, UTC, with the full value attached.
@@ -646,7 +643,7 @@ mod tests {
         assert_eq!(s(0), "0s");
         assert_eq!(s(59), "59s");
         assert_eq!(s(185), "3m 05s");
-        assert_eq!(s(7620), "2h 07m");
+        assert_eq!(s(7620), "2h 07m 00s");
         assert_eq!(age(t + chrono::Duration::seconds(5), t), "0s");
     }
 

@@ -1,14 +1,17 @@
 //! `RoomActor`: one per room. Creates and configures the room, gathers the facts the
-//! [`lifecycle`](crate::lifecycle) machine decides on (who entered, with which real JID,
+//! [`lifecycle`] machine decides on (who entered, with which real JID,
 //! which claims the row holds), carries out its actions, persists every transition in order,
 //! and destroys the room when the chat is over.
 //!
-//! The actor decides nothing about admission itself. What it owns is the mechanics: a kick
-//! is repeated until the server confirms it (the occupant's unavailable presence) and
-//! reported to the machine when it does not work; a destroy is repeated until the server
-//! confirms it, and only then is the row marked destroyed; a person held because their claim
-//! cannot be checked is looked at again until it can.
-//!
+//! The actor decides nothing about the room itself: admission, holds and their rechecks,
+//! password changes after an expired claim and when to give up on them, a write refused for
+//! good, unusable rooms and closes are the machine's (its table is the one place to read
+//! them). What the actor owns is the mechanics of carrying actions out: a kick is repeated
+//! until the server confirms it (the occupant's unavailable presence) and reported to the
+//! machine when it does not work; a destroy is repeated until the server confirms it, and
+//! only then is the row marked destroyed; a rejoin that gets no answer is tried again a few
+//! times; the machine's timers run on the actor's context and come back as events.
+
 //! Errors stay inside the room: a failed kick, a refused destroy or a database outage is
 //! logged with `room=<jid>` and never reaches another room or the connection.
 //!
@@ -29,9 +32,9 @@ use xmpp_parsers::stanza_error::DefinedCondition;
 
 use crate::backoff::Backoff;
 use crate::claims::{self, ClaimTtls, ExpiredClaim};
-use crate::lifecycle::{Action, Claims, Departure, Event, Person, Timer};
+use crate::lifecycle::{self, Action, Claims, Departure, Event, Person, Policy, Unusable};
 use crate::model::{CloseReason, Role, RoomStatus};
-use crate::store::{self, NewRoom, RoomChange, Store};
+use crate::store::{self, NewRoom, Store};
 use crate::xmpp::form::{self, RoomSettings};
 use crate::xmpp::muc::{self, MucStatus, PresenceKind, RoomPresence};
 use crate::xmpp::{IqError, XmppHandle};
@@ -43,7 +46,7 @@ use super::writer::{RoomWriter, WriteStopped};
 mod presence;
 mod setup;
 
-use setup::{CreateError, Rejoined, configure, create, rejoin};
+use setup::{Rejoined, configure, create, rejoin};
 pub use setup::{destroy_until_confirmed, random_token};
 
 /// How long the first kick of somebody waits for the server's confirmation; every further
@@ -51,17 +54,12 @@ pub use setup::{destroy_until_confirmed, random_token};
 const KICK_CONFIRM: Duration = Duration::from_secs(1);
 /// Unconfirmed kicks after which the machine is told that the person cannot be removed.
 const KICK_ATTEMPTS: u32 = 3;
-/// How long a held person waits before their claim is looked up again.
-const HOLD_RECHECK: Duration = Duration::from_secs(2);
 /// The longest wait between two attempts of a kick or a destroy.
 const RETRY_MAX: Duration = Duration::from_secs(30);
 /// Joins of a recorded room that time out before it is given up as lost.
 const REJOIN_ATTEMPTS: u32 = 3;
 /// How often a room whose row turned bad reads it again.
 const ROW_RECHECK: Duration = Duration::from_secs(5);
-/// Failed attempts to give an expired claim's room its new password before the room is
-/// given up (destroyed, closed `error`).
-const ROTATE_ATTEMPTS: u32 = 3;
 
 /// What every room needs to know, shared by all rooms.
 #[derive(Debug, Clone)]
@@ -76,22 +74,16 @@ pub struct RoomContext {
     pub bot_jid: String,
     /// The bot's nick in rooms.
     pub nick: String,
-    /// Most people allowed inside at once, the bot not counted.
-    pub max_chatters: u32,
+    /// What the room machine decides by: seats, claims, timeouts.
+    pub policy: Policy,
     /// Messages of history a room replays.
     pub history_length: u32,
     /// Deadline for the room's answer to the bot's join.
     pub join_timeout: Duration,
     /// Cap of the backoff between database retries.
     pub retry_max: Duration,
-    /// Whether people need an open claim for their role to enter.
-    pub require_claims: bool,
     /// How long claims stay open unused.
     pub claim_ttls: ClaimTtls,
-    /// How long a person who left may come back and be the same person.
-    pub rejoin_grace: Duration,
-    /// How long one person may stay alone; `None`: forever.
-    pub one_left: Option<Duration>,
     /// Interval of XEP-0410 self-pings, to notice that the bot silently dropped out.
     pub room_ping: Option<Duration>,
     /// The service's owner form, fetched once per session.
@@ -121,12 +113,12 @@ enum Phase {
     /// who is inside; `machine` is what the bot believed.
     Rejoining {
         room_id: i64,
-        machine: crate::lifecycle::Room,
+        machine: lifecycle::RoomMachine,
     },
     /// Recorded and followed by the lifecycle machine.
     Active {
         room_id: i64,
-        machine: crate::lifecycle::Room,
+        machine: lifecycle::RoomMachine,
     },
     /// Closed (or failed); destroying on the server and flushing writes.
     Finishing,
@@ -154,6 +146,8 @@ pub struct RoomActor {
     early: BTreeMap<String, Option<String>>,
     /// Kicks not confirmed yet, by nick.
     kicks: HashMap<String, PendingKick>,
+    /// Expired claims being released, by seat (at most one per seat).
+    expired: HashMap<Role, ExpiredClaim>,
     /// Joins of this rejoin that timed out.
     rejoin_timeouts: u32,
     writer: Option<RoomWriter>,
@@ -240,11 +234,12 @@ impl RoomActor {
         let person = |nick: &Option<String>, jid: &Option<String>| {
             nick.as_ref().map(|n| Person::new(n.clone(), jid.clone()))
         };
-        let machine = crate::lifecycle::Room::restore(
+        let machine = lifecycle::RoomMachine::restore(
+            row.id,
             row.status,
             person(&row.staff_nick, &row.staff_jid),
             person(&row.client_nick, &row.client_jid),
-            ctx.max_chatters as usize,
+            ctx.policy.clone(),
         );
         let phase = Phase::Rejoining {
             room_id: row.id,
@@ -274,6 +269,7 @@ impl RoomActor {
             join_waiter: None,
             early: BTreeMap::new(),
             kicks: HashMap::new(),
+            expired: HashMap::new(),
             rejoin_timeouts: 0,
             writer: None,
             finished: None,
@@ -295,8 +291,8 @@ impl RoomActor {
     }
 
     /// Somebody is present: feeds `Entered` with the claims of the row, looked up when the
-    /// machine needs them (a newcomer, while claims are required). The room handles nothing
-    /// else meanwhile, so its events stay in order. A lookup that fails gives
+    /// machine needs them ([`lifecycle::RoomMachine::needs_claims`]). The room handles nothing else
+    /// meanwhile, so its events stay in order. A lookup that fails gives
     /// [`Claims::unknown`]: the machine holds the person, it never admits them.
     fn entered(&mut self, person: Person, ctx: &mut Context<Self>) {
         #[cfg(feature = "fault-injection")]
@@ -311,17 +307,9 @@ impl RoomActor {
         let Phase::Active { room_id, machine } = &self.phase else {
             return;
         };
-        if !self.ctx.require_claims {
-            return self.run(
-                Event::Entered {
-                    person,
-                    claims: Claims::not_required(),
-                },
-                ctx,
-            );
-        }
         if !machine.needs_claims(&person) {
-            // Inside already, being kicked, or a role holder coming back: no claim decides.
+            // Claims not required, or inside already, being kicked, or a role holder coming
+            // back: no claim decides.
             let claims = Claims::unknown();
             return self.run(Event::Entered { person, claims }, ctx);
         }
@@ -362,7 +350,7 @@ impl RoomActor {
     }
 
     /// Asks the room who is inside ([`CheckOccupants`]): one question per role, then the
-    /// machine's view is brought in line with the answer ([`crate::lifecycle::Room::listed`]):
+    /// machine's view is brought in line with the answer ([`crate::lifecycle::RoomMachine::listed`]):
     /// people no longer listed have left, listed people it does not know are newcomers,
     /// judged on their claims like anybody entering. At most one check is in flight; what
     /// arrives meanwhile makes one more check afterwards.
@@ -411,17 +399,11 @@ impl RoomActor {
                 Err(error) => {
                     log::warn!(room = act.room(); "cannot ask the room who is inside: {error}");
                     // The safe case: somebody entering whom the bot can neither read nor
-                    // look up is not let in.
-                    if let Some(nick) = unread.nick.filter(|_| unread.available)
-                        && machine.role_of(&nick).is_none()
-                        && !machine.is_intruder(&nick)
-                    {
-                        let claims = if act.ctx.require_claims {
-                            Claims::missing()
-                        } else {
-                            Claims::not_required()
-                        };
+                    // look up holds no claim the bot could check (the machine ignores this
+                    // for people it counts or is kicking already).
+                    if let Some(nick) = unread.nick.filter(|_| unread.available) {
                         let person = Person::new(nick, None);
+                        let claims = Claims::missing();
                         act.run(Event::Entered { person, claims }, ctx);
                     }
                 }
@@ -443,16 +425,15 @@ impl RoomActor {
         let Phase::Active { machine, .. } = &mut self.phase else {
             return;
         };
-        let actions = machine.step(event);
+        let actions = machine.step(store::now(), event);
         self.execute(actions, ctx);
     }
 
     /// Carries out a step's actions, in order.
     fn execute(&mut self, actions: Vec<Action>, ctx: &mut Context<Self>) {
-        let Phase::Active { room_id, .. } = &self.phase else {
+        if !matches!(self.phase, Phase::Active { .. }) {
             return;
-        };
-        let room_id = *room_id;
+        }
         for action in actions {
             match action {
                 Action::Record(r) => {
@@ -460,22 +441,7 @@ impl RoomActor {
                         "{} {}→{}{} ({})", r.kind, r.from, r.to,
                         r.nick.as_deref().map(|n| format!(" nick={n}")).unwrap_or_default(), r.detail);
                     if let Some(writer) = &self.writer {
-                        writer.push(RoomChange {
-                            room_id,
-                            kind: r.kind,
-                            from: r.from,
-                            to: r.to,
-                            at: store::now(),
-                            nick: r.nick,
-                            role: r.role,
-                            detail: r.detail,
-                            set_staff_nick: r.set_staff_nick,
-                            set_client_nick: r.set_client_nick,
-                            set_staff_jid: r.set_staff_jid,
-                            set_client_jid: r.set_client_jid,
-                            use_extra_claim: r.use_extra_claim,
-                            close_reason: r.close_reason,
-                        });
+                        writer.push(r);
                     }
                 }
                 Action::Kick { nick, reason } => {
@@ -484,20 +450,13 @@ impl RoomActor {
                 }
                 Action::Hold { person, why } => {
                     log::warn!(room = self.room(); "{} is held, neither admitted nor kicked: {why}", person.nick);
-                    ctx.run_later(HOLD_RECHECK, move |act, ctx| act.recheck(person, ctx));
                 }
-                Action::Schedule(Timer::RejoinGrace { role, epoch }) => {
-                    ctx.run_later(self.ctx.rejoin_grace, move |act, ctx| {
-                        act.run(Event::GraceExpired { role, epoch }, ctx)
-                    });
+                Action::LookUpClaims { person } => self.entered(person, ctx),
+                Action::Schedule { timer, after } => {
+                    ctx.run_later(after, move |act, ctx| act.run(timer.event(), ctx));
                 }
-                Action::Schedule(Timer::OneLeft { epoch }) => {
-                    if let Some(after) = self.ctx.one_left {
-                        ctx.run_later(after, move |act, ctx| {
-                            act.run(Event::OneLeftTimeout { epoch }, ctx)
-                        });
-                    }
-                }
+                Action::ChangePassword { role } => self.change_password(role, ctx),
+                Action::ReleaseClaim { role } => self.release_claim(role, false, ctx),
                 Action::Notify { text } => {
                     let message = Message::groupchat(Some(Jid::from(self.jid.clone())))
                         .with_body(Default::default(), text);
@@ -509,18 +468,9 @@ impl RoomActor {
                 }
             }
         }
-        if matches!(&self.phase, Phase::Active { machine, .. } if machine.status == RoomStatus::Closed)
+        if matches!(&self.phase, Phase::Active { machine, .. } if machine.status() == RoomStatus::Closed)
         {
             self.finish(None, ctx); // closed without a destroy (destroyed by somebody else)
-        }
-    }
-
-    /// A held person is looked at again, if they are still held.
-    fn recheck(&mut self, person: Person, ctx: &mut Context<Self>) {
-        let still_held = matches!(&self.phase, Phase::Active { machine, .. }
-            if machine.held.get(&person.nick) == Some(&person.jid));
-        if still_held {
-            self.entered(person, ctx);
         }
     }
 
@@ -633,7 +583,7 @@ impl RoomActor {
             self.ctx.clone(),
             self.jid.clone(),
             self.password.clone(),
-            (*room_id, machine.status),
+            (*room_id, machine.status()),
             joined,
         );
         ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
@@ -650,10 +600,6 @@ impl RoomActor {
             };
             act.phase = Phase::Active { room_id, machine };
             act.ctx.supervisor.do_send(Recovered(act.jid.clone()));
-            let lost = |detail: String| Event::Unusable {
-                reason: CloseReason::Lost,
-                detail,
-            };
             match outcome {
                 Rejoined::Present(claims) => {
                     let actual: Vec<Person> = std::mem::take(&mut act.early)
@@ -663,26 +609,26 @@ impl RoomActor {
                     let nicks: Vec<&str> = actual.iter().map(|p| p.nick.as_str()).collect();
                     log::info!(room = act.room(); "back in the room; inside: {nicks:?}");
                     if let Phase::Active { machine, .. } = &mut act.phase {
-                        let actions = machine.reconcile(&actual, &claims);
+                        let actions = machine.reconcile(store::now(), &actual, &claims);
                         act.execute(actions, ctx);
                     }
                     act.check_deferred(ctx);
                 }
                 Rejoined::Recreated => {
                     log::warn!(room = act.room(); "the room no longer existed (re-created by the rejoin): closing it as lost");
-                    act.run(lost("the room no longer existed when the bot came back".into()), ctx);
+                    act.run(Event::Unusable(Unusable::Recreated), ctx);
                 }
                 Rejoined::Unconfigurable(why) => {
                     log::warn!(room = act.room(); "the room cannot be configured again ({why}): closing it as lost");
-                    act.run(lost(format!("the room could not be configured again: {why}")), ctx);
+                    act.run(Event::Unusable(Unusable::Unconfigurable(why)), ctx);
                 }
                 Rejoined::Gone(why) => {
                     log::warn!(room = act.room(); "the room cannot be joined any more ({why}): closing it as lost");
-                    act.run(lost(format!("the room could not be joined again: {why}")), ctx);
+                    act.run(Event::Unusable(Unusable::Unjoinable(why)), ctx);
                 }
                 Rejoined::TimedOut => {
                     log::warn!(room = act.room(); "no answer to {REJOIN_ATTEMPTS} rejoins: closing the room as lost");
-                    act.run(lost(format!("no answer to {REJOIN_ATTEMPTS} rejoins")), ctx);
+                    act.run(Event::Unusable(Unusable::Unanswered(REJOIN_ATTEMPTS)), ctx);
                 }
             }
         }));
@@ -812,88 +758,87 @@ impl Handler<Rejoin> for RoomActor {
 impl Handler<ExpireClaim> for RoomActor {
     type Result = ();
 
-    /// Releases an expired claim. A staff or client claim first gets the room a new
-    /// password, in the row (while the claim still keeps the room from being claimed) and on
-    /// the server, so that the person who was sent with the old one cannot enter after the
-    /// next person was sent. An extra-seat claim belongs to a chat in progress, whose
-    /// password stays: it is only released.
+    /// An expired claim: the machine decides whether the room gets a new password first
+    /// ([`Action::ChangePassword`]) or the claim is only released ([`Action::ReleaseClaim`]),
+    /// or nothing (the claim was used meanwhile).
     fn handle(&mut self, msg: ExpireClaim, ctx: &mut Self::Context) {
-        let expired = msg.0;
-        let Phase::Active { machine, .. } = &self.phase else {
+        let role = msg.0.role;
+        if !matches!(self.phase, Phase::Active { .. }) {
+            return;
+        }
+        self.expired.insert(role, msg.0);
+        self.run(Event::ClaimExpired { role }, ctx);
+    }
+}
+
+impl RoomActor {
+    /// Gives the room a new password after `role`'s claim expired, in the row (while the
+    /// claim still keeps the room from being claimed) and on the server, so that the person
+    /// who was sent with the old one cannot enter after the next person was sent; then
+    /// releases the claim. A server that does not take the password is the machine's
+    /// [`Event::PasswordNotChanged`].
+    fn change_password(&mut self, role: Role, ctx: &mut Context<Self>) {
+        let Some(expired) = self.expired.get(&role).cloned() else {
             return;
         };
-        let wanted = match expired.role {
-            Role::Staff => RoomStatus::Available,
-            Role::Client => RoomStatus::StaffWaiting,
-            _ => RoomStatus::Chatting,
-        };
-        if machine.status != wanted {
-            return; // the claim was used meanwhile; the row follows the writer
-        }
-        let rotate = expired.role != Role::Extra;
         let password = random_token();
         let ctx2 = self.ctx.clone();
         let jid = self.jid.clone();
         let new = password.clone();
         let fut = async move {
             let store = &ctx2.store;
-            if rotate {
-                if !claims::set_password_while_claimed(store, expired.room_id, expired.role, &new)
-                    .await
-                    .map_err(|e| (false, e.to_string()))?
-                {
-                    return Ok(false);
-                }
-                let mut last = String::new();
-                let mut configured = false;
-                for _ in 0..ROTATE_ATTEMPTS {
-                    match configure(&ctx2, &jid, &new).await {
-                        Ok(()) => {
-                            configured = true;
-                            break;
-                        }
-                        Err(error) => last = error.to_string(),
-                    }
-                }
-                if !configured {
-                    return Err((true, last));
-                }
-            }
-            claims::release(store, &expired, rotate)
+            let claimed = claims::set_password_while_claimed(store, expired.room_id, role, &new)
                 .await
-                .map_err(|e| (false, e.to_string()))
+                .map_err(|e| (false, e.to_string()))?;
+            if !claimed {
+                return Ok(false); // used meanwhile: the password stays
+            }
+            configure(&ctx2, &jid, &new)
+                .await
+                .map_err(|e| (true, e.to_string()))?;
+            Ok(true)
         };
         ctx.wait(fut.into_actor(self).map(move |result, act, ctx| match result {
-            Ok(released) => {
-                if rotate {
-                    act.password = password;
-                }
-                if released {
-                    act.ctx.pool.do_send(Replenish);
-                }
+            Ok(true) => {
+                act.password = password;
+                act.release_claim(role, true, ctx);
+            }
+            Ok(false) => {
+                act.expired.remove(&role);
             }
             Err((true, why)) => {
-                log::error!(room = act.room(); "cannot give the room its new password ({why}): closing it");
-                act.run(
-                    Event::Unusable {
-                        reason: CloseReason::Error,
-                        detail: "the password could not be changed after a claim expired".into(),
-                    },
-                    ctx,
-                );
+                log::error!(room = act.room(); "cannot give the room its new password ({why})");
+                act.run(Event::PasswordNotChanged { role }, ctx);
             }
             Err((false, why)) => {
+                act.expired.remove(&role);
+                log::warn!(room = act.room(); "cannot release the expired claim yet ({why}); the next check tries again");
+            }
+        }));
+    }
+
+    /// Releases `role`'s expired claim; `password_changed`: the room got a new password for
+    /// it.
+    fn release_claim(&mut self, role: Role, password_changed: bool, ctx: &mut Context<Self>) {
+        let Some(expired) = self.expired.remove(&role) else {
+            return;
+        };
+        let store = self.ctx.store.clone();
+        let fut = async move { claims::release(&store, &expired, password_changed).await };
+        ctx.wait(fut.into_actor(self).map(|result, act, _| match result {
+            Ok(true) => act.ctx.pool.do_send(Replenish),
+            Ok(false) => {}
+            Err(why) => {
                 log::warn!(room = act.room(); "cannot release the expired claim yet ({why}); the next check tries again");
             }
         }));
     }
 }
 
-/// The writer stopped. On a conflict this actor's picture of the room is wrong: it stops
-/// without touching the room on the server, and the supervisor restarts the room from its
-/// row (a rejoin that reconciles with whoever is inside), as after a crash. When the
-/// database refused a change for good, the row was closed `error`: nobody can follow this
-/// room any more, so it is destroyed (the people inside are told why).
+/// The writer stopped. On a conflict this actor's picture of the room is wrong: it starts
+/// again from its row (`RoomActor::restart_from_row`). When the database refused a change
+/// for good, the row was closed `error`: the machine closes the room
+/// ([`Event::WriteRefused`]).
 impl Handler<WriteStopped> for RoomActor {
     type Result = ();
 
@@ -901,8 +846,8 @@ impl Handler<WriteStopped> for RoomActor {
         match stopped {
             WriteStopped::Conflict => self.restart_from_row(ctx),
             WriteStopped::Failed => {
-                log::error!(room = self.room(); "destroying the room: its changes cannot be recorded");
-                self.finish(Some(CloseReason::Error), ctx);
+                log::error!(room = self.room(); "the room's changes cannot be recorded");
+                self.run(Event::WriteRefused, ctx);
             }
         }
     }
@@ -933,13 +878,13 @@ impl Actor for RoomActor {
             Ok(room_id) => {
                 log::info!(room = act.room(); "room configured and recorded as available (id {room_id})");
                 act.writer = Some(act.start_writer(ctx));
-                let mut machine = crate::lifecycle::Room::new(act.ctx.max_chatters as usize);
+                let mut machine = lifecycle::RoomMachine::new(room_id, act.ctx.policy.clone());
                 // Nobody can hold a claim of a room that was not recorded yet.
                 let early: Vec<Person> = std::mem::take(&mut act.early)
                     .into_iter()
                     .map(|(nick, jid)| Person::new(nick, jid))
                     .collect();
-                let actions = machine.reconcile(&early, &Claims::missing());
+                let actions = machine.reconcile(store::now(), &early, &Claims::missing());
                 act.phase = Phase::Active { room_id, machine };
                 act.ctx.pool.do_send(RoomFinished { ready: true });
                 act.execute(actions, ctx);
@@ -947,10 +892,7 @@ impl Actor for RoomActor {
             }
             Err(error) => {
                 log::warn!(room = act.room(); "room creation failed: {error}");
-                let destroy = !matches!(
-                    error,
-                    CreateError::NameTaken | CreateError::JoinRefused(_) | CreateError::JoinTimeout(_)
-                );
+                let destroy = lifecycle::destroy_after_failed_creation(error.failure());
                 act.phase = Phase::Finishing;
                 let xmpp = act.ctx.xmpp.clone();
                 let room = act.jid.clone();

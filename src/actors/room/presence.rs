@@ -38,13 +38,7 @@ impl RoomActor {
         if own {
             if p.kind == PresenceKind::Unavailable {
                 log::warn!(room = self.room(); "the bot was removed from the room");
-                self.run(
-                    Event::Unusable {
-                        reason: CloseReason::Lost,
-                        detail: "the bot was removed from the room".into(),
-                    },
-                    ctx,
-                );
+                self.run(Event::Unusable(Unusable::BotRemoved), ctx);
             }
             return;
         }

@@ -3,6 +3,7 @@
 //! confirms.
 
 use super::*;
+use crate::lifecycle::CreationFailure;
 
 /// Why creating a room failed.
 #[derive(Debug, thiserror::Error)]
@@ -21,6 +22,22 @@ pub(super) enum CreateError {
     NoForm,
     #[error("database: {0}")]
     Store(#[from] store::StoreError),
+}
+
+impl CreateError {
+    /// The kind of failure, for the machine's decision
+    /// ([`lifecycle::destroy_after_failed_creation`]).
+    pub(super) fn failure(&self) -> CreationFailure {
+        match self {
+            CreateError::JoinRefused(_) => CreationFailure::JoinRefused,
+            CreateError::JoinTimeout(_) => CreationFailure::JoinUnanswered,
+            CreateError::NameTaken => CreationFailure::NameTaken,
+            CreateError::Iq(_) | CreateError::Form(_) | CreateError::NoForm => {
+                CreationFailure::NotConfigured
+            }
+            CreateError::Store(_) => CreationFailure::NotRecorded,
+        }
+    }
 }
 
 /// Sends the destroy request until the server confirms that the room is gone: a result, or
@@ -194,9 +211,6 @@ pub(super) async fn rejoin(
     if !verified && let Err(error) = configure(&ctx, &jid, &password).await {
         return Rejoined::Unconfigurable(error.to_string());
     }
-    if !ctx.require_claims {
-        return Rejoined::Present(Claims::not_required());
-    }
     Rejoined::Present(lookup_claims(ctx.clone(), room_id, jid).await)
 }
 
@@ -213,7 +227,7 @@ pub(super) async fn configure(
     let settings = RoomSettings {
         password: password.to_owned(),
         history_length: ctx.history_length,
-        max_users: ctx.max_chatters + 1,
+        max_users: ctx.policy.max_chatters as u32 + 1,
     };
     let fetch = async || -> Result<form::OfferedForm, CreateError> {
         let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
