@@ -278,6 +278,7 @@ pub async fn run_with(
             require_claims: config.muc.require_claims,
             rejoin_grace: config.timeouts.rejoin_grace,
             one_left: config.timeouts.one_left,
+            texts: config.texts.clone(),
             room_ping: config.timeouts.room_ping,
             owner_form: Default::default(),
         },

@@ -21,7 +21,7 @@
 //! - what every layer uses: [`config`] (raw TOML → validated settings), [`model`] (the
 //!   shared vocabulary), [`metrics`] (the registry the actors update), [`readiness`] (the
 //!   one answer to "ready?"), [`report`] (durations and text tables for people),
-//!   [`logging`] (lines and per-room files), [`systemd`] (the notify protocol), [`backoff`]
+//!   [`texts`] (the words people in rooms read), [`logging`] (lines and per-room files), [`systemd`] (the notify protocol), [`backoff`]
 //!   (every retry's waits).
 #![deny(missing_docs)]
 
@@ -44,5 +44,6 @@ pub mod retention;
 pub mod stats;
 pub mod store;
 pub mod systemd;
+pub mod texts;
 pub mod throttle;
 pub mod xmpp;

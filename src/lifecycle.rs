@@ -82,6 +82,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 
 use crate::model::{CloseReason, EventKind, KickReason, Role, RoomChange, RoomStatus};
+use crate::texts::Text;
 
 /// How long a held person waits before their claim is looked up again.
 pub const HOLD_RECHECK: Duration = Duration::from_secs(2);
@@ -409,7 +410,7 @@ pub enum Action {
     Kick {
         /// Who.
         nick: String,
-        /// Why: the words the person is shown ([`KickReason::text`]) and the label the
+        /// Why: the words the person is shown ([`Text::kick`]) and the label the
         /// metrics count.
         reason: KickReason,
     },
@@ -444,10 +445,11 @@ pub enum Action {
         /// The seat.
         role: Role,
     },
-    /// Tell everybody in the room something (a message from the bot, not stored).
+    /// Tell everybody in the room something (a message from the bot, not stored), in the
+    /// helpline's words for `text`.
     Notify {
-        /// The text.
-        text: String,
+        /// Which text.
+        text: Text,
     },
     /// Destroy the room on the server (until the server confirms); the room is closed.
     Destroy {
@@ -747,7 +749,7 @@ impl RoomMachine {
                 if self.status == OneLeft && epoch == self.one_left_epoch =>
             {
                 let mut actions = vec![Action::Notify {
-                    text: "This chat has ended: the other person left.".to_owned(),
+                    text: Text::ChatEndedOtherLeft,
                 }];
                 actions.extend(self.close_without_person(
                     "alone in the room for too long",
@@ -776,10 +778,7 @@ impl RoomMachine {
                 ),
                 _ => vec![
                     Action::Notify {
-                        text: "Somebody who does not belong in this chat could not be \
-                               removed yet. Please do not share anything personal until \
-                               they are gone."
-                            .to_owned(),
+                        text: Text::IntruderNotRemoved,
                     },
                     self.event(
                         EventKind::KickFailed,
@@ -884,7 +883,7 @@ impl RoomMachine {
                         EventKind::Kicked,
                         Some(&nick),
                         Some(Role::Intruder),
-                        reason.text(),
+                        Text::kick(reason).english(),
                     ),
                 ]
             }

@@ -563,7 +563,9 @@ mod tests {
         closed.at = at(690);
         closed.close_reason = Some(CloseReason::Completed);
         let mut kick = change(EventKind::Kicked, OneLeft, OneLeft, Some(Role::Intruder));
-        kick.detail = KickReason::ChatEnded.text().into();
+        kick.detail = crate::texts::Text::kick(KickReason::ChatEnded)
+            .english()
+            .into();
         for c in [&staff, &client, &left, &kick, &closed] {
             m.observe_commit(c, c.at + chrono::Duration::milliseconds(3));
             m.observe_chat(&clock.on_commit(c));

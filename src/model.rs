@@ -160,8 +160,8 @@ string_enum! {
 }
 
 /// Why the bot removes a person from a room: one value from the machine's decision to the
-/// words the person is shown and the label the metrics count, so that no count depends on
-/// a text (which a helpline may word its own way).
+/// words the person is shown ([`crate::texts::Text::kick`]) and the label the metrics
+/// count, so that no count depends on a text (which a helpline words its own way).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum KickReason {
     /// No claim for the seat they would take (`muc.require_claims`).
@@ -188,17 +188,6 @@ impl KickReason {
             KickReason::ChatEnded => "chat_ended",
             KickReason::Full => "full",
             KickReason::StillRemoved => "other",
-        }
-    }
-
-    /// The words the person is shown, and the kick's event detail.
-    pub const fn text(self) -> &'static str {
-        match self {
-            KickReason::NotAssigned => "This room has not been assigned to you.",
-            KickReason::AssignedToAnother => "This room was assigned to somebody else.",
-            KickReason::Full => "This chat is full.",
-            KickReason::ChatEnded => "This chat has ended.",
-            KickReason::StillRemoved => "You may not stay in this room.",
         }
     }
 }

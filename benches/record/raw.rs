@@ -132,6 +132,7 @@ pub async fn fill(
                 password,
                 history_length: 0,
                 max_users: 3,
+                lang: "en",
             };
             xmpp.set(to.clone(), form::submit(offered, &settings).expect("form"))
                 .await

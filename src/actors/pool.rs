@@ -154,6 +154,8 @@ pub struct RoomContextBase {
     pub rejoin_grace: Duration,
     /// `one_left` timeout.
     pub one_left: Option<Duration>,
+    /// The words people in rooms read.
+    pub texts: crate::texts::Texts,
     /// Interval of XEP-0410 self-pings in each room.
     pub room_ping: Option<Duration>,
     /// The service's owner form, shared by every room of a session.
@@ -224,6 +226,7 @@ impl PoolActor {
                 rejoin_grace: base.rejoin_grace,
                 one_left: base.one_left,
             },
+            texts: base.texts,
             history_length: base.history_length,
             join_timeout: base.join_timeout,
             retry_max: settings.retry_max,

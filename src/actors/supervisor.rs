@@ -22,6 +22,7 @@ use xmpp_parsers::presence::Presence;
 use xmpp_parsers::stanza_error::{DefinedCondition, ErrorType, StanzaError};
 
 use crate::store::Store;
+use crate::texts::Text;
 use crate::xmpp::form::NS_DISCO_INFO;
 use crate::xmpp::muc::{parse_room_presence, presence_room};
 use crate::xmpp::{XmppEvent, XmppHandle};
@@ -345,8 +346,10 @@ impl SupervisorActor {
                 }
                 log::warn!(room = room.as_str(); "closed, but its destruction was never confirmed: destroying it");
                 let (xmpp, store) = (act.xmpp.clone(), act.store.clone());
+                let texts = &act.room_base.texts;
+                let (reason, lang) = (texts.get(Text::Closed).to_owned(), texts.language().tag());
                 actix::spawn(async move {
-                    if !super::room::destroy_until_confirmed(&xmpp, &room, "This chat is closed.").await {
+                    if !super::room::destroy_until_confirmed(&xmpp, &room, &reason, lang).await {
                         return;
                     }
                     if let Err(error) = store.mark_destroyed(row.id).await {

@@ -147,6 +147,8 @@ pub struct Config {
     pub retention: RetentionConfig,
     /// The HTTP listener for metrics, probes and the status page.
     pub http: HttpConfig,
+    /// The words people in rooms read (`[texts]`).
+    pub texts: crate::texts::Texts,
     /// The file this configuration was read from, for messages.
     pub source: PathBuf,
 }

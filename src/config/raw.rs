@@ -16,6 +16,17 @@ pub(super) struct RawConfig {
     pub(super) timeouts: Option<RawTimeouts>,
     pub(super) retention: Option<RawRetention>,
     pub(super) http: Option<RawHttp>,
+    pub(super) texts: Option<RawTexts>,
+}
+
+/// `[texts]` as written: the language and any text's own words, by key. Keys are checked
+/// against the catalogue in validation (not by serde), so that an unknown one is named with
+/// the keys there are.
+#[derive(Debug, Default, Deserialize)]
+pub(super) struct RawTexts {
+    pub(super) language: Option<String>,
+    #[serde(flatten)]
+    pub(super) words: std::collections::BTreeMap<String, String>,
 }
 
 /// `[http]` as written.

@@ -904,3 +904,58 @@ fn logging_format_is_text_or_json() {
     assert_eq!(key, "logging.format");
     assert_mentions(&problem, &["\"text\"", "\"json\"", "\"yaml\""]);
 }
+
+// --- [texts] -------------------------------------------------------------------------------
+
+#[test]
+fn texts_default_to_english_and_take_a_language_and_overrides() {
+    use crate::texts::{Language, Text};
+    let config = load(&text("", "", "")).unwrap();
+    assert_eq!(config.texts.language(), Language::En);
+    assert_eq!(config.texts.get(Text::KickFull), "This chat is full.");
+
+    let config = load(&text(
+        "",
+        "",
+        "[texts]\nlanguage = \"nl\"\nkick_full = \"Het is hier even vol.\"",
+    ))
+    .unwrap();
+    assert_eq!(config.texts.language(), Language::Nl);
+    assert_eq!(config.texts.get(Text::KickFull), "Het is hier even vol.");
+    assert_eq!(
+        config.texts.get(Text::KickChatEnded),
+        "Dit gesprek is afgelopen."
+    );
+}
+
+#[test]
+fn an_unknown_text_key_or_language_is_named() {
+    let (key, problem) = invalid(&text("", "", "[texts]\nlanguage = \"fr\""));
+    assert_eq!(key, "texts.language");
+    assert_mentions(&problem, &["\"fr\"", "en, nl, de"]);
+
+    let (key, problem) = invalid(&text("", "", "[texts]\nchat_over = \"Bye.\""));
+    assert_eq!(key, "texts.chat_over");
+    assert_mentions(
+        &problem,
+        &["not a text", "chat_ended_other_left", "kick_full"],
+    );
+
+    let (key, problem) = invalid(&text("", "", "[texts]\nkick_full = \" \""));
+    assert_eq!(key, "texts.kick_full");
+    assert_mentions(&problem, &["empty"]);
+
+    let err = load(&text("", "", "[texts]\nkick_full = 3")).unwrap_err();
+    assert!(matches!(err, ConfigError::Parse { .. }), "{err}");
+}
+
+#[test]
+fn the_example_file_lists_every_text_with_its_english_words() {
+    use crate::texts::Text;
+    let example = include_str!("../../config/helpim-bot.example.toml");
+    assert!(example.contains("# language = \"en\"\n"));
+    for &text in Text::ALL {
+        let line = format!("# {} = {:?}\n", text.key(), text.english());
+        assert!(example.contains(&line), "the example lacks {line}");
+    }
+}

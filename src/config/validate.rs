@@ -1,8 +1,11 @@
 //! Validation: the raw values, plus the environment overrides, checked and turned into the
 //! typed settings.
 
+use std::collections::BTreeMap;
+
 use super::raw::*;
 use super::*;
+use crate::texts::{Language, Text, Texts};
 
 /// Carries the file name so every check can build its [`ConfigError::Invalid`].
 pub(super) struct Validator<'a> {
@@ -34,6 +37,7 @@ impl Validator<'_> {
         let timeouts = self.timeouts(raw.timeouts.unwrap_or_default())?;
         let retention = self.retention(raw.retention.unwrap_or_default())?;
         let http = self.http(raw.http.unwrap_or_default())?;
+        let texts = self.texts(raw.texts.unwrap_or_default())?;
         let database = self.database(raw.database.unwrap_or_default(), env)?;
         let logging = self.logging(raw.logging.unwrap_or_default())?;
         Ok(Config {
@@ -45,6 +49,7 @@ impl Validator<'_> {
             timeouts,
             retention,
             http,
+            texts,
             source: self.path.to_owned(),
         })
     }
@@ -347,6 +352,42 @@ impl Validator<'_> {
             )
         })?;
         Ok(DatabaseConfig { url })
+    }
+
+    fn texts(&self, raw: RawTexts) -> Result<Texts, ConfigError> {
+        let language = match raw.language.as_deref() {
+            None => Language::default(),
+            Some(tag) => Language::from_tag(tag).ok_or_else(|| {
+                let shipped: Vec<&str> = Language::ALL.iter().map(|l| l.tag()).collect();
+                self.invalid(
+                    "texts.language",
+                    format!(
+                        "{tag:?} is not a shipped language; choose one of {} and override \
+                         any text by its key",
+                        shipped.join(", ")
+                    ),
+                )
+            })?,
+        };
+        let mut overrides = BTreeMap::new();
+        for (key, words) in raw.words {
+            let name = format!("texts.{key}");
+            let Some(text) = crate::texts::key(&key) else {
+                let keys: Vec<&str> = Text::ALL.iter().map(|t| t.key()).collect();
+                return Err(self.invalid(
+                    &name,
+                    format!(
+                        "is not a text the bot shows; the keys are: language, {}",
+                        keys.join(", ")
+                    ),
+                ));
+            };
+            if words.trim().is_empty() {
+                return Err(self.invalid(&name, "must not be empty: people read it"));
+            }
+            overrides.insert(text, words);
+        }
+        Ok(Texts::new(language, overrides))
     }
 
     fn http(&self, raw: RawHttp) -> Result<HttpConfig, ConfigError> {

@@ -100,6 +100,9 @@ pub struct RoomSettings {
     pub history_length: u32,
     /// The occupant limit including the bot, where the server offers `maxusers`.
     pub max_users: u32,
+    /// The language people speak in the room (`muc#roomconfig_lang`, where offered): the
+    /// bot's texts' language.
+    pub lang: &'static str,
 }
 
 /// A form that cannot serve, or a configuration the server did not apply.
@@ -162,6 +165,7 @@ fn wanted_values(settings: &RoomSettings) -> Vec<(&'static str, String)> {
         ("muc#roomconfig_historylength", history.clone()),
         ("muc#roomconfig_defaulthistorymessages", history),
         ("muc#roomconfig_maxusers", settings.max_users.to_string()),
+        ("muc#roomconfig_lang", settings.lang.to_owned()),
         ("muc#roomconfig_enablearchiving", "0".into()),
         ("mam", "0".into()),
         ("muc#roomconfig_enablelogging", "0".into()),
@@ -279,6 +283,7 @@ mod tests {
             password: "pw".into(),
             history_length: 5,
             max_users: 3,
+            lang: "nl",
         }
     }
 
@@ -412,6 +417,8 @@ mod tests {
                 // Not among the options, and accepted by ejabberd all the same (it then
                 // lists 3 among the options).
                 ("muc#roomconfig_maxusers", "3"),
+                // The bot's language, so that clients know what the room speaks.
+                ("muc#roomconfig_lang", "nl"),
                 ("mam", "0"),
                 ("allow_private_messages", "0"),
                 ("allow_private_messages_from_visitors", "nobody"),

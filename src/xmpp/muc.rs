@@ -318,24 +318,38 @@ pub fn owner_query() -> Element {
 
 /// `<query xmlns='muc#owner'><destroy><reason/></destroy></query>`: destroys the room,
 /// telling anybody inside why.
-pub fn destroy(reason: &str) -> Element {
+pub fn destroy(reason: &str, lang: &str) -> Element {
     Element::builder("query", NS_MUC_OWNER)
-        .append(
-            Element::builder("destroy", NS_MUC_OWNER)
-                .append(Element::builder("reason", NS_MUC_OWNER).append(reason)),
+        .append(Element::builder("destroy", NS_MUC_OWNER).append(words(
+            "reason",
+            NS_MUC_OWNER,
+            reason,
+            lang,
+        )))
+        .build()
+}
+
+/// `<name xml:lang='lang'>text</name>`: words for people, in the bot's language.
+fn words(name: &str, ns: &str, text: &str, lang: &str) -> Element {
+    Element::builder(name, ns)
+        .attr_ns(
+            minidom::rxml::Namespace::XML,
+            xml_ncname!("lang").to_owned(),
+            lang,
         )
+        .append(text)
         .build()
 }
 
 /// `<query xmlns='muc#admin'><item nick='…' role='none'><reason/></item></query>`: kicks an
 /// occupant (XEP-0045 §8.2).
-pub fn kick(nick: &str, reason: &str) -> Element {
+pub fn kick(nick: &str, reason: &str, lang: &str) -> Element {
     Element::builder("query", NS_MUC_ADMIN)
         .append(
             Element::builder("item", NS_MUC_ADMIN)
                 .attr(xml_ncname!("nick").to_owned(), nick)
                 .attr(xml_ncname!("role").to_owned(), "none")
-                .append(Element::builder("reason", NS_MUC_ADMIN).append(reason)),
+                .append(words("reason", NS_MUC_ADMIN, reason, lang)),
         )
         .build()
 }
@@ -800,7 +814,7 @@ mod tests {
 
     #[test]
     fn a_kick_request_sets_role_none() {
-        let element = kick("mallory", "no claim");
+        let element = kick("mallory", "no claim", "en");
         let item = element.get_child("item", NS_MUC_ADMIN).unwrap();
         assert_eq!(item.attr("nick"), Some("mallory"));
         assert_eq!(item.attr("role"), Some("none"));
@@ -808,5 +822,25 @@ mod tests {
             item.get_child("reason", NS_MUC_ADMIN).unwrap().text(),
             "no claim"
         );
+    }
+
+    #[test]
+    fn reasons_for_people_say_their_language() {
+        let text = String::from(&kick("mallory", "Dit gesprek is vol.", "nl"));
+        assert!(
+            text.contains("<reason xml:lang='nl'>Dit gesprek is vol.</reason>")
+                || text.contains("<reason xml:lang=\"nl\">Dit gesprek is vol.</reason>"),
+            "{text}"
+        );
+        let destroy = destroy("Dieser Chat ist beendet.", "de");
+        let reason = destroy
+            .get_child("destroy", NS_MUC_OWNER)
+            .and_then(|d| d.get_child("reason", NS_MUC_OWNER))
+            .unwrap();
+        assert_eq!(
+            reason.attr_ns(minidom::rxml::Namespace::XML.as_str(), "lang"),
+            Some("de")
+        );
+        assert_eq!(reason.text(), "Dieser Chat ist beendet.");
     }
 }

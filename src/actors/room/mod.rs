@@ -35,6 +35,7 @@ use crate::claims::{self, ClaimTtls, ExpiredClaim};
 use crate::lifecycle::{self, Action, Claims, Departure, Event, Person, Policy, Unusable};
 use crate::model::{CloseReason, Role, RoomStatus};
 use crate::store::{self, NewRoom, Store};
+use crate::texts::{Text, Texts};
 use crate::xmpp::form::{self, RoomSettings};
 use crate::xmpp::muc::{self, MucStatus, PresenceKind, RoomPresence};
 use crate::xmpp::{IqError, XmppHandle};
@@ -76,6 +77,8 @@ pub struct RoomContext {
     pub nick: String,
     /// What the room machine decides by: seats, claims, timeouts.
     pub policy: Policy,
+    /// The words people in the room read, in the helpline's language.
+    pub texts: Texts,
     /// Messages of history a room replays.
     pub history_length: u32,
     /// Deadline for the room's answer to the bot's join.
@@ -446,7 +449,7 @@ impl RoomActor {
                 }
                 Action::Kick { nick, reason } => {
                     crate::metrics::metrics().count_kick(reason);
-                    self.kick(nick, reason.text().to_owned(), ctx)
+                    self.kick(nick, self.ctx.texts.get(Text::kick(reason)).to_owned(), ctx)
                 }
                 Action::Hold { person, why } => {
                     log::warn!(room = self.room(); "{} is held, neither admitted nor kicked: {why}", person.nick);
@@ -458,8 +461,10 @@ impl RoomActor {
                 Action::ChangePassword { role } => self.change_password(role, ctx),
                 Action::ReleaseClaim { role } => self.release_claim(role, false, ctx),
                 Action::Notify { text } => {
+                    let texts = &self.ctx.texts;
+                    let lang = xmpp_parsers::message::Lang::from(texts.language().tag());
                     let message = Message::groupchat(Some(Jid::from(self.jid.clone())))
-                        .with_body(Default::default(), text);
+                        .with_body(lang, texts.get(text).to_owned());
                     self.ctx.xmpp.send(message);
                 }
                 Action::Destroy { reason } => {
@@ -497,7 +502,7 @@ impl RoomActor {
         };
         kick.attempts += 1;
         let attempt = kick.attempts;
-        let request = muc::kick(&nick, &kick.reason);
+        let request = muc::kick(&nick, &kick.reason, self.ctx.texts.language().tag());
         let xmpp = self.ctx.xmpp.clone();
         let room = self.jid.clone();
         let who = nick.clone();
@@ -656,18 +661,14 @@ impl RoomActor {
         if swept_later {
             log::info!(room = self.room(); "no XMPP session: the room's destroy is left to the next session");
         }
-        let destroy = destroy.filter(|_| !swept_later);
+        let destroy = destroy
+            .filter(|_| !swept_later)
+            .map(|reason| self.ctx.texts.get(Text::closed(reason)).to_owned());
+        let lang = self.ctx.texts.language().tag();
         let room_id = room_id.filter(|_| !swept_later);
         let fut = async move {
             let destroyed = match destroy {
-                Some(reason) => {
-                    destroy_until_confirmed(
-                        &xmpp,
-                        &room,
-                        &format!("This chat is closed ({reason})."),
-                    )
-                    .await
-                }
+                Some(reason) => destroy_until_confirmed(&xmpp, &room, &reason, lang).await,
                 None => true,
             };
             let room_id = room_id.filter(|_| destroyed);
@@ -896,10 +897,12 @@ impl Actor for RoomActor {
                 act.phase = Phase::Finishing;
                 let xmpp = act.ctx.xmpp.clone();
                 let room = act.jid.clone();
+                let reason = act.ctx.texts.get(Text::Closed).to_owned();
+                let lang = act.ctx.texts.language().tag();
                 ctx.wait(
                     async move {
                         if destroy {
-                            let _ = xmpp.set(Jid::from(room), muc::destroy("configuration failed")).await;
+                            let _ = xmpp.set(Jid::from(room), muc::destroy(&reason, lang)).await;
                         }
                     }
                     .into_actor(act)

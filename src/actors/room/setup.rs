@@ -46,11 +46,16 @@ impl CreateError {
 /// the room (it is no longer the room's owner): asking again cannot help, and an actor
 /// must not retry forever (a shutdown waits for it). The row then stays undestroyed, for
 /// the next session's sweep and for operators.
-pub async fn destroy_until_confirmed(xmpp: &XmppHandle, room: &BareJid, reason: &str) -> bool {
+pub async fn destroy_until_confirmed(
+    xmpp: &XmppHandle,
+    room: &BareJid,
+    reason: &str,
+    lang: &str,
+) -> bool {
     let mut waits = Backoff::new(Duration::from_secs(1), RETRY_MAX).waits();
     loop {
         match xmpp
-            .set(Jid::from(room.clone()), muc::destroy(reason))
+            .set(Jid::from(room.clone()), muc::destroy(reason, lang))
             .await
         {
             Ok(_) => {
@@ -228,6 +233,7 @@ pub(super) async fn configure(
         password: password.to_owned(),
         history_length: ctx.history_length,
         max_users: ctx.policy.max_chatters as u32 + 1,
+        lang: ctx.texts.language().tag(),
     };
     let fetch = async || -> Result<form::OfferedForm, CreateError> {
         let offered = ctx.xmpp.get(room.clone(), muc::owner_query()).await?;
