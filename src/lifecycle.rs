@@ -26,6 +26,8 @@
 //! any            the claim that decides cannot be checked        hold
 //!                (database down)
 //! any            a held person's recheck timer runs out          look up the claims again
+//!                (their presences meanwhile change nothing: one
+//!                recheck per held person)
 //! any            anything else (no claim, expired, bound to      kick, record kicked; the
 //!                another JID, full, chat over, grace over)       kick must be confirmed
 //!
@@ -48,6 +50,17 @@
 //! chatting,      a kicked intruder cannot be removed (same)         notice, record kick_failed
 //!  one_left                                                         (the actor keeps trying)
 //! open           a present person changes nick       (same)         record nick_changed
+//! open           a nick change or kick while a       (same)         count it (the kick goes
+//!                window is open (COALESCE_WINDOW)                   out at once)
+//! open           the window ends, something counted (same)         record them together,
+//!                                                                   open the next window
+//! open           a JID is kicked the BAN_AFTER-th    (same)         ban it (outcast); look at
+//!                time                                               the claims every
+//!                                                                   BAN_RECHECK
+//! open           a claim names a banned JID          (same)         unban it
+//! open           a person counted inside holds the   (same)         kick (kick_bot_nick),
+//!                bot's nick (taken while it was                     record; their seat waits
+//!                away)                                              for them (grace)
 //! available,     the claim of that state's seat      (same)         staff, client: change the
 //!  staff_waiting, expired unused                                    password, then release the
 //!  chatting                                                         claim; extra: release it
@@ -86,6 +99,26 @@ use crate::texts::Text;
 
 /// How long a held person waits before their claim is looked up again.
 pub const HOLD_RECHECK: Duration = Duration::from_secs(2);
+/// After a nick change or a kick is recorded, the room's next ones within this window beyond
+/// [`COALESCE_BURST`] are counted and recorded together when it ends (one row per person
+/// renamed, one for all the kicks): whoever floods, with whatever JIDs, a room writes at
+/// most `COALESCE_BURST` + 1 + (one per person inside) such rows every five seconds. The
+/// kicks themselves are never delayed.
+pub const COALESCE_WINDOW: Duration = Duration::from_secs(5);
+/// Nick changes and kicks a coalescing window records one by one, with their nick, before it
+/// counts the rest: the few of an ordinary chat keep their own rows.
+pub const COALESCE_BURST: u32 = 3;
+/// Kicks of one JID from one room after which the server is asked to keep it out
+/// (affiliation `outcast`): a person who comes back again and again costs the bot nothing
+/// more. Lifted when a claim names the JID, and gone with the room.
+pub const BAN_AFTER: u32 = 3;
+/// JIDs whose kicks a room counts (the oldest forgotten first): anonymous logins bring a new
+/// JID each time, and no count may grow without bound.
+pub const KICKS_TRACKED: usize = 64;
+/// JIDs one room keeps banned at most; past it, strangers are kicked as before.
+pub const BANS_MAX: usize = 32;
+/// How often a room with banned JIDs looks at its claims, to let in a JID a claim names.
+pub const BAN_RECHECK: Duration = Duration::from_secs(3);
 /// Failed attempts to give a room its new password after a claim expired, before the room
 /// is given up (closed `error`, destroyed): whoever holds the old password must not walk in.
 pub const ROTATE_ATTEMPTS: u32 = 3;
@@ -101,6 +134,8 @@ pub struct Policy {
     pub rejoin_grace: Duration,
     /// How long one person may stay alone; `None`: forever.
     pub one_left: Option<Duration>,
+    /// The bot's own nick (`xmpp.nick`), which nobody else may hold.
+    pub bot_nick: String,
 }
 
 /// The status in which a claim on `role`'s seat is used: the web application claims the
@@ -347,6 +382,25 @@ pub enum Event {
         /// The seat whose claim expired.
         role: Role,
     },
+    /// The coalescing window `epoch` ran out ([`COALESCE_WINDOW`]).
+    WindowEnded {
+        /// Which window (stale timers are ignored).
+        epoch: u32,
+    },
+    /// The ban recheck timer ran out ([`BAN_RECHECK`]).
+    BanRecheckDue,
+    /// The JIDs the room keeps out, found when the bot came back (after a restart the
+    /// machine knows of no ban): followed like the bans it set.
+    BansFound {
+        /// The banned JIDs (only the first [`BANS_MAX`] are followed).
+        jids: Vec<String>,
+    },
+    /// The room's claims, looked up after [`Action::CheckBans`]: a banned JID a claim names
+    /// is let in again.
+    BansChecked {
+        /// The claims now.
+        claims: Claims,
+    },
     /// The recheck timer of a held person ran out.
     RecheckDue {
         /// Who was held.
@@ -386,6 +440,13 @@ pub enum Timer {
         /// Who is held.
         person: Person,
     },
+    /// [`BAN_RECHECK`], then [`Event::BanRecheckDue`].
+    BanRecheck,
+    /// [`COALESCE_WINDOW`], then [`Event::WindowEnded`].
+    Window {
+        /// Which window.
+        epoch: u32,
+    },
 }
 
 impl Timer {
@@ -395,6 +456,8 @@ impl Timer {
             Timer::RejoinGrace { role, epoch } => Event::GraceExpired { role, epoch },
             Timer::OneLeft { epoch } => Event::OneLeftTimeout { epoch },
             Timer::Recheck { person } => Event::RecheckDue { person },
+            Timer::Window { epoch } => Event::WindowEnded { epoch },
+            Timer::BanRecheck => Event::BanRecheckDue,
         }
     }
 }
@@ -444,6 +507,25 @@ pub enum Action {
     ReleaseClaim {
         /// The seat.
         role: Role,
+    },
+    /// Ask the server to keep `jid` out of the room (affiliation `outcast`).
+    Ban {
+        /// The real bare JID.
+        jid: String,
+    },
+    /// Let `jid` into the room again (affiliation `none`).
+    Unban {
+        /// The real bare JID.
+        jid: String,
+    },
+    /// Look up the room's claims and feed them as [`Event::BansChecked`].
+    CheckBans,
+    /// For the metrics: `count` events of `kind` were recorded together in one record.
+    Coalesced {
+        /// What kind.
+        kind: EventKind,
+        /// How many.
+        count: u32,
     },
     /// Tell everybody in the room something (a message from the bot, not stored), in the
     /// helpline's words for `text`.
@@ -502,6 +584,30 @@ pub struct RoomMachine {
     one_left_epoch: u32,
     /// Failed attempts to set a new password since the last claim expired.
     password_failures: u32,
+    /// Nick changes and kicks waiting to be recorded together.
+    pending: Pending,
+    /// A person counted inside holds the bot's nick and is being asked to leave it.
+    bot_nick_taken: bool,
+    /// Kicks per real JID, oldest first (at most [`KICKS_TRACKED`]).
+    kicked_jids: std::collections::VecDeque<(String, u32)>,
+    /// JIDs the server keeps out of the room for the bot (at most [`BANS_MAX`]).
+    banned: BTreeSet<String>,
+}
+
+/// The coalescing window ([`COALESCE_WINDOW`]): what happened in it beyond its first event.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+struct Pending {
+    /// A window is open: the event that opened it was recorded at once.
+    open: bool,
+    /// Rows of their own written in this window (at most [`COALESCE_BURST`]).
+    written: u32,
+    /// How many windows were opened (tells stale timers apart).
+    epoch: u32,
+    /// People who changed nick in the window: their nick now → (their role, changes). At
+    /// most one entry per person counted inside.
+    nicks: BTreeMap<String, (Option<Role>, u32)>,
+    /// Kicks in the window not recorded one by one, by their metric label (a closed set).
+    kicks: BTreeMap<&'static str, u32>,
 }
 
 impl RoomMachine {
@@ -521,6 +627,10 @@ impl RoomMachine {
             grace_epoch: 0,
             one_left_epoch: 0,
             password_failures: 0,
+            pending: Pending::default(),
+            bot_nick_taken: false,
+            kicked_jids: std::collections::VecDeque::new(),
+            banned: BTreeSet::new(),
         }
     }
 
@@ -573,13 +683,15 @@ impl RoomMachine {
     pub fn needs_claims(&self, person: &Person) -> bool {
         self.policy.require_claims
             && !self.present.contains_key(&person.nick)
+            && !self.is_held(person)
             && !self.intruders.contains(&person.nick)
             && self.returning_role(person).is_none()
     }
 
-    /// Whether `nick` is being kicked and has not left yet.
-    pub fn is_intruder(&self, nick: &str) -> bool {
-        self.intruders.contains(nick)
+    /// Whether `nick` is being kicked and has not left yet: an intruder, or a person
+    /// counted inside who holds the bot's nick.
+    pub fn is_being_removed(&self, nick: &str) -> bool {
+        self.intruders.contains(nick) || self.bot_nick_taken && nick == self.policy.bot_nick
     }
 
     /// Brings the machine in line with the people actually in the room, seen when the bot
@@ -709,6 +821,9 @@ impl RoomMachine {
                     return Vec::new(); // a kick confirmed, or a held person gone
                 }
                 let role = self.role_of(&nick);
+                if nick == self.policy.bot_nick {
+                    self.bot_nick_taken = false;
+                }
                 if self.present.remove(&nick).is_none() {
                     return Vec::new(); // never counted: the bot, an unknown nick
                 }
@@ -831,9 +946,62 @@ impl RoomMachine {
                 }
             }
             Event::RecheckDue { person } if self.is_held(&person) => {
+                // Decided afresh on the claims the actor looks up now.
+                self.held.remove(&person.nick);
                 vec![Action::LookUpClaims { person }]
             }
             Event::RecheckDue { .. } => Vec::new(),
+            Event::WindowEnded { epoch } if self.pending.open && epoch == self.pending.epoch => {
+                let mut actions = self.flush();
+                if actions.is_empty() {
+                    self.pending.open = false; // a quiet window: the next event is recorded at once
+                } else {
+                    actions.push(self.open_window());
+                }
+                actions
+            }
+            Event::WindowEnded { .. } => Vec::new(),
+            Event::BanRecheckDue if !self.banned.is_empty() => vec![Action::CheckBans],
+            Event::BanRecheckDue => Vec::new(),
+            Event::BansFound { jids } => {
+                let first = self.banned.is_empty();
+                for jid in jids {
+                    if self.banned.len() < BANS_MAX {
+                        self.banned.insert(jid);
+                    }
+                }
+                if first && !self.banned.is_empty() {
+                    vec![Action::Schedule {
+                        timer: Timer::BanRecheck,
+                        after: BAN_RECHECK,
+                    }]
+                } else {
+                    Vec::new()
+                }
+            }
+            Event::BansChecked { claims } => {
+                let named: Vec<String> = [&claims.staff, &claims.client, &claims.extra]
+                    .into_iter()
+                    .filter_map(|c| match c {
+                        SeatClaim::Open { bound: Some(jid) } => Some(jid.clone()),
+                        _ => None,
+                    })
+                    .filter(|jid| self.banned.contains(jid))
+                    .collect();
+                let mut actions = Vec::new();
+                for jid in named {
+                    self.banned.remove(&jid);
+                    self.kicked_jids.retain(|(j, _)| *j != jid);
+                    actions.push(Action::Unban { jid });
+                }
+                if !self.banned.is_empty() {
+                    actions.push(Action::Schedule {
+                        timer: Timer::BanRecheck,
+                        after: BAN_RECHECK,
+                    });
+                }
+                actions
+            }
             Event::SessionEnded if self.nobody_inside() => self.close_without_person(
                 "the bot's XMPP session ended: the server drops a room nobody else is in",
                 CloseReason::Lost,
@@ -847,8 +1015,13 @@ impl RoomMachine {
 
     /// A person is inside: a presence update of somebody counted, or a newcomer to decide.
     fn entered(&mut self, person: Person, claims: &Claims) -> Vec<Action> {
-        if self.present.contains_key(&person.nick) || self.intruders.contains(&person.nick) {
-            return Vec::new(); // a presence update of somebody already inside or being kicked
+        if self.present.contains_key(&person.nick)
+            || self.intruders.contains(&person.nick)
+            || self.is_held(&person)
+        {
+            // A presence update of somebody already inside, being kicked, or held (whose
+            // one recheck is scheduled already).
+            return Vec::new();
         }
         self.held.remove(&person.nick);
         let nick = person.nick.clone();
@@ -874,18 +1047,11 @@ impl RoomMachine {
             }
             Admission::Kick(reason) => {
                 self.intruders.insert(nick.clone());
-                vec![
-                    Action::Kick {
-                        nick: nick.clone(),
-                        reason,
-                    },
-                    self.event(
-                        EventKind::Kicked,
-                        Some(&nick),
-                        Some(Role::Intruder),
-                        Text::kick(reason).english(),
-                    ),
-                ]
+                let mut actions = self.kick(&nick, Some(Role::Intruder), reason);
+                if let Some(jid) = person.jid {
+                    actions.extend(self.count_kick_of(jid));
+                }
+                actions
             }
             Admission::Back(role) => {
                 self.departed.remove(&role);
@@ -897,11 +1063,9 @@ impl RoomMachine {
                 let mut actions =
                     vec![self.record(EventKind::Rejoined, to, &nick, Some(role), "came back")];
                 if renamed && let Some(Action::Record(r)) = actions.first_mut() {
-                    match role {
-                        Role::Staff => r.set_staff_nick = Some(nick),
-                        _ => r.set_client_nick = Some(nick),
-                    }
+                    set_nick(r, Some(role), &nick);
                 }
+                actions.extend(self.off_bot_nick(&nick, Some(role)));
                 actions
             }
             Admission::Seat(role) => {
@@ -923,16 +1087,18 @@ impl RoomMachine {
                 };
                 match role {
                     Role::Staff => {
-                        record.set_staff_nick = Some(nick);
+                        record.set_staff_nick = Some(nick.clone());
                         record.set_staff_jid = person.jid;
                     }
                     Role::Client => {
-                        record.set_client_nick = Some(nick);
+                        record.set_client_nick = Some(nick.clone());
                         record.set_client_jid = person.jid;
                     }
                     _ => record.use_extra_claim = true,
                 }
-                vec![Action::Record(record)]
+                let mut actions = vec![Action::Record(record)];
+                actions.extend(self.off_bot_nick(&nick, Some(role)));
+                actions
             }
         }
     }
@@ -1033,28 +1199,169 @@ impl RoomMachine {
         };
         self.present.insert(new.clone(), jid);
         let role = self.role_of(&old).or(Some(Role::Extra));
+        match role {
+            Some(Role::Staff) => {
+                if let Some(staff) = &mut self.staff {
+                    staff.nick = new.clone();
+                }
+            }
+            Some(Role::Client) => {
+                if let Some(client) = &mut self.client {
+                    client.nick = new.clone();
+                }
+            }
+            _ => {}
+        }
+        if old == self.policy.bot_nick {
+            self.bot_nick_taken = false; // they let it go
+        }
+        let off_bot_nick = self.off_bot_nick(&new, role);
+        let Some(window) = self.own_row() else {
+            let (role, changes) = self.pending.nicks.remove(&old).unwrap_or((role, 0));
+            self.pending.nicks.insert(new, (role, changes + 1));
+            return off_bot_nick;
+        };
         let detail = format!("changed nick from {old}");
         let Action::Record(mut record) =
             self.record(EventKind::NickChanged, self.status, &new, role, &detail)
         else {
             unreachable!("record() builds a Record")
         };
-        match role {
-            Some(Role::Staff) => {
-                record.set_staff_nick = Some(new.clone());
-                if let Some(staff) = &mut self.staff {
-                    staff.nick = new;
-                }
+        set_nick(&mut record, role, &new);
+        let mut actions = vec![Action::Record(record)];
+        actions.extend(window);
+        actions.extend(off_bot_nick);
+        actions
+    }
+
+    /// Counts a kick of `jid`; at the [`BAN_AFTER`]-th the server is asked to keep it out
+    /// (while fewer than [`BANS_MAX`] are), and the claims are looked at every
+    /// [`BAN_RECHECK`] for one that names a banned JID.
+    fn count_kick_of(&mut self, jid: String) -> Vec<Action> {
+        let count = match self.kicked_jids.iter_mut().find(|(j, _)| *j == jid) {
+            Some((_, n)) => {
+                *n += 1;
+                *n
             }
-            Some(Role::Client) => {
-                record.set_client_nick = Some(new.clone());
-                if let Some(client) = &mut self.client {
-                    client.nick = new;
+            None => {
+                if self.kicked_jids.len() == KICKS_TRACKED {
+                    self.kicked_jids.pop_front();
                 }
+                self.kicked_jids.push_back((jid.clone(), 1));
+                1
             }
-            _ => {}
+        };
+        if count < BAN_AFTER || self.banned.len() >= BANS_MAX || self.banned.contains(&jid) {
+            return Vec::new();
         }
-        vec![Action::Record(record)]
+        let first = self.banned.is_empty();
+        self.banned.insert(jid.clone());
+        let mut actions = vec![Action::Ban { jid }];
+        if first {
+            actions.push(Action::Schedule {
+                timer: Timer::BanRecheck,
+                after: BAN_RECHECK,
+            });
+        }
+        actions
+    }
+
+    /// Whether the next nick change or kick gets a row of its own: the first
+    /// [`COALESCE_BURST`] of a window do (the first opens the window: its timer is
+    /// returned), the rest are counted.
+    fn own_row(&mut self) -> Option<Option<Action>> {
+        if !self.pending.open {
+            let window = self.open_window();
+            self.pending.written = 1;
+            return Some(Some(window));
+        }
+        if self.pending.written < COALESCE_BURST {
+            self.pending.written += 1;
+            return Some(None);
+        }
+        None
+    }
+
+    /// A person counted inside under the bot's nick (taken while the bot was away) is asked
+    /// to come back under another: kicked, the kick recorded, their seat kept for them (their
+    /// departure is a normal one, with its grace).
+    fn off_bot_nick(&mut self, nick: &str, role: Option<Role>) -> Vec<Action> {
+        if nick != self.policy.bot_nick {
+            return Vec::new();
+        }
+        self.bot_nick_taken = true;
+        self.kick(nick, role, KickReason::BotNick)
+    }
+
+    /// Kicks `nick` (in `role`) at once, and records it: on its own ([`Self::own_row`]), or
+    /// counted for the window's record.
+    fn kick(&mut self, nick: &str, role: Option<Role>, reason: KickReason) -> Vec<Action> {
+        let mut actions = vec![Action::Kick {
+            nick: nick.to_owned(),
+            reason,
+        }];
+        match self.own_row() {
+            Some(window) => {
+                actions.push(self.event(
+                    EventKind::Kicked,
+                    Some(nick),
+                    role,
+                    Text::kick(reason).english(),
+                ));
+                actions.extend(window);
+            }
+            None => *self.pending.kicks.entry(reason.label()).or_default() += 1,
+        }
+        actions
+    }
+
+    /// Opens a coalescing window: until it ends, nick changes and kicks are counted.
+    fn open_window(&mut self) -> Action {
+        self.pending.open = true;
+        self.pending.written = 0;
+        self.pending.epoch += 1;
+        Action::Schedule {
+            timer: Timer::Window {
+                epoch: self.pending.epoch,
+            },
+            after: COALESCE_WINDOW,
+        }
+    }
+
+    /// Records what the window counted: one nick change per person renamed (with their nick
+    /// now, for the row), one kick event for all the kicks; empty when nothing was counted.
+    fn flush(&mut self) -> Vec<Action> {
+        let window = COALESCE_WINDOW.as_secs();
+        let mut actions = Vec::new();
+        let nicks = std::mem::take(&mut self.pending.nicks);
+        let renames: u32 = nicks.values().map(|(_, n)| n).sum();
+        for (nick, (role, changes)) in nicks {
+            let detail = format!("changed nick {changes} more times within {window} s");
+            let mut record = self.change(EventKind::NickChanged, Some(&nick), role, &detail);
+            set_nick(&mut record, role, &nick);
+            actions.push(Action::Record(record));
+        }
+        if renames > 1 {
+            actions.push(Action::Coalesced {
+                kind: EventKind::NickChanged,
+                count: renames,
+            });
+        }
+        let kicks = std::mem::take(&mut self.pending.kicks);
+        let count: u32 = kicks.values().sum();
+        if count > 0 {
+            let by_reason: Vec<String> = kicks.iter().map(|(r, n)| format!("{r} {n}")).collect();
+            let detail = format!(
+                "{count} more people kicked within {window} s ({})",
+                by_reason.join(", ")
+            );
+            actions.push(self.event(EventKind::Kicked, None, Some(Role::Intruder), &detail));
+            actions.push(Action::Coalesced {
+                kind: EventKind::Kicked,
+                count,
+            });
+        }
+        actions
     }
 
     /// `chatting` while two or more people are inside after a client came, else `one_left`.
@@ -1120,6 +1427,7 @@ impl RoomMachine {
         detail: &str,
         reason: CloseReason,
     ) -> Vec<Action> {
+        let mut actions = self.flush();
         let from = self.status;
         self.status = RoomStatus::Closed;
         self.clear_people();
@@ -1129,7 +1437,8 @@ impl RoomMachine {
             close_reason: Some(reason),
             ..self.change(EventKind::Closed, Some(nick), role, detail)
         };
-        vec![Action::Record(record), Action::Destroy { reason }]
+        actions.extend([Action::Record(record), Action::Destroy { reason }]);
+        actions
     }
 
     /// Closes the room with nobody involved; `destroy`: the room may still be on the server.
@@ -1139,6 +1448,7 @@ impl RoomMachine {
         reason: CloseReason,
         destroy: bool,
     ) -> Vec<Action> {
+        let mut actions = self.flush();
         let from = self.status;
         self.status = RoomStatus::Closed;
         self.clear_people();
@@ -1148,7 +1458,7 @@ impl RoomMachine {
             close_reason: Some(reason),
             ..self.change(EventKind::Closed, None, None, detail)
         };
-        let mut actions = vec![Action::Record(record)];
+        actions.push(Action::Record(record));
         if destroy {
             actions.push(Action::Destroy { reason });
         }
@@ -1165,6 +1475,18 @@ impl RoomMachine {
         self.held.clear();
         self.intruders.clear();
         self.departed.clear();
+        // Bans go with the room.
+        self.banned.clear();
+        self.kicked_jids.clear();
+    }
+}
+
+/// Sets the row's nick of `role` (staff or client) to `nick`.
+fn set_nick(record: &mut RoomChange, role: Option<Role>, nick: &str) {
+    match role {
+        Some(Role::Staff) => record.set_staff_nick = Some(nick.to_owned()),
+        Some(Role::Client) => record.set_client_nick = Some(nick.to_owned()),
+        _ => {}
     }
 }
 
@@ -1210,6 +1532,7 @@ mod tests {
             require_claims: true,
             rejoin_grace: Duration::from_secs(60),
             one_left: Some(Duration::from_secs(600)),
+            bot_nick: "HelpIM".to_owned(),
         }
     }
 
@@ -1503,7 +1826,26 @@ mod tests {
         assert!(records(&actions).is_empty(), "held: not counted");
         assert!(kicks(&actions).is_empty(), "held: not kicked");
         assert_eq!(room.status(), Available);
-        // A presence update while held changes nothing but is decided anew when asked again.
+        // A presence update while held changes nothing, however many come: one recheck.
+        for _ in 0..3 {
+            let again = room.step(t0(), enter_as(who("alice"), Claims::unknown()));
+            assert!(again.is_empty(), "{again:?}");
+        }
+        assert!(!room.needs_claims(&who("alice")));
+        // The recheck decides anew, on the claims looked up then.
+        let recheck = room.step(
+            t0(),
+            Event::RecheckDue {
+                person: who("alice"),
+            },
+        );
+        assert_eq!(
+            recheck,
+            [Action::LookUpClaims {
+                person: who("alice")
+            }]
+        );
+        assert!(room.needs_claims(&who("alice")));
         let actions = room.step(
             t0(),
             enter_as(
@@ -2191,6 +2533,213 @@ mod tests {
                 .iter()
                 .any(|t| matches!(t, Timer::OneLeft { .. })),
             "{actions:?}"
+        );
+    }
+
+    // ── floods: nick changes and kicks recorded together ─────────────────────────────
+
+    /// The window timers scheduled by `actions`.
+    fn windows(actions: &[Action]) -> Vec<u32> {
+        timers(actions)
+            .into_iter()
+            .filter_map(|t| match t {
+                Timer::Window { epoch } => Some(*epoch),
+                _ => None,
+            })
+            .collect()
+    }
+
+    fn rename(old: &str, new: &str) -> Event {
+        Event::NickChanged {
+            old: old.into(),
+            new: new.into(),
+        }
+    }
+
+    #[test]
+    fn a_nick_change_flood_is_recorded_a_few_times_then_together_with_the_current_nick() {
+        let mut room = chat();
+        let mut written = Vec::new();
+        let mut nick = "alice".to_owned();
+        for i in 1..=300 {
+            let next = format!("a{i}");
+            let actions = room.step(t0(), rename(&nick, &next));
+            written.extend(records(&actions));
+            if i == 1 {
+                assert_eq!(windows(&actions), [1]);
+            }
+            nick = next;
+        }
+        let burst = COALESCE_BURST as usize;
+        assert_eq!(
+            written,
+            vec![(Chatting, Chatting, EventKind::NickChanged); burst],
+            "the first {burst} on their own"
+        );
+        let end = room.step(t0(), Event::WindowEnded { epoch: 1 });
+        assert_eq!(
+            records(&end),
+            [(Chatting, Chatting, EventKind::NickChanged)]
+        );
+        let row = record(&end);
+        assert_eq!(row.set_staff_nick.as_deref(), Some("a300"));
+        assert_eq!(row.nick.as_deref(), Some("a300"));
+        let rest = 300 - COALESCE_BURST;
+        assert!(
+            row.detail.contains(&format!("{rest} more times")),
+            "{}",
+            row.detail
+        );
+        assert!(end.contains(&Action::Coalesced {
+            kind: EventKind::NickChanged,
+            count: rest
+        }));
+        // The flood went on, so a new window is open; a quiet one closes it.
+        assert_eq!(windows(&end), [2]);
+        assert!(room.step(t0(), Event::WindowEnded { epoch: 2 }).is_empty());
+        assert!(
+            room.step(t0(), Event::WindowEnded { epoch: 1 }).is_empty(),
+            "stale"
+        );
+        let later = room.step(t0(), rename("a300", "alice"));
+        assert_eq!(records(&later).len(), 1, "recorded at once again");
+        assert_eq!(room.seat_holder(Role::Staff).unwrap().nick, "alice");
+    }
+
+    #[test]
+    fn every_stranger_is_kicked_at_once_and_the_kicks_are_recorded_together() {
+        let mut room = chat();
+        let mut written = 0;
+        for i in 0..60 {
+            let nick = format!("eve{i}");
+            let actions = room.step(t0(), enter_as(who(&nick), no_claims()));
+            assert_eq!(kicks(&actions), [nick.as_str()], "kicked at once");
+            written += records(&actions).len();
+        }
+        assert_eq!(written, COALESCE_BURST as usize);
+        let end = room.step(t0(), Event::WindowEnded { epoch: 1 });
+        assert_eq!(records(&end), [(Chatting, Chatting, EventKind::Kicked)]);
+        let rest = 60 - COALESCE_BURST;
+        assert!(
+            record(&end)
+                .detail
+                .contains(&format!("{rest} more people kicked"))
+        );
+        assert!(end.contains(&Action::Coalesced {
+            kind: EventKind::Kicked,
+            count: rest
+        }));
+    }
+
+    #[test]
+    fn a_room_closing_in_a_window_records_what_it_counted_first() {
+        let mut room = chat();
+        let mut nick = "bob".to_owned();
+        for i in 0..=COALESCE_BURST {
+            let next = format!("b{i}");
+            room.step(t0(), rename(&nick, &next));
+            nick = next;
+        }
+        room.step(t0(), leave("alice"));
+        let actions = room.step(t0(), leave(&nick));
+        assert_eq!(
+            records(&actions),
+            [
+                (OneLeft, OneLeft, EventKind::NickChanged),
+                (OneLeft, Closed, EventKind::Closed)
+            ]
+        );
+        assert_eq!(
+            record(&actions).set_client_nick.as_deref(),
+            Some(nick.as_str())
+        );
+    }
+
+    #[test]
+    fn a_person_in_the_chat_under_the_bots_nick_is_asked_to_leave_it_and_keeps_the_seat() {
+        let mut room = chat();
+        let actions = room.step(t0(), rename("bob", "HelpIM"));
+        assert_eq!(kicks(&actions), ["HelpIM"]);
+        assert!(room.is_being_removed("HelpIM"));
+        // Their kick is a departure like any other: the grace keeps their seat.
+        let gone = room.step(
+            t0(),
+            Event::Left {
+                nick: "HelpIM".into(),
+                how: Departure::Kicked,
+            },
+        );
+        assert_eq!(records(&gone), [(Chatting, OneLeft, EventKind::Left)]);
+        assert!(!room.is_being_removed("HelpIM"));
+        let back = room.step(t0(), enter_as(who("bob"), no_claims()));
+        assert_eq!(records(&back), [(OneLeft, Chatting, EventKind::Rejoined)]);
+    }
+
+    #[test]
+    fn a_jid_kicked_again_and_again_is_kept_out_until_a_claim_names_it() {
+        let mut room = RoomMachine::new(ROOM, policy(2));
+        room.step(t0(), enter("alice"));
+        let mallory = "mallory@example.org".to_owned();
+        for i in 1..=BAN_AFTER {
+            let actions = room.step(t0(), enter_as(who("mallory"), no_claims()));
+            assert_eq!(kicks(&actions), ["mallory"]);
+            let banned = actions.contains(&Action::Ban {
+                jid: mallory.clone(),
+            });
+            assert_eq!(banned, i == BAN_AFTER, "kick {i}");
+            room.step(
+                t0(),
+                Event::Left {
+                    nick: "mallory".into(),
+                    how: Departure::Kicked,
+                },
+            );
+        }
+        // New JIDs each time (anonymous logins) are kicked, never banned.
+        for i in 0..100 {
+            let anon = Person::new(format!("anon{i}"), Some(format!("{i}@anon.example.org")));
+            let actions = room.step(t0(), enter_as(anon, no_claims()));
+            assert!(!actions.iter().any(|a| matches!(a, Action::Ban { .. })));
+            room.step(
+                t0(),
+                Event::Left {
+                    nick: format!("anon{i}"),
+                    how: Departure::Kicked,
+                },
+            );
+        }
+        // While a JID is banned, the claims are looked at every BAN_RECHECK.
+        assert_eq!(room.step(t0(), Event::BanRecheckDue), [Action::CheckBans]);
+        let nothing = room.step(
+            t0(),
+            Event::BansChecked {
+                claims: no_claims(),
+            },
+        );
+        assert_eq!(timers(&nothing), [&Timer::BanRecheck]);
+        let named = room.step(
+            t0(),
+            Event::BansChecked {
+                claims: claims(SeatClaim::Missing, bound(&mallory), SeatClaim::Missing),
+            },
+        );
+        assert_eq!(named, [Action::Unban { jid: mallory }]);
+        assert!(room.step(t0(), Event::BanRecheckDue).is_empty());
+        // Let in by the claim: admitted as the client.
+        let actions = room.step(
+            t0(),
+            enter_as(
+                who("mallory"),
+                claims(
+                    SeatClaim::Missing,
+                    bound("mallory@example.org"),
+                    SeatClaim::Missing,
+                ),
+            ),
+        );
+        assert_eq!(
+            records(&actions),
+            [(StaffWaiting, Chatting, EventKind::Entered)]
         );
     }
 

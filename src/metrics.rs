@@ -83,6 +83,13 @@ pub struct RoleLabel {
     pub role: &'static str,
 }
 
+/// A `kind` label: a room event kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct KindLabel {
+    /// The event kind's contract string.
+    pub kind: &'static str,
+}
+
 /// A `status` label.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct StatusLabel {
@@ -99,6 +106,12 @@ pub struct Metrics {
     pub closes: Family<ReasonLabel, Counter>,
     /// `helpim_kicks_total{reason}`: people the bot kicked.
     pub kicks: Family<ReasonLabel, Counter>,
+    /// `helpim_coalesced_events_total{kind}`: nick changes and kicks recorded together with
+    /// others of their window ([`crate::lifecycle::COALESCE_WINDOW`]) instead of one row each.
+    pub coalesced: Family<KindLabel, Counter>,
+    /// `helpim_bans_total`: JIDs a room had the server keep out after repeated kicks
+    /// ([`crate::lifecycle::BAN_AFTER`]).
+    pub bans: Counter,
     /// `helpim_claims_total{role}`: claims made (by the web application or the CLI).
     pub claims: Family<RoleLabel, Counter>,
     /// `helpim_claim_expiries_total{role}`: claims released because nobody used them.
@@ -176,6 +189,8 @@ impl Metrics {
             transitions: Family::default(),
             closes: Family::default(),
             kicks: Family::default(),
+            coalesced: Family::default(),
+            bans: Counter::default(),
             claims: Family::default(),
             claim_expiries: Family::default(),
             staff_wait: Histogram::new(STAFF_WAIT_BUCKETS),
@@ -206,6 +221,11 @@ impl Metrics {
         for reason in KickReason::LABELS {
             let _ = m.kicks.get_or_create(&ReasonLabel { reason });
         }
+        for kind in [EventKind::NickChanged, EventKind::Kicked] {
+            let _ = m.coalesced.get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            });
+        }
         for role in [Role::Staff, Role::Client] {
             let label = RoleLabel {
                 role: role.as_str(),
@@ -234,6 +254,16 @@ impl Metrics {
             "kicks",
             "People the bot kicked out of a room, by reason",
             m.kicks.clone(),
+        );
+        registry.register(
+            "coalesced_events",
+            "Nick changes and kicks recorded together with others of their window, by kind",
+            m.coalesced.clone(),
+        );
+        registry.register(
+            "bans",
+            "JIDs a room had the server keep out after repeated kicks",
+            m.bans.clone(),
         );
         registry.register(
             "claims",
@@ -382,6 +412,15 @@ impl Metrics {
         if let Some(chat) = done.chat {
             self.chat_duration.observe(secs(chat));
         }
+    }
+
+    /// Counts `count` events of `kind` recorded together in one row.
+    pub fn count_coalesced(&self, kind: EventKind, count: u32) {
+        self.coalesced
+            .get_or_create(&KindLabel {
+                kind: kind.as_str(),
+            })
+            .inc_by(u64::from(count));
     }
 
     /// Counts a person the bot decided to remove, by the reason's label.

@@ -174,6 +174,9 @@ pub enum KickReason {
     ChatEnded,
     /// Somebody being removed changed nick: removed under the new one.
     StillRemoved,
+    /// A person in the chat holds the bot's nick (taken while the bot was away): they are
+    /// asked to come back under another, and keep their seat meanwhile.
+    BotNick,
 }
 
 impl KickReason {
@@ -187,7 +190,7 @@ impl KickReason {
             KickReason::NotAssigned | KickReason::AssignedToAnother => "not_assigned",
             KickReason::ChatEnded => "chat_ended",
             KickReason::Full => "full",
-            KickReason::StillRemoved => "other",
+            KickReason::StillRemoved | KickReason::BotNick => "other",
         }
     }
 }

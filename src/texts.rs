@@ -49,6 +49,8 @@ texts! {
     KickChatEnded => "kick_chat_ended",
     /// The kick reason of somebody being removed who changed nick.
     KickStillRemoved => "kick_still_removed",
+    /// The kick reason of a person in the chat who holds the bot's nick.
+    KickBotNick => "kick_bot_nick",
     /// To the person left alone, when the `one_left` timer closes the chat.
     ChatEndedOtherLeft => "chat_ended_other_left",
     /// To the room, when somebody who does not belong in it cannot be removed yet.
@@ -79,6 +81,7 @@ impl Text {
             KickReason::Full => Text::KickFull,
             KickReason::ChatEnded => Text::KickChatEnded,
             KickReason::StillRemoved => Text::KickStillRemoved,
+            KickReason::BotNick => Text::KickBotNick,
         }
     }
 
@@ -103,6 +106,10 @@ impl Text {
             Text::KickFull => "This chat is full.",
             Text::KickChatEnded => "This chat has ended.",
             Text::KickStillRemoved => "You may not stay in this room.",
+            Text::KickBotNick => {
+                "This name belongs to the helpline's assistant. Please come back to the chat \
+                 under another name."
+            }
             Text::ChatEndedOtherLeft => "This chat has ended: the other person left.",
             Text::IntruderNotRemoved => {
                 "Somebody who does not belong in this chat could not be removed yet. Please \
@@ -129,6 +136,10 @@ impl Text {
             Text::KickFull => "Dit gesprek is vol.",
             Text::KickChatEnded => "Dit gesprek is afgelopen.",
             Text::KickStillRemoved => "Je kunt niet in dit gesprek blijven.",
+            Text::KickBotNick => {
+                "Deze naam is van de assistent van de hulplijn. Kom terug in het gesprek met \
+                 een andere naam."
+            }
             Text::ChatEndedOtherLeft => "Dit gesprek is afgelopen: de ander is weggegaan.",
             Text::IntruderNotRemoved => {
                 "Er is iemand in dit gesprek die hier niet hoort. We proberen diegene te \
@@ -157,6 +168,10 @@ impl Text {
             Text::KickFull => "Dieser Chat ist voll.",
             Text::KickChatEnded => "Dieser Chat ist beendet.",
             Text::KickStillRemoved => "Du kannst nicht in diesem Chat bleiben.",
+            Text::KickBotNick => {
+                "Dieser Name gehört dem Assistenten der Hilfe-Hotline. Komm bitte mit einem \
+                 anderen Namen zurück in den Chat."
+            }
             Text::ChatEndedOtherLeft => {
                 "Dieser Chat ist beendet: Die andere Person hat ihn verlassen."
             }
@@ -296,6 +311,7 @@ mod tests {
             KickReason::Full,
             KickReason::ChatEnded,
             KickReason::StillRemoved,
+            KickReason::BotNick,
         ] {
             assert!(Text::kick(reason).key().starts_with("kick_"));
         }

@@ -1,5 +1,6 @@
 //! The server set-ups the benchmarks compare, started from the test configs with one
-//! setting changed, and what `/proc` tells of a process (CPU time, resident memory).
+//! setting changed, what `/proc` tells of a process (CPU time, resident memory), and the
+//! runtime and environment helpers every benchmark uses.
 
 // Each benchmark uses part of this module.
 #![allow(dead_code)]
@@ -142,4 +143,21 @@ pub fn machine_ticks() -> (u64, u64) {
 /// [`machine_ticks`] readings.
 pub fn machine_busy(before: (u64, u64), after: (u64, u64)) -> f64 {
     (after.0 - before.0) as f64 / (after.1 - before.1).max(1) as f64
+}
+
+/// Runs a benchmark's `main` future on a single-threaded runtime, as the benchmarks do.
+pub fn block_on<F: std::future::Future>(future: F) -> F::Output {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(future)
+}
+
+/// A number from the environment variable `var`, or `default`.
+pub fn env_number(var: &str, default: usize) -> usize {
+    std::env::var(var)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
 }

@@ -31,7 +31,7 @@ use super::pool::{
     JoinWindow, PoolActor, PoolSettings, RoomContextBase, StartCreating, StopCreating, WindowSlot,
 };
 use super::room::{
-    CheckOccupants, ExpireClaim, PresenceForRoom, Rejoin, RoomActor, SessionEnded, ShutdownRoom,
+    CheckOccupants, ExpireClaim, Rejoin, RoomActor, RoomHandle, SessionEnded, ShutdownRoom,
 };
 
 /// Why the supervisor gave up; the process exits non-zero with this.
@@ -60,7 +60,7 @@ pub struct SupervisorActor {
     pool_settings: PoolSettings,
     room_base: RoomContextBase,
     pool: Option<Addr<PoolActor>>,
-    rooms: HashMap<BareJid, Addr<RoomActor>>,
+    rooms: HashMap<BareJid, RoomHandle>,
     fatal: Option<oneshot::Sender<Fatal>>,
     shutting_down: bool,
     /// Recorded rooms still being checked after start-up; the pool starts when none are
@@ -181,7 +181,7 @@ impl SupervisorActor {
                 match entry {
                     Entry::Start(room) => {
                         let jid = room.jid().clone();
-                        act.rooms.insert(jid, room.start());
+                        act.rooms.insert(jid, RoomHandle::start(*room));
                     }
                     Entry::Rejoin(jid) => match act.rooms.get(&jid) {
                         Some(addr) if addr.connected() => addr.do_send(Rejoin),
@@ -516,7 +516,7 @@ impl SupervisorActor {
         #[cfg(feature = "fault-injection")]
         let presence = self.break_item(presence);
         match parse_room_presence(&presence) {
-            Ok(parsed) => addr.do_send(PresenceForRoom(parsed)),
+            Ok(parsed) => addr.presence(parsed),
             Err(error) if error.hides_an_occupant() => {
                 log::warn!(room = room.as_str(); "unreadable presence ({error}): asking the room who is inside");
                 let nick = presence
@@ -833,8 +833,7 @@ impl Handler<SpawnRoom> for SupervisorActor {
 
     fn handle(&mut self, msg: SpawnRoom, _: &mut Self::Context) {
         let jid = msg.0.jid().clone();
-        let addr = msg.0.start();
-        self.rooms.insert(jid, addr);
+        self.rooms.insert(jid, RoomHandle::start(msg.0));
     }
 }
 

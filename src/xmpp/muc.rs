@@ -297,6 +297,12 @@ pub fn join(room: &BareJid, nick: &str, password: Option<&str>) -> Presence {
         .with_payload(muc)
 }
 
+/// The presence that changes the bot's nick in `room` to `nick` (XEP-0045 §7.6): an
+/// available presence to the new occupant JID, without the join's `<x/>`.
+pub fn change_nick(room: &BareJid, nick: &str) -> Presence {
+    Presence::available().with_to(room_nick(room, nick))
+}
+
 /// The presence that leaves `room`.
 pub fn leave(room: &BareJid, nick: &str) -> Presence {
     Presence::unavailable().with_to(room_nick(room, nick))
@@ -364,6 +370,39 @@ pub fn role_query(role: &str) -> Element {
     Element::builder("query", NS_MUC_ADMIN)
         .append(Element::builder("item", NS_MUC_ADMIN).attr(xml_ncname!("role").to_owned(), role))
         .build()
+}
+
+/// `<query xmlns='muc#admin'><item affiliation='…' jid='…'/></query>`: gives `jid` this
+/// affiliation in the room (XEP-0045 §9.1, §9.2): `outcast` keeps it out, `none` lets it in
+/// again.
+pub fn set_affiliation(jid: &str, affiliation: &str) -> Element {
+    Element::builder("query", NS_MUC_ADMIN)
+        .append(
+            Element::builder("item", NS_MUC_ADMIN)
+                .attr(xml_ncname!("affiliation").to_owned(), affiliation)
+                .attr(xml_ncname!("jid").to_owned(), jid),
+        )
+        .build()
+}
+
+/// `<query xmlns='muc#admin'><item affiliation='outcast'/></query>`: asks the room for its
+/// banned JIDs (XEP-0045 §9.1.1).
+pub fn outcast_query() -> Element {
+    Element::builder("query", NS_MUC_ADMIN)
+        .append(
+            Element::builder("item", NS_MUC_ADMIN)
+                .attr(xml_ncname!("affiliation").to_owned(), "outcast"),
+        )
+        .build()
+}
+
+/// The JIDs in the answer to an [`outcast_query`].
+pub fn jid_list(answer: &Element) -> Vec<String> {
+    answer
+        .children()
+        .filter(|item| item.name() == "item")
+        .filter_map(|item| item.attr("jid").map(str::to_owned))
+        .collect()
 }
 
 /// The occupants in the answer to a [`role_query`]: each item's nick and real JID (as the

@@ -44,8 +44,11 @@ use super::pool::{PoolActor, Replenish, RoomFinished};
 use super::supervisor::{Recovered, SupervisorActor, UnregisterRoom};
 use super::writer::{RoomWriter, WriteStopped};
 
+mod inbox;
 mod presence;
 mod setup;
+
+pub use inbox::Inbox;
 
 use setup::{Rejoined, configure, create, rejoin};
 pub use setup::{destroy_until_confirmed, random_token};
@@ -140,6 +143,9 @@ struct PendingKick {
 pub struct RoomActor {
     ctx: Arc<RoomContext>,
     jid: BareJid,
+    /// The bot's nick in this room: its own (`xmpp.nick`), or an alternative while somebody
+    /// else holds that one ([`Rejoined::NickTaken`]).
+    nick: String,
     password: String,
     phase: Phase,
     /// Waiting for the bot's own presence (or an error) answering its join.
@@ -149,6 +155,8 @@ pub struct RoomActor {
     early: BTreeMap<String, Option<String>>,
     /// Kicks not confirmed yet, by nick.
     kicks: HashMap<String, PendingKick>,
+    /// Presences routed here and not yet handled.
+    inbox: Inbox,
     /// Expired claims being released, by seat (at most one per seat).
     expired: HashMap<Role, ExpiredClaim>,
     /// Joins of this rejoin that timed out.
@@ -187,10 +195,48 @@ pub struct CheckOccupants {
     pub available: bool,
 }
 
-/// A presence from this room, routed by the supervisor.
+/// Presences wait in the room's [`Inbox`]: handle the oldest (and wake again while more
+/// wait). One presence per message, so that a claim lookup (`ctx.wait`) keeps the order.
 #[derive(Message, Debug)]
 #[rtype(result = "()")]
-pub struct PresenceForRoom(pub RoomPresence);
+struct PresencesWaiting;
+
+/// A started room actor with its inbox: what the supervisor routes presences through (and,
+/// as an address, sends every other message to).
+#[derive(Debug, Clone)]
+pub struct RoomHandle {
+    /// The actor.
+    addr: Addr<RoomActor>,
+    /// Its presences not yet handled.
+    inbox: Inbox,
+}
+
+impl RoomHandle {
+    /// Starts `room`.
+    pub fn start(room: RoomActor) -> RoomHandle {
+        let inbox = room.inbox.clone();
+        RoomHandle {
+            addr: room.start(),
+            inbox,
+        }
+    }
+
+    /// Hands a presence from the room to its actor, coalesced with the occupant's older
+    /// updates not yet handled ([`Inbox::put`]); wakes the actor when none were waiting.
+    pub fn presence(&self, presence: RoomPresence) {
+        if self.inbox.put(presence) {
+            self.addr.do_send(PresencesWaiting);
+        }
+    }
+}
+
+impl std::ops::Deref for RoomHandle {
+    type Target = Addr<RoomActor>;
+
+    fn deref(&self) -> &Addr<RoomActor> {
+        &self.addr
+    }
+}
 
 /// The bot is shutting down: close the room if it is unused; answer when its writes are
 /// flushed.
@@ -265,6 +311,7 @@ impl RoomActor {
         leave_first: bool,
     ) -> RoomActor {
         RoomActor {
+            nick: ctx.nick.clone(),
             ctx,
             jid,
             password,
@@ -272,6 +319,7 @@ impl RoomActor {
             join_waiter: None,
             early: BTreeMap::new(),
             kicks: HashMap::new(),
+            inbox: Inbox::default(),
             expired: HashMap::new(),
             rejoin_timeouts: 0,
             writer: None,
@@ -367,7 +415,7 @@ impl RoomActor {
         self.checking = true;
         let xmpp = self.ctx.xmpp.clone();
         let room = Jid::from(self.jid.clone());
-        let own = self.ctx.nick.clone();
+        let own = self.nick.clone();
         let ask = async move {
             let mut inside = Vec::new();
             for role in muc::OCCUPANT_ROLES {
@@ -458,6 +506,27 @@ impl RoomActor {
                 Action::Schedule { timer, after } => {
                     ctx.run_later(after, move |act, ctx| act.run(timer.event(), ctx));
                 }
+                Action::Coalesced { kind, count } => {
+                    crate::metrics::metrics().count_coalesced(kind, count);
+                }
+                Action::Ban { jid } => {
+                    log::warn!(room = self.room(); "{jid} was kicked {} times: the room keeps them out until a claim names them", lifecycle::BAN_AFTER);
+                    crate::metrics::metrics().bans.inc();
+                    self.set_affiliation(jid, "outcast", ctx);
+                }
+                Action::Unban { jid } => {
+                    log::info!(room = self.room(); "a claim names {jid}: the room lets them in again");
+                    self.set_affiliation(jid, "none", ctx);
+                }
+                Action::CheckBans => {
+                    let Phase::Active { room_id, .. } = &self.phase else {
+                        continue;
+                    };
+                    let lookup = lookup_claims(self.ctx.clone(), *room_id, self.jid.clone());
+                    ctx.spawn(lookup.into_actor(self).map(|claims, act, ctx| {
+                        act.run(Event::BansChecked { claims }, ctx);
+                    }));
+                }
                 Action::ChangePassword { role } => self.change_password(role, ctx),
                 Action::ReleaseClaim { role } => self.release_claim(role, false, ctx),
                 Action::Notify { text } => {
@@ -479,6 +548,39 @@ impl RoomActor {
         }
     }
 
+    /// Gives `jid` this affiliation in the room (`outcast`: kept out; `none`: let in); a
+    /// refusal is logged (the kicks go on as before).
+    fn set_affiliation(&mut self, jid: String, affiliation: &'static str, ctx: &mut Context<Self>) {
+        let xmpp = self.ctx.xmpp.clone();
+        let room = Jid::from(self.jid.clone());
+        let request = muc::set_affiliation(&jid, affiliation);
+        let sent = async move { xmpp.set(room, request).await };
+        ctx.spawn(sent.into_actor(self).map(move |answer, act, _| {
+            if let Err(error) = answer {
+                log::warn!(room = act.room(); "cannot make {jid} {affiliation}: {error}");
+            }
+        }));
+    }
+
+    /// After a rejoin: reads the room's banned JIDs, so that a claim can still let them in.
+    fn find_bans(&mut self, ctx: &mut Context<Self>) {
+        let xmpp = self.ctx.xmpp.clone();
+        let room = Jid::from(self.jid.clone());
+        let ask = async move { xmpp.get(room, muc::outcast_query()).await };
+        ctx.spawn(ask.into_actor(self).map(|answer, act, ctx| match answer {
+            Ok(Some(list)) => {
+                let jids = muc::jid_list(&list);
+                if !jids.is_empty() {
+                    act.run(Event::BansFound { jids }, ctx);
+                }
+            }
+            Ok(None) => {}
+            Err(error) => {
+                log::warn!(room = act.room(); "cannot read the room's banned JIDs: {error}")
+            }
+        }));
+    }
+
     /// Starts removing `nick`: the kick is sent, and repeated with backoff until the
     /// server confirms it with the occupant's unavailable presence.
     fn kick(&mut self, nick: String, reason: String, ctx: &mut Context<Self>) {
@@ -492,7 +594,7 @@ impl RoomActor {
     /// One kick request for a pending kick, and the check of its confirmation.
     fn try_kick(&mut self, nick: String, ctx: &mut Context<Self>) {
         let still_inside =
-            matches!(&self.phase, Phase::Active { machine, .. } if machine.is_intruder(&nick));
+            matches!(&self.phase, Phase::Active { machine, .. } if machine.is_being_removed(&nick));
         if !still_inside {
             self.kicks.remove(&nick);
             return;
@@ -535,7 +637,7 @@ impl RoomActor {
         if !matches!(self.phase, Phase::Active { .. }) {
             return;
         }
-        let Ok(nick) = jid::ResourcePart::new(&self.ctx.nick) else {
+        let Ok(nick) = jid::ResourcePart::new(&self.nick) else {
             return;
         };
         let target = Jid::from(self.jid.with_resource(&nick));
@@ -579,7 +681,7 @@ impl RoomActor {
         self.join_waiter = Some(waiter);
         self.early.clear();
         if std::mem::take(&mut self.leave_first) {
-            self.ctx.xmpp.send(muc::leave(&self.jid, &self.ctx.nick));
+            self.ctx.xmpp.send(muc::leave(&self.jid, &self.nick));
         }
         let Phase::Rejoining { room_id, machine } = &self.phase else {
             return;
@@ -588,7 +690,7 @@ impl RoomActor {
             self.ctx.clone(),
             self.jid.clone(),
             self.password.clone(),
-            (*room_id, machine.status()),
+            (*room_id, machine.status(), self.nick.clone()),
             joined,
         );
         ctx.spawn(fut.into_actor(self).map(|outcome, act, ctx| {
@@ -598,6 +700,16 @@ impl RoomActor {
                     log::warn!(room = act.room(); "no answer to the rejoin ({} of {REJOIN_ATTEMPTS}): trying again", act.rejoin_timeouts);
                     return act.rejoin(ctx);
                 }
+            }
+            if let Rejoined::NickTaken = outcome
+                && act.nick == act.ctx.nick
+            {
+                // Somebody took the bot's nick while it was away: the bot comes back under
+                // another, and the machine asks whoever holds it to leave it; the bot takes
+                // its own back once it is free (`presence_while_active`).
+                act.nick = format!("{}~", act.ctx.nick);
+                log::warn!(room = act.room(); "somebody holds the bot's nick {} in the room: rejoining as {}", act.ctx.nick, act.nick);
+                return act.rejoin(ctx);
             }
             act.rejoin_timeouts = 0;
             let Phase::Rejoining { room_id, machine } = std::mem::replace(&mut act.phase, Phase::Finishing) else {
@@ -617,6 +729,7 @@ impl RoomActor {
                         let actions = machine.reconcile(store::now(), &actual, &claims);
                         act.execute(actions, ctx);
                     }
+                    act.find_bans(ctx);
                     act.check_deferred(ctx);
                 }
                 Rejoined::Recreated => {
@@ -634,6 +747,11 @@ impl RoomActor {
                 Rejoined::TimedOut => {
                     log::warn!(room = act.room(); "no answer to {REJOIN_ATTEMPTS} rejoins: closing the room as lost");
                     act.run(Event::Unusable(Unusable::Unanswered(REJOIN_ATTEMPTS)), ctx);
+                }
+                Rejoined::NickTaken => {
+                    let why = format!("both {} and {} are taken", act.ctx.nick, act.nick);
+                    log::warn!(room = act.room(); "the room cannot be joined again ({why}): closing it as lost");
+                    act.run(Event::Unusable(Unusable::Unjoinable(why)), ctx);
                 }
             }
         }));
@@ -917,14 +1035,21 @@ impl Actor for RoomActor {
     }
 }
 
-impl Handler<PresenceForRoom> for RoomActor {
+impl Handler<PresencesWaiting> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, msg: PresenceForRoom, ctx: &mut Self::Context) {
+    fn handle(&mut self, _: PresencesWaiting, ctx: &mut Self::Context) {
+        let Some(presence) = self.inbox.take() else {
+            return;
+        };
         match self.phase {
-            Phase::Creating | Phase::Rejoining { .. } => self.presence_while_creating(msg.0),
-            Phase::Active { .. } => self.presence_while_active(msg.0, ctx),
+            Phase::Creating | Phase::Rejoining { .. } => self.presence_while_creating(presence),
+            Phase::Active { .. } => self.presence_while_active(presence, ctx),
             Phase::Finishing => {}
+        }
+        if !self.inbox.is_empty() {
+            // After whatever this presence started with `ctx.wait` (a claim lookup).
+            ctx.notify(PresencesWaiting);
         }
     }
 }

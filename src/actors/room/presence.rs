@@ -7,7 +7,7 @@ use super::*;
 impl RoomActor {
     /// Handles a presence while the room is being created or rejoined.
     pub(super) fn presence_while_creating(&mut self, p: RoomPresence) {
-        let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
+        let own = p.is_self() || p.nick.as_deref() == Some(self.nick.as_str());
         if own && p.kind == PresenceKind::Unavailable {
             return; // the bot's own leave before a rejoin: not the answer to the join
         }
@@ -28,7 +28,7 @@ impl RoomActor {
 
     /// Turns a presence of an active room into lifecycle events and runs them.
     pub(super) fn presence_while_active(&mut self, p: RoomPresence, ctx: &mut Context<Self>) {
-        let own = p.is_self() || p.nick.as_deref() == Some(self.ctx.nick.as_str());
+        let own = p.is_self() || p.nick.as_deref() == Some(self.nick.as_str());
         // ejabberd sends the destroy to the bot from its own nick WITHOUT status 110.
         if p.destroyed.is_some() && (p.is_from_room() || own) {
             log::warn!(room = self.room(); "room destroyed by somebody else");
@@ -36,6 +36,14 @@ impl RoomActor {
             return;
         }
         if own {
+            if p.kind == PresenceKind::Unavailable && p.has(MucStatus::NickChanged) {
+                // The bot took its own nick back (or the server renamed it).
+                if let Some(new) = p.item.as_ref().and_then(|i| i.nick.clone()) {
+                    log::info!(room = self.room(); "the bot is {new} in the room again");
+                    self.nick = new;
+                }
+                return;
+            }
             if p.kind == PresenceKind::Unavailable {
                 log::warn!(room = self.room(); "the bot was removed from the room");
                 self.run(Event::Unusable(Unusable::BotRemoved), ctx);
@@ -68,6 +76,12 @@ impl RoomActor {
             PresenceKind::Unavailable => {
                 if self.kicks.remove(&nick).is_some() {
                     log::info!(room = self.room(); "{nick} is out");
+                }
+                if nick == self.ctx.nick && self.nick != self.ctx.nick {
+                    // Whoever held the bot's nick is gone: the bot takes it back.
+                    self.ctx
+                        .xmpp
+                        .send(muc::change_nick(&self.jid, &self.ctx.nick));
                 }
                 Event::Left {
                     nick,

@@ -152,6 +152,8 @@ pub(super) enum Rejoined {
     Unconfigurable(String),
     /// No answer to the join in time.
     TimedOut,
+    /// Somebody else holds the nick the bot joined with (`conflict`).
+    NickTaken,
 }
 
 /// Joins a recorded room again (a room recorded `available` is first looked up, and given up
@@ -161,7 +163,7 @@ pub(super) async fn rejoin(
     ctx: Arc<RoomContext>,
     jid: BareJid,
     password: String,
-    (room_id, recorded): (i64, RoomStatus),
+    (room_id, recorded, nick): (i64, RoomStatus, String),
     joined: oneshot::Receiver<RoomPresence>,
 ) -> Rejoined {
     // A room recorded as unused died with the bot's session if nobody entered it: one
@@ -179,12 +181,15 @@ pub(super) async fn rejoin(
             Err(_) => {}
         }
     }
-    ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
+    ctx.xmpp.send(muc::join(&jid, &nick, Some(&password)));
     let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
         Ok(Ok(p)) => p,
         _ => return Rejoined::TimedOut,
     };
     if let PresenceKind::Error { condition } = presence.kind {
+        if condition.0 == DefinedCondition::Conflict {
+            return Rejoined::NickTaken;
+        }
         return Rejoined::Gone(condition.to_string());
     }
     if presence.has(MucStatus::RoomCreated) {
