@@ -2,10 +2,12 @@
 //! chat and one flooded chat. In the quiet chat the client leaves and comes back (within
 //! the rejoin grace) again and again; each departure and return is a status transition the
 //! bot commits. Measured from the client's presence leaving the benchmark to the row's new
-//! status being visible in the database (polled every millisecond), side by side in one
-//! run: with nothing else going on, and while, in the other chat, one participant changes
-//! nick as fast as the server lets them and a stranger with the password joins again and
-//! again. Also the rows the flood wrote against the changes it made.
+//! status being visible in the database (polled every millisecond), and the bot's part of
+//! it (from the bot handling the presence, the event's time, to the row being visible),
+//! side by side in one run: with nothing else going on, and while, in the other chat, one
+//! participant changes nick as fast as the server lets them and a stranger with the
+//! password joins again and again (until the server keeps them out). Also the rows the
+//! flood wrote against the changes it made.
 //!
 //! `cargo bench --bench flood`. `HELPIM_BENCH_ROUNDS` (default 30) sets the departures and
 //! returns per phase. Results go to standard output as a Markdown table; BENCHMARKS.md keeps
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use chrono::{DateTime, Utc};
 use helpim_bot::model::{EventKind, RoomStatus};
 use helpim_bot::store::Store;
 use minidom::Element;
@@ -37,18 +40,20 @@ fn main() {
 async fn run() {
     let rounds = servers::env_number("HELPIM_BENCH_ROUNDS", 30);
     println!(
-        "| database | quiet: presence → row (p50 / p90 / max) | during the flood: presence → row (p50 / p90 / max) | flood: nick changes / rows | flood: joins kicked / rows |"
+        "| database | quiet: presence → row (p50 / p90 / max) | during the flood | the bot's part, quiet: handled → row | the bot's part, during the flood | flood: nick changes / rows | flood: joins kicked / rows |"
     );
-    println!("|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|");
     for (name, backend) in [
         ("SQLite", Backend::SqliteFile),
         ("PostgreSQL", Backend::Postgres),
     ] {
         let row = flood(backend, rounds).await;
         println!(
-            "| {name} | {} | {} | {} / {} | {} / {} |",
+            "| {name} | {} | {} | {} | {} | {} / {} | {} / {} |",
             summary(&row.quiet),
             summary(&row.flooded),
+            summary(&row.quiet_bot),
+            summary(&row.flooded_bot),
             row.nick_changes,
             row.nick_rows,
             row.joins,
@@ -61,6 +66,9 @@ async fn run() {
 struct Flood {
     quiet: Vec<Duration>,
     flooded: Vec<Duration>,
+    /// The bot's part (presence handled → row visible), quiet and during the flood.
+    quiet_bot: Vec<Duration>,
+    flooded_bot: Vec<Duration>,
     nick_changes: usize,
     nick_rows: usize,
     joins: usize,
@@ -113,7 +121,7 @@ async fn flood(backend: Backend, rounds: usize) -> Flood {
     let mut client = connect("client").await;
     client_enters(&store, &quiet, &mut client, "Guest").await;
 
-    let quiet_times = leave_and_return(&store, &mut client, &quiet, rounds).await;
+    let (quiet_times, quiet_bot) = leave_and_return(&store, &mut client, &quiet, rounds).await;
 
     // The flood, in the other chat, until the quiet chat's rounds are done.
     let stop = Arc::new(AtomicBool::new(false));
@@ -168,7 +176,8 @@ async fn flood(backend: Backend, rounds: usize) -> Flood {
         stop.store(true, Ordering::Relaxed);
         times
     };
-    let (flooded_times, _flooder, _stranger) = tokio::join!(measure, renames, intrusions);
+    let ((flooded_times, flooded_bot), _flooder, _stranger) =
+        tokio::join!(measure, renames, intrusions);
 
     // Let the last coalescing window end before counting the rows.
     tokio::time::sleep(helpim_bot::lifecycle::COALESCE_WINDOW + Duration::from_secs(1)).await;
@@ -178,6 +187,8 @@ async fn flood(backend: Backend, rounds: usize) -> Flood {
     Flood {
         quiet: quiet_times,
         flooded: flooded_times,
+        quiet_bot,
+        flooded_bot,
         nick_changes: changes.load(Ordering::Relaxed),
         nick_rows: rows(EventKind::NickChanged),
         joins: joins.load(Ordering::Relaxed),
@@ -185,38 +196,54 @@ async fn flood(backend: Backend, rounds: usize) -> Flood {
     }
 }
 
-/// `rounds` times: the client leaves (→ `one_left`) and comes back (→ `chatting`); the time
-/// from each presence to its row's status, polled every millisecond.
+/// `rounds` times: the client leaves (→ `one_left`) and comes back (→ `chatting`). Per
+/// transition: from the presence leaving the benchmark to the row's new status being
+/// visible (polled every millisecond), and the bot's part of it, from its handling the
+/// presence (the event's time) to the row being visible.
 async fn leave_and_return(
     store: &Store,
     client: &mut TestClient,
     claim: &helpim_bot::claims::Claim,
     rounds: usize,
-) -> Vec<Duration> {
+) -> (Vec<Duration>, Vec<Duration>) {
     let mut times = Vec::new();
+    let mut visible_at = Vec::new();
     for _ in 0..rounds {
         let start = Instant::now();
         client.leave(&claim.jid, "Guest").await;
-        until_status(store, claim.room_id, RoomStatus::OneLeft).await;
+        visible_at.push(until_status(store, claim.room_id, RoomStatus::OneLeft).await);
         times.push(start.elapsed());
         let start = Instant::now();
         client
             .join(&claim.jid, "Guest", Some(&claim.password))
             .await
             .expect("back within grace");
-        until_status(store, claim.room_id, RoomStatus::Chatting).await;
+        visible_at.push(until_status(store, claim.room_id, RoomStatus::Chatting).await);
         times.push(start.elapsed());
     }
-    times
+    // The transitions' events, in order: the last 2 × rounds `left` and `rejoined`.
+    let events = store.events(claim.room_id).await.expect("events");
+    let handled: Vec<_> = events
+        .iter()
+        .filter(|e| matches!(e.kind, EventKind::Left | EventKind::Rejoined))
+        .map(|e| e.at)
+        .collect();
+    let handled = &handled[handled.len() - visible_at.len()..];
+    let bot = visible_at
+        .iter()
+        .zip(handled)
+        .map(|(seen, at)| (*seen - *at).to_std().unwrap_or_default())
+        .collect();
+    (times, bot)
 }
 
-/// Polls the row every millisecond until it has `status`.
-async fn until_status(store: &Store, room_id: i64, status: RoomStatus) {
+/// Polls the row every millisecond until it has `status`; returns when it was seen.
+async fn until_status(store: &Store, room_id: i64, status: RoomStatus) -> DateTime<Utc> {
     let start = Instant::now();
     loop {
         let row = store.room(room_id).await.expect("read").expect("the row");
         if row.status == status {
-            return;
+            return helpim_bot::store::now();
         }
         assert!(
             start.elapsed() < Duration::from_secs(30),

@@ -22,6 +22,10 @@
 //!  one_left
 //! chatting       below max_chatters, extra-seat claim open,      admit as extra (uses up
 //!                bound as above                                  the claim)
+//! open           the real JID of a person counted inside,        the same person: not
+//!                under another nick (another device or tab)     counted, not kicked (up to
+//!                                                                SESSIONS_MAX more; past
+//!                                                                it kicked as full)
 //! staff_waiting  somebody being kicked is still inside           hold
 //! any            the claim that decides cannot be checked        hold
 //!                (database down)
@@ -40,6 +44,8 @@
 //! chatting       one leaves, one stays               one_left       record, grace for that
 //!                                                                   role, one_left timer
 //! one_left       the one who left comes back         chatting       record rejoined
+//! open           a person's first session leaves,    (same)         record nick_changed (the
+//!                another of theirs stays                            one left is their nick)
 //! one_left       the last person leaves              closed         record completed, destroy
 //! open           the last person is removed by a     closed         record lost, destroy
 //!                server shutdown (332)
@@ -108,6 +114,10 @@ pub const COALESCE_WINDOW: Duration = Duration::from_secs(5);
 /// Nick changes and kicks a coalescing window records one by one, with their nick, before it
 /// counts the rest: the few of an ordinary chat keep their own rows.
 pub const COALESCE_BURST: u32 = 3;
+/// Further sessions (a second device or tab, under another nick) one counted person may
+/// have in the room besides their first: they are that person, neither kicked nor counted
+/// again. One more is kicked as the chat being full.
+pub const SESSIONS_MAX: usize = 2;
 /// Kicks of one JID from one room after which the server is asked to keep it out
 /// (affiliation `outcast`): a person who comes back again and again costs the bot nothing
 /// more. Lifted when a claim names the JID, and gone with the room.
@@ -592,6 +602,9 @@ pub struct RoomMachine {
     kicked_jids: std::collections::VecDeque<(String, u32)>,
     /// JIDs the server keeps out of the room for the bot (at most [`BANS_MAX`]).
     banned: BTreeSet<String>,
+    /// Further sessions of people counted inside, nick → their real JID (at most
+    /// [`SESSIONS_MAX`] per person).
+    sessions: BTreeMap<String, String>,
 }
 
 /// The coalescing window ([`COALESCE_WINDOW`]): what happened in it beyond its first event.
@@ -631,6 +644,7 @@ impl RoomMachine {
             bot_nick_taken: false,
             kicked_jids: std::collections::VecDeque::new(),
             banned: BTreeSet::new(),
+            sessions: BTreeMap::new(),
         }
     }
 
@@ -684,6 +698,8 @@ impl RoomMachine {
         self.policy.require_claims
             && !self.present.contains_key(&person.nick)
             && !self.is_held(person)
+            && !self.sessions.contains_key(&person.nick)
+            && self.counted_jid(person).is_none()
             && !self.intruders.contains(&person.nick)
             && self.returning_role(person).is_none()
     }
@@ -778,7 +794,11 @@ impl RoomMachine {
                 }),
             }
         }
-        let others = self.held.keys().chain(self.intruders.iter());
+        let others = self
+            .held
+            .keys()
+            .chain(self.intruders.iter())
+            .chain(self.sessions.keys());
         for nick in others {
             match unmatched.iter().position(|p| &p.nick == nick) {
                 Some(i) => {
@@ -817,8 +837,21 @@ impl RoomMachine {
         match event {
             Event::Entered { person, claims } => self.entered(person, &claims),
             Event::Left { nick, how } => {
-                if self.intruders.remove(&nick) || self.held.remove(&nick).is_some() {
-                    return Vec::new(); // a kick confirmed, or a held person gone
+                if self.intruders.remove(&nick)
+                    || self.held.remove(&nick).is_some()
+                    || self.sessions.remove(&nick).is_some()
+                {
+                    // A kick confirmed, a held person gone, or one of a person's further
+                    // sessions closed (the person is still inside).
+                    return Vec::new();
+                }
+                if let Some(jid) = self.present.get(&nick).cloned().flatten()
+                    && let Some(other) = self.session_of(&jid)
+                {
+                    // The person's first session left, another stays: they are still
+                    // inside, now under that session's nick.
+                    self.sessions.remove(&other);
+                    return self.nick_changed(nick, other);
                 }
                 let role = self.role_of(&nick);
                 if nick == self.policy.bot_nick {
@@ -1018,10 +1051,21 @@ impl RoomMachine {
         if self.present.contains_key(&person.nick)
             || self.intruders.contains(&person.nick)
             || self.is_held(&person)
+            || self.sessions.contains_key(&person.nick)
         {
-            // A presence update of somebody already inside, being kicked, or held (whose
-            // one recheck is scheduled already).
+            // A presence update of somebody already inside, being kicked, held (whose one
+            // recheck is scheduled already), or a further session of somebody inside.
             return Vec::new();
+        }
+        if let Some(jid) = self.counted_jid(&person) {
+            // Another device or tab of a person inside: the same person, not counted again.
+            let theirs = self.sessions.values().filter(|j| **j == jid).count();
+            if theirs < SESSIONS_MAX {
+                self.sessions.insert(person.nick, jid);
+                return Vec::new();
+            }
+            self.intruders.insert(person.nick.clone());
+            return self.kick(&person.nick, Some(Role::Intruder), KickReason::Full);
         }
         self.held.remove(&person.nick);
         let nick = person.nick.clone();
@@ -1176,6 +1220,24 @@ impl RoomMachine {
         })
     }
 
+    /// The real JID of `person` when somebody counted inside has it (under another nick):
+    /// `person` is a further session of theirs.
+    fn counted_jid(&self, person: &Person) -> Option<String> {
+        let jid = person.jid.as_ref()?;
+        self.present
+            .values()
+            .any(|j| j.as_ref() == Some(jid))
+            .then(|| jid.clone())
+    }
+
+    /// A further session (its nick) of the person with `jid`, if they have one.
+    fn session_of(&self, jid: &str) -> Option<String> {
+        self.sessions
+            .iter()
+            .find(|(_, j)| j.as_str() == jid)
+            .map(|(nick, _)| nick.clone())
+    }
+
     /// Whether `person` (this nick with this JID) is held.
     pub fn is_held(&self, person: &Person) -> bool {
         self.held.get(&person.nick) == Some(&person.jid)
@@ -1192,6 +1254,10 @@ impl RoomMachine {
         }
         if let Some(jid) = self.held.remove(&old) {
             self.held.insert(new, jid);
+            return Vec::new();
+        }
+        if let Some(jid) = self.sessions.remove(&old) {
+            self.sessions.insert(new, jid);
             return Vec::new();
         }
         let Some(jid) = self.present.remove(&old) else {
@@ -1475,6 +1541,7 @@ impl RoomMachine {
         self.held.clear();
         self.intruders.clear();
         self.departed.clear();
+        self.sessions.clear();
         // Bans go with the room.
         self.banned.clear();
         self.kicked_jids.clear();
@@ -2741,6 +2808,39 @@ mod tests {
             records(&actions),
             [(StaffWaiting, Chatting, EventKind::Entered)]
         );
+    }
+
+    #[test]
+    fn another_device_of_a_person_inside_is_that_person_and_the_seat_is_left_with_the_last() {
+        let mut room = chat();
+        let alice = |nick: &str| Person::new(nick, Some("alice@example.org".into()));
+        assert!(!room.needs_claims(&alice("alice-tablet")));
+        assert!(
+            room.step(t0(), enter_as(alice("alice-tablet"), no_claims()))
+                .is_empty()
+        );
+        assert!(
+            room.step(t0(), enter_as(alice("alice-phone"), no_claims()))
+                .is_empty()
+        );
+        assert_eq!(room.counted(), 2, "not counted again");
+        // Past SESSIONS_MAX further sessions: the chat is full.
+        let third = room.step(t0(), enter_as(alice("alice-3"), no_claims()));
+        assert_eq!(kicks(&third), ["alice-3"]);
+        // The first session leaves: alice is still inside, under another session's nick.
+        let actions = room.step(t0(), leave("alice"));
+        assert_eq!(
+            records(&actions),
+            [(Chatting, Chatting, EventKind::NickChanged)]
+        );
+        assert_eq!(
+            record(&actions).set_staff_nick.as_deref(),
+            Some("alice-phone")
+        );
+        assert!(room.step(t0(), leave("alice-tablet")).is_empty());
+        // The last one leaves: the seat is left.
+        let last = room.step(t0(), leave("alice-phone"));
+        assert_eq!(records(&last), [(Chatting, OneLeft, EventKind::Left)]);
     }
 
     // ── after a restart or reconnect ──────────────────────────────────────────────────

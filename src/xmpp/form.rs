@@ -98,7 +98,8 @@ pub struct RoomSettings {
     pub password: String,
     /// Messages of history the room replays to a newcomer (0: none).
     pub history_length: u32,
-    /// The occupant limit including the bot, where the server offers `maxusers`.
+    /// The occupant limit including the bot and each person's further sessions, where the
+    /// server offers `maxusers`.
     pub max_users: u32,
     /// The language people speak in the room (`muc#roomconfig_lang`, where offered): the
     /// bot's texts' language.

@@ -469,6 +469,23 @@ impl TestClient {
         }
     }
 
+    /// A presence from `room` satisfying `pred` that is buffered or arrives within
+    /// `timeout`, if any (consumed): for showing that something did not happen, after an
+    /// event that proves the bot got that far.
+    pub async fn presence_within(
+        &mut self,
+        room: &str,
+        pred: impl Fn(&PresenceSeen) -> bool,
+        timeout: Duration,
+    ) -> Option<PresenceSeen> {
+        let deadline = Instant::now() + timeout;
+        self.wait_for_element(deadline, |el| {
+            el.name() == "presence" && from_bare_is(el, room) && pred(&parse_presence(el))
+        })
+        .await
+        .map(|el| parse_presence(&el))
+    }
+
     /// Waits until this client is removed from `room` by a kick: its own unavailable
     /// presence with 110 and 307 (panics after `timeout`), which is returned.
     pub async fn wait_kicked(&mut self, room: &str, timeout: Duration) -> PresenceSeen {

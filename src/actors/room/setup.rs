@@ -237,7 +237,8 @@ pub(super) async fn configure(
     let settings = RoomSettings {
         password: password.to_owned(),
         history_length: ctx.history_length,
-        max_users: ctx.policy.max_chatters as u32 + 1,
+        // Room for each person's further sessions (another device or tab), and the bot.
+        max_users: (ctx.policy.max_chatters * (1 + lifecycle::SESSIONS_MAX)) as u32 + 1,
         lang: ctx.texts.language().tag(),
     };
     let fetch = async || -> Result<form::OfferedForm, CreateError> {
