@@ -56,8 +56,9 @@ async fn take_nick(person: &mut TestClient, room: &str, nick: &str) {
 
 async fn a_person_holding_the_bots_nick_after_a_restart_neither_ends_the_chat_nor_keeps_it(
     server: ServerKind,
+    backend: Backend,
 ) {
-    let mut w = World::start(server, Backend::SqliteFile, BotOptions::default()).await;
+    let mut w = World::start(server, backend, BotOptions::default()).await;
     let (room, mut staff, mut client) = w.chat("Counsellor", "Guest").await;
 
     w.bot.kill();
@@ -110,4 +111,6 @@ async fn a_person_holding_the_bots_nick_after_a_restart_neither_ends_the_chat_no
     );
 }
 
-on_every_server!(a_person_holding_the_bots_nick_after_a_restart_neither_ends_the_chat_nor_keeps_it,);
+on_every_server_and_backend!(
+    a_person_holding_the_bots_nick_after_a_restart_neither_ends_the_chat_nor_keeps_it
+);
