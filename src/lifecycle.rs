@@ -91,9 +91,10 @@
 //! "open" means any status but `closed`. A role belongs to the real bare JID that entered in
 //! it: a nick change keeps it, and somebody else with the same nick is a stranger. Presence
 //! updates of people already inside and departures of people never counted (the kicked, the
-//! held, the bot) change no status. After a restart or reconnect, [`RoomMachine::reconcile`] applies
-//! the same rules to whoever the bot finds inside. Each row has a unit test named after it
-//! (`mod tests`, in the table's order).
+//! held, the bot) change no status. After a restart or reconnect,
+//! [`RoomMachine::reconcile`] applies the same rules to whoever the bot finds inside. Each
+//! row has a unit test named after what it shows (`mod tests`), and
+//! `tests/machine_properties.rs` checks the whole table's invariants on random sequences.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
