@@ -678,11 +678,6 @@ impl RoomMachine {
         self.status
     }
 
-    /// The row the room's changes go to.
-    pub fn room_id(&self) -> i64 {
-        self.room_id
-    }
-
     /// Who holds `role`'s seat (staff or client), once somebody took it.
     pub fn seat_holder(&self, role: Role) -> Option<&Person> {
         self.holder(role)
@@ -1283,21 +1278,16 @@ impl RoomMachine {
             self.bot_nick_taken = false; // they let it go
         }
         let off_bot_nick = self.off_bot_nick(&new, role);
-        let Some(window) = self.own_row() else {
+        let mut actions = off_bot_nick;
+        if !self.own_row(&mut actions) {
             let (role, changes) = self.pending.nicks.remove(&old).unwrap_or((role, 0));
             self.pending.nicks.insert(new, (role, changes + 1));
-            return off_bot_nick;
-        };
+            return actions;
+        }
         let detail = format!("changed nick from {old}");
-        let Action::Record(mut record) =
-            self.record(EventKind::NickChanged, self.status, &new, role, &detail)
-        else {
-            unreachable!("record() builds a Record")
-        };
+        let mut record = self.change(EventKind::NickChanged, Some(&new), role, &detail);
         set_nick(&mut record, role, &new);
-        let mut actions = vec![Action::Record(record)];
-        actions.extend(window);
-        actions.extend(off_bot_nick);
+        actions.push(Action::Record(record));
         actions
     }
 
@@ -1334,19 +1324,17 @@ impl RoomMachine {
     }
 
     /// Whether the next nick change or kick gets a row of its own: the first
-    /// [`COALESCE_BURST`] of a window do (the first opens the window: its timer is
-    /// returned), the rest are counted.
-    fn own_row(&mut self) -> Option<Option<Action>> {
+    /// [`COALESCE_BURST`] of a window do (the first opens the window, whose timer goes into
+    /// `actions`), the rest are counted.
+    fn own_row(&mut self, actions: &mut Vec<Action>) -> bool {
         if !self.pending.open {
-            let window = self.open_window();
-            self.pending.written = 1;
-            return Some(Some(window));
+            actions.push(self.open_window());
         }
-        if self.pending.written < COALESCE_BURST {
-            self.pending.written += 1;
-            return Some(None);
+        if self.pending.written == COALESCE_BURST {
+            return false;
         }
-        None
+        self.pending.written += 1;
+        true
     }
 
     /// A person counted inside under the bot's nick (taken while the bot was away) is asked
@@ -1367,17 +1355,11 @@ impl RoomMachine {
             nick: nick.to_owned(),
             reason,
         }];
-        match self.own_row() {
-            Some(window) => {
-                actions.push(self.event(
-                    EventKind::Kicked,
-                    Some(nick),
-                    role,
-                    Text::kick(reason).english(),
-                ));
-                actions.extend(window);
-            }
-            None => *self.pending.kicks.entry(reason.label()).or_default() += 1,
+        if self.own_row(&mut actions) {
+            let text = Text::kick(reason).english();
+            actions.push(self.event(EventKind::Kicked, Some(nick), role, text));
+        } else {
+            *self.pending.kicks.entry(reason.label()).or_default() += 1;
         }
         actions
     }

@@ -15,8 +15,8 @@ use std::time::Duration;
 use crate::metrics::{self, Metrics};
 use crate::store::Store;
 
-/// How long readiness waits for the database's answer.
-const DATABASE_DEADLINE: Duration = Duration::from_secs(3);
+/// How long a probe or a page waits for the database before answering without it.
+pub const DATABASE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// The conditions of readiness that the bot's parts set as they change.
 pub struct Readiness {

@@ -16,17 +16,14 @@
 pub mod status;
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use actix_web::{App, HttpResponse, HttpServer, web};
 
 use crate::metrics;
+use crate::readiness::DATABASE_DEADLINE;
 use crate::store::Store;
-
-/// How long a probe or a page waits for the database before answering without it.
-const DATABASE_DEADLINE: Duration = Duration::from_secs(3);
 
 /// What the handlers read.
 #[derive(Debug, Clone)]

@@ -76,8 +76,6 @@ pub struct RoomContext {
     pub committer: super::committer::Committer,
     /// The bot's bare JID: the owner recorded on every row.
     pub bot_jid: String,
-    /// The bot's nick in rooms.
-    pub nick: String,
     /// What the room machine decides by: seats, claims, timeouts.
     pub policy: Policy,
     /// The words people in the room read, in the helpline's language.
@@ -143,7 +141,7 @@ struct PendingKick {
 pub struct RoomActor {
     ctx: Arc<RoomContext>,
     jid: BareJid,
-    /// The bot's nick in this room: its own (`xmpp.nick`), or an alternative while somebody
+    /// The bot's nick in this room: its own (`policy.bot_nick`), or an alternative while somebody
     /// else holds that one ([`Rejoined::NickTaken`]).
     nick: String,
     password: String,
@@ -311,7 +309,7 @@ impl RoomActor {
         leave_first: bool,
     ) -> RoomActor {
         RoomActor {
-            nick: ctx.nick.clone(),
+            nick: ctx.policy.bot_nick.clone(),
             ctx,
             jid,
             password,
@@ -702,13 +700,13 @@ impl RoomActor {
                 }
             }
             if let Rejoined::NickTaken = outcome
-                && act.nick == act.ctx.nick
+                && act.nick == act.ctx.policy.bot_nick
             {
                 // Somebody took the bot's nick while it was away: the bot comes back under
                 // another, and the machine asks whoever holds it to leave it; the bot takes
                 // its own back once it is free (`presence_while_active`).
-                act.nick = format!("{}~", act.ctx.nick);
-                log::warn!(room = act.room(); "somebody holds the bot's nick {} in the room: rejoining as {}", act.ctx.nick, act.nick);
+                act.nick = format!("{}~", act.ctx.policy.bot_nick);
+                log::warn!(room = act.room(); "somebody holds the bot's nick {} in the room: rejoining as {}", act.ctx.policy.bot_nick, act.nick);
                 return act.rejoin(ctx);
             }
             act.rejoin_timeouts = 0;
@@ -749,7 +747,7 @@ impl RoomActor {
                     act.run(Event::Unusable(Unusable::Unanswered(REJOIN_ATTEMPTS)), ctx);
                 }
                 Rejoined::NickTaken => {
-                    let why = format!("both {} and {} are taken", act.ctx.nick, act.nick);
+                    let why = format!("both {} and {} are taken", act.ctx.policy.bot_nick, act.nick);
                     log::warn!(room = act.room(); "the room cannot be joined again ({why}): closing it as lost");
                     act.run(Event::Unusable(Unusable::Unjoinable(why)), ctx);
                 }

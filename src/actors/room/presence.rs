@@ -77,11 +77,11 @@ impl RoomActor {
                 if self.kicks.remove(&nick).is_some() {
                     log::info!(room = self.room(); "{nick} is out");
                 }
-                if nick == self.ctx.nick && self.nick != self.ctx.nick {
+                if nick == self.ctx.policy.bot_nick && self.nick != self.ctx.policy.bot_nick {
                     // Whoever held the bot's nick is gone: the bot takes it back.
                     self.ctx
                         .xmpp
-                        .send(muc::change_nick(&self.jid, &self.ctx.nick));
+                        .send(muc::change_nick(&self.jid, &self.ctx.policy.bot_nick));
                 }
                 Event::Left {
                     nick,

@@ -113,7 +113,8 @@ pub(super) async fn create(
     password: String,
     joined: oneshot::Receiver<RoomPresence>,
 ) -> Result<i64, CreateError> {
-    ctx.xmpp.send(muc::join(&jid, &ctx.nick, Some(&password)));
+    ctx.xmpp
+        .send(muc::join(&jid, &ctx.policy.bot_nick, Some(&password)));
     let presence = match tokio::time::timeout(ctx.join_timeout, joined).await {
         Ok(Ok(p)) => p,
         _ => return Err(CreateError::JoinTimeout(ctx.join_timeout)),
@@ -122,7 +123,7 @@ pub(super) async fn create(
         return Err(CreateError::JoinRefused(condition.to_string()));
     }
     if !presence.has(MucStatus::RoomCreated) {
-        ctx.xmpp.send(muc::leave(&jid, &ctx.nick));
+        ctx.xmpp.send(muc::leave(&jid, &ctx.policy.bot_nick));
         return Err(CreateError::NameTaken);
     }
     configure(&ctx, &jid, &password).await?;
