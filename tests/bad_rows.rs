@@ -23,7 +23,7 @@ use sea_orm::ConnectionTrait;
 
 use common::bot::{BotOptions, eventually, wait_status};
 use common::db::Backend;
-use common::http::http_get;
+use common::http::{http_get, metric};
 use common::server::{ServerKind, pick_port};
 use common::world::World;
 
@@ -77,14 +77,7 @@ async fn sql(w: &World, statement: &str) {
 
 /// The value of `helpim_bad_rows`.
 fn bad_rows_metric(addr: SocketAddr) -> Result<f64, String> {
-    let (code, text) = http_get(addr, "/metrics")?;
-    if code != 200 {
-        return Err(format!("/metrics answered {code}"));
-    }
-    text.lines()
-        .find_map(|line| line.strip_prefix("helpim_bad_rows "))
-        .and_then(|value| value.trim().parse().ok())
-        .ok_or_else(|| format!("no helpim_bad_rows in {text}"))
+    metric(addr, "helpim_bad_rows")
 }
 
 /// Waits until `helpim_bad_rows` is `n`.

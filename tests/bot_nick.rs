@@ -12,7 +12,7 @@ use helpim_bot::model::{EventKind, RoomStatus};
 use helpim_bot::texts::Text;
 use minidom::Element;
 
-use common::bot::{BotOptions, eventually, wait_status};
+use common::bot::{BotOptions, wait_status};
 use common::client::TestClient;
 use common::db::Backend;
 use common::server::ServerKind;
@@ -93,14 +93,7 @@ async fn a_person_holding_the_bots_nick_after_a_restart_neither_ends_the_chat_no
         )
         .await;
     // The room's history and log say what happened.
-    let kick = eventually("the kick recorded", WAIT, || async {
-        w.events(room.room_id)
-            .await
-            .into_iter()
-            .find(|e| e.kind == EventKind::Kicked)
-            .ok_or_else(|| "no kick yet".to_owned())
-    })
-    .await;
+    let kick = w.first_event(room.room_id, EventKind::Kicked).await;
     assert_eq!(kick.nick.as_deref(), Some(BOT_NICK));
     assert_eq!(kick.detail, Text::KickBotNick.english());
     let log = w.bot.log_text();

@@ -19,7 +19,7 @@ use minidom::Element;
 use common::bot::{BotOptions, eventually, wait_status};
 use common::client::{JoinError, Joined, TestClient};
 use common::db::Backend;
-use common::http::http_get;
+use common::http::metric;
 use common::server::{ServerKind, pick_port};
 use common::world::World;
 
@@ -41,12 +41,10 @@ async fn world(server: ServerKind, backend: Backend) -> (World, SocketAddr) {
 
 /// `helpim_coalesced_events_total{kind="…"}`.
 fn coalesced(addr: SocketAddr, kind: &str) -> Result<f64, String> {
-    let (_, text) = http_get(addr, "/metrics")?;
-    let prefix = format!("helpim_coalesced_events_total{{kind=\"{kind}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(prefix.as_str()))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| format!("no {prefix} in the metrics"))
+    metric(
+        addr,
+        &format!("helpim_coalesced_events_total{{kind=\"{kind}\"}}"),
+    )
 }
 
 /// A presence to `room/nick` from an occupant: a nick change (XEP-0045 §7.6).
@@ -137,15 +135,6 @@ async fn sixty_strangers_joins_are_kicked_each_time_into_a_few_rows(
     );
 }
 
-/// `helpim_bans_total`.
-fn bans(addr: SocketAddr) -> Result<f64, String> {
-    let (_, text) = http_get(addr, "/metrics")?;
-    text.lines()
-        .find_map(|line| line.strip_prefix("helpim_bans_total "))
-        .and_then(|v| v.trim().parse().ok())
-        .ok_or_else(|| "no helpim_bans_total in the metrics".to_owned())
-}
-
 /// Joins `room` as `nick` until the server answers as `wanted` says (the bot's ban or unban
 /// takes a moment): returns the last answer.
 async fn join_until(
@@ -196,7 +185,7 @@ async fn a_jid_kicked_again_and_again_is_kept_out_by_the_server_until_a_claim_na
             condition: "forbidden".into()
         }
     );
-    assert_eq!(bans(addr).unwrap(), 1.0);
+    assert_eq!(metric(addr, "helpim_bans_total").unwrap(), 1.0);
 
     // The web application sends them, by JID: the room lets them in again.
     let stranger_jid = w.server.jid("stranger");

@@ -11,7 +11,7 @@ use std::time::Duration;
 use helpim_bot::model::{EventKind, RoomStatus};
 use minidom::Element;
 
-use common::bot::{BotOptions, eventually, wait_status};
+use common::bot::{BotOptions, wait_status};
 use common::client::{PresenceSeen, TestClient};
 use common::db::Backend;
 use common::server::ServerKind;
@@ -44,18 +44,6 @@ async fn stranger_enters_a_waiting_room(
     (claim, staff, kicked)
 }
 
-/// The room's kick event, once the bot has written it (the kick can arrive first).
-async fn recorded_kick(w: &World, room_id: i64) -> helpim_bot::store::RoomEvent {
-    eventually("the kick event", WAIT, || async {
-        w.events(room_id)
-            .await
-            .into_iter()
-            .find(|e| e.kind == EventKind::Kicked)
-            .ok_or_else(|| "no kick recorded yet".to_owned())
-    })
-    .await
-}
-
 async fn dutch_words_reach_the_people_and_the_history_stays_english(server: ServerKind) {
     let w = World::start(server, Backend::SqliteFile, dutch("")).await;
     let (claim, mut staff, kicked) = stranger_enters_a_waiting_room(&w).await;
@@ -64,7 +52,7 @@ async fn dutch_words_reach_the_people_and_the_history_stays_english(server: Serv
         Some("Dit gesprek is niet voor jou bedoeld."),
         "{kicked:?}"
     );
-    let kick = recorded_kick(&w, claim.room_id).await;
+    let kick = w.first_event(claim.room_id, EventKind::Kicked).await;
     assert_eq!(kick.detail, "This room has not been assigned to you.");
 
     let mut client = w.person("client").await;
@@ -116,7 +104,7 @@ async fn an_overridden_text_is_what_arrives(server: ServerKind) {
     let (claim, _staff, kicked) = stranger_enters_a_waiting_room(&w).await;
     assert_eq!(kicked.reason.as_deref(), Some(words), "{kicked:?}");
     // The history keeps the stable English words, whatever the helpline wrote.
-    let kick = recorded_kick(&w, claim.room_id).await;
+    let kick = w.first_event(claim.room_id, EventKind::Kicked).await;
     assert_eq!(kick.detail, "This room has not been assigned to you.");
 }
 

@@ -30,3 +30,17 @@ pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String), String> {
         .ok_or_else(|| format!("bad status line in {head:?}"))?;
     Ok((code, body.to_owned()))
 }
+
+/// The value of one series of the bot's `/metrics`, named as it is written there
+/// (`helpim_bad_rows`, `helpim_kicks_total{reason="full"}`).
+pub fn metric(addr: SocketAddr, series: &str) -> Result<f64, String> {
+    let (code, text) = http_get(addr, "/metrics")?;
+    if code != 200 {
+        return Err(format!("/metrics answered {code}"));
+    }
+    let prefix = format!("{series} ");
+    text.lines()
+        .find_map(|line| line.strip_prefix(prefix.as_str()))
+        .and_then(|value| value.trim().parse().ok())
+        .ok_or_else(|| format!("no {series} in the metrics"))
+}

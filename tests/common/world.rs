@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use helpim_bot::claims::{self, Claim, ClaimError};
-use helpim_bot::model::{Role, RoomStatus};
+use helpim_bot::model::{EventKind, Role, RoomStatus};
 use helpim_bot::store::{Room, RoomEvent, Store};
 
 use super::bot::{BotOptions, TestBot, eventually, wait_available, wait_status};
@@ -138,6 +138,19 @@ impl World {
     /// A room's history.
     pub async fn events(&self, room_id: i64) -> Vec<RoomEvent> {
         self.store.events(room_id).await.expect("events")
+    }
+
+    /// The room's first event of `kind`, once the bot has written it (what people see, a
+    /// kick say, can arrive before the row is committed).
+    pub async fn first_event(&self, room_id: i64, kind: EventKind) -> RoomEvent {
+        eventually(&format!("a {kind} event"), CLAIM_WAIT, || async {
+            self.events(room_id)
+                .await
+                .into_iter()
+                .find(|e| e.kind == kind)
+                .ok_or_else(|| format!("no {kind} event yet"))
+        })
+        .await
     }
 
     /// A room's row as it is now.
